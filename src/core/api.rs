@@ -1,0 +1,87 @@
+//! The JSON bodies and headers of Switchyard's own endpoints.
+//!
+//! Kept here, platform-free, so the CLI, the native tests and the Worker produce byte-for-byte the
+//! same `/v1/route` decision and `/v1/models` list.
+
+use crate::core::decision::Decision;
+use crate::core::router::Router;
+use serde_json::{json, Value};
+
+/// One phase of request handling, for `Server-Timing` and `timing_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    pub name: &'static str,
+    pub ms: f64,
+}
+
+/// `Server-Timing` header value: `parse;dur=0.2, route;dur=0.1, upstream;dur=412.0`.
+pub fn server_timing(phases: &[Phase]) -> String {
+    phases.iter().map(|p| format!("{};dur={:.2}", p.name, p.ms)).collect::<Vec<_>>().join(", ")
+}
+
+/// The decision headers every routed response carries.
+pub fn decision_headers(decision: &Decision) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-switchyard-route", decision.route.clone()),
+        ("x-switchyard-model", decision.model.clone()),
+        ("x-switchyard-level", decision.level.as_str().to_string()),
+    ]
+}
+
+/// The `POST /v1/route` body.
+pub fn route_json(decision: &Decision, phases: &[Phase]) -> Value {
+    let timing: serde_json::Map<String, Value> =
+        phases.iter().map(|p| (p.name.to_string(), json!((p.ms * 1000.0).round() / 1000.0))).collect();
+    json!({
+        "route": decision.route,
+        "model": decision.model,
+        "candidates": decision.candidates,
+        "level": decision.level,
+        "scores": decision.scores,
+        "signals": decision.signals,
+        "reasons": decision.reasons,
+        "timing_ms": timing,
+    })
+}
+
+/// The `GET /v1/models` body: `auto`, then every route, then every model, in OpenAI list form.
+pub fn models_json(router: &Router) -> Value {
+    let config = &router.config;
+    let mut data = vec![json!({
+        "id": "auto",
+        "object": "model",
+        "created": 0,
+        "owned_by": "switchyard",
+        "switchyard": {"kind": "router", "default_route": config.default_route()},
+    })];
+    for route in config.routes.iter().map(|r| r.get_ref()) {
+        data.push(json!({
+            "id": route.name.get_ref(),
+            "object": "model",
+            "created": 0,
+            "owned_by": "switchyard",
+            "switchyard": {
+                "kind": "route",
+                "description": route.description,
+                "models": route.models.iter().map(|m| m.get_ref()).collect::<Vec<_>>(),
+            },
+        }));
+    }
+    for (name, model) in &config.models {
+        let m = model.get_ref();
+        data.push(json!({
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": m.provider.get_ref(),
+            "switchyard": {
+                "kind": "model",
+                "upstream": m.upstream_id(name),
+                "context_window": m.context_window,
+                "tier": m.tier,
+                "price_per_million": {"input": m.price.input, "output": m.price.output},
+            },
+        }));
+    }
+    json!({"object": "list", "data": data})
+}

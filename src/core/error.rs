@@ -1,0 +1,223 @@
+//! Typed errors for every request path.
+//!
+//! Every failure a client can see is a [`RouterError`]: it knows its HTTP status, the OpenAI error
+//! `type`/`code` it is reported as, where it came from ([`Origin`]) and whether trying again could
+//! help. Callers decide on fallbacks and retries from these fields, never by matching on message
+//! text, and the Worker turns any of them into the OpenAI error JSON without further thought.
+
+use serde::Serialize;
+use std::fmt;
+
+/// Who is at fault: decides the log level, the status family and whether a fallback makes sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The caller sent something we reject (bad JSON, wrong key, unknown model).
+    Client,
+    /// An upstream model server failed or refused.
+    Upstream,
+    /// Switchyard itself or its configuration is at fault.
+    Internal,
+}
+
+/// What went wrong, coarse enough to map onto an HTTP status and an OpenAI error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidRequest,
+    PayloadTooLarge,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    ModelNotFound,
+    /// Switchyard's own configuration is unusable (bad config, missing secret).
+    Configuration,
+    /// The upstream answered with an error status; the status is kept.
+    UpstreamStatus(u16),
+    /// The upstream could not be reached or its answer could not be read.
+    UpstreamUnreachable,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::NotFound | ErrorKind::ModelNotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Configuration | ErrorKind::Internal => 500,
+            ErrorKind::UpstreamStatus(status) if (400..=599).contains(&status) => status,
+            ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable => 502,
+        }
+    }
+
+    /// The OpenAI `error.type` string clients switch on.
+    pub fn openai_type(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::ModelNotFound => "invalid_request_error",
+            ErrorKind::Unauthorized => "authentication_error",
+            ErrorKind::Forbidden => "permission_error",
+            ErrorKind::UpstreamStatus(429) => "rate_limit_error",
+            ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable => "upstream_error",
+            ErrorKind::Configuration | ErrorKind::Internal => "server_error",
+        }
+    }
+
+    fn default_code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::Unauthorized => "invalid_api_key",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::Configuration => "configuration_error",
+            ErrorKind::UpstreamStatus(_) => "upstream_error",
+            ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
+
+    pub fn origin(self) -> Origin {
+        match self {
+            ErrorKind::InvalidRequest
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::Unauthorized
+            | ErrorKind::Forbidden
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::ModelNotFound => Origin::Client,
+            ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable => Origin::Upstream,
+            ErrorKind::Configuration | ErrorKind::Internal => Origin::Internal,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again (to this or another upstream).
+    pub fn retryable(self) -> bool {
+        match self {
+            ErrorKind::UpstreamStatus(status) => status == 408 || status == 429 || status >= 500,
+            ErrorKind::UpstreamUnreachable => true,
+            _ => false,
+        }
+    }
+}
+
+/// An error a client will see, in OpenAI form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The request field at fault, as OpenAI's `error.param` (e.g. `messages[0].role`).
+    pub param: Option<String>,
+    /// Overrides the kind's default `error.code` (e.g. an upstream's own code).
+    pub code: Option<String>,
+    /// Overrides the kind's `error.type` (e.g. an upstream's own type).
+    pub error_type: Option<String>,
+}
+
+impl RouterError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        RouterError { kind, message: message.into(), param: None, code: None, error_type: None }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message)
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        let param = param.into();
+        self.param = if param.is_empty() { None } else { Some(param) };
+        self
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.kind.origin()
+    }
+
+    pub fn retryable(&self) -> bool {
+        self.kind.retryable()
+    }
+
+    /// The OpenAI error body: `{"error": {"message", "type", "param", "code"}}`.
+    pub fn to_openai_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.error_type.as_deref().unwrap_or(self.kind.openai_type()),
+                "param": self.param,
+                "code": self.code.as_deref().unwrap_or(self.kind.default_code()),
+            }
+        })
+    }
+
+    /// Replaces every occurrence of each secret in the message with `[redacted]`.
+    ///
+    /// Upstream error texts are passed on to clients; an upstream that echoes the key it was sent
+    /// must not leak it through us.
+    pub fn redacted<'a>(mut self, secrets: impl IntoIterator<Item = &'a str>) -> Self {
+        self.message = redact(&self.message, secrets);
+        self
+    }
+}
+
+impl fmt::Display for RouterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind.default_code())
+    }
+}
+
+impl std::error::Error for RouterError {}
+
+/// Replaces each non-trivial secret in `text` by `[redacted]`.
+pub fn redact<'a>(text: &str, secrets: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        // Very short values would redact ordinary words; real keys are long.
+        if secret.len() >= 8 && out.contains(secret) {
+            out = out.replace(secret, "[redacted]");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_status_is_kept_and_classified() {
+        let e = RouterError::new(ErrorKind::UpstreamStatus(429), "slow down");
+        assert_eq!(e.status(), 429);
+        assert!(e.retryable());
+        assert_eq!(e.origin(), Origin::Upstream);
+        assert_eq!(e.to_openai_json()["error"]["type"], "rate_limit_error");
+        let e = RouterError::new(ErrorKind::UpstreamStatus(400), "bad");
+        assert!(!e.retryable());
+        // A nonsense upstream status becomes a gateway error, not an invalid HTTP status.
+        assert_eq!(RouterError::new(ErrorKind::UpstreamStatus(200), "?").status(), 502);
+    }
+
+    #[test]
+    fn redaction_removes_secrets_from_messages() {
+        let e = RouterError::new(ErrorKind::UpstreamStatus(401), "bad key sk-live-123456789 sent")
+            .redacted(["sk-live-123456789", "short"]);
+        assert_eq!(e.message, "bad key [redacted] sent");
+    }
+}

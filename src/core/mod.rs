@@ -1,0 +1,16 @@
+//! The routing core: plain Rust with no platform types.
+//!
+//! Nothing in here may name `worker`, `js-sys`, `wasm-bindgen`, `tokio` or `clap`; the target-gated
+//! dependencies in Cargo.toml make that a compile error rather than a convention, so everything
+//! here is tested natively and behaves identically inside the Worker.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod cors;
+pub mod decision;
+pub mod error;
+pub mod request;
+pub mod router;
+pub mod rules;
+pub mod tokens;

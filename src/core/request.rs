@@ -1,0 +1,201 @@
+//! The chat request as Switchyard sees it.
+//!
+//! A request is validated once, at the edge, into a [`ChatRequest`]: bad JSON, wrong types, empty
+//! `messages` and unknown roles become a 400 naming the field (`error.param`), before any routing
+//! or upstream work. The original JSON object is kept untouched next to the typed view, so every
+//! field we do not interpret (`tools`, `response_format`, vendor extensions) reaches the upstream
+//! exactly as the client sent it; only `model` is rewritten.
+
+use crate::core::error::RouterError;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+/// One message, reduced to what routing needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    /// The text of the message: its string content, or its text parts joined by newlines.
+    pub text: String,
+    /// Non-text parts (images, audio, files), counted for token estimates.
+    pub media_parts: usize,
+    /// Serialized `tool_calls`/`function_call` of an assistant message, counted as prompt text.
+    pub tool_call_text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// The body as sent, forwarded upstream with `model` replaced.
+    pub body: Map<String, Value>,
+    /// `model` as sent; `"auto"` when absent.
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub stream: bool,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_output_tokens: Option<u64>,
+    /// Serialized `tools`/`functions` definitions, which the upstream counts as prompt.
+    pub tools_text: String,
+}
+
+#[derive(Deserialize)]
+struct WireRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<WireMessage>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    functions: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    role: Role,
+    #[serde(default)]
+    content: Option<WireContent>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+    #[serde(default)]
+    function_call: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireContent {
+    Text(String),
+    Parts(Vec<Map<String, Value>>),
+}
+
+impl ChatRequest {
+    /// Parses a request body. Errors are 400s naming the offending field.
+    pub fn parse(bytes: &[u8]) -> Result<ChatRequest, RouterError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| RouterError::invalid_request(format!("request body is not valid JSON: {e}")))?;
+        Self::from_value(value)
+    }
+
+    pub fn from_value(value: Value) -> Result<ChatRequest, RouterError> {
+        let Value::Object(body) = value else {
+            return Err(RouterError::invalid_request("request body must be a JSON object"));
+        };
+        let wire: WireRequest = serde_path_to_error::deserialize(&Value::Object(body.clone())).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let inner = inner.replace("data did not match any variant of untagged enum WireContent",
+                "expected a string or an array of content parts");
+            if path == "." {
+                RouterError::invalid_request(format!("invalid request body: {inner}"))
+            } else {
+                RouterError::invalid_request(format!("invalid request body at {path}: {inner}")).with_param(path)
+            }
+        })?;
+        if wire.messages.is_empty() {
+            return Err(RouterError::invalid_request("messages must contain at least one message")
+                .with_param("messages"));
+        }
+        let mut messages = Vec::with_capacity(wire.messages.len());
+        for (i, m) in wire.messages.into_iter().enumerate() {
+            messages.push(message_from_wire(i, m)?);
+        }
+        let model = match wire.model {
+            Some(m) if !m.trim().is_empty() => m,
+            Some(_) => return Err(RouterError::invalid_request("model must not be empty").with_param("model")),
+            None => "auto".to_string(),
+        };
+        let tools_text = [wire.tools, wire.functions]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(ChatRequest {
+            body,
+            model,
+            messages,
+            stream: wire.stream.unwrap_or(false),
+            max_output_tokens: wire.max_completion_tokens.or(wire.max_tokens),
+            tools_text,
+        })
+    }
+
+    /// The text of the most recent user message (what level-1 keyword rules look at).
+    pub fn latest_user_text(&self) -> &str {
+        self.messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.text.as_str())
+    }
+
+    /// The body to send upstream: the client's body with `model` set to `upstream_model`.
+    pub fn upstream_body(&self, upstream_model: &str) -> Map<String, Value> {
+        let mut body = self.body.clone();
+        body.insert("model".into(), Value::String(upstream_model.to_string()));
+        body
+    }
+}
+
+fn message_from_wire(index: usize, m: WireMessage) -> Result<Message, RouterError> {
+    let param = |field: &str| format!("messages[{index}].{field}");
+    let mut text = String::new();
+    let mut media_parts = 0;
+    match m.content {
+        Some(WireContent::Text(s)) => text = s,
+        Some(WireContent::Parts(parts)) => {
+            for (j, part) in parts.iter().enumerate() {
+                let part_param = format!("messages[{index}].content[{j}]");
+                let Some(kind) = part.get("type").and_then(Value::as_str) else {
+                    return Err(RouterError::invalid_request(format!("{part_param}.type must be a string"))
+                        .with_param(format!("{part_param}.type")));
+                };
+                if kind == "text" {
+                    let Some(t) = part.get("text").and_then(Value::as_str) else {
+                        return Err(RouterError::invalid_request(format!("{part_param}.text must be a string"))
+                            .with_param(format!("{part_param}.text")));
+                    };
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(t);
+                } else {
+                    media_parts += 1;
+                }
+            }
+        }
+        None => {
+            let may_omit = m.role == Role::Assistant && (m.tool_calls.is_some() || m.function_call.is_some());
+            if !may_omit {
+                return Err(RouterError::invalid_request(format!(
+                    "{} is required for a {:?} message",
+                    param("content"),
+                    m.role
+                ))
+                .with_param(param("content")));
+            }
+        }
+    }
+    let tool_call_text = match (&m.tool_calls, &m.function_call) {
+        (None, None) => String::new(),
+        (calls, call) => {
+            let mut s = calls.as_ref().map(|c| Value::Array(c.clone()).to_string()).unwrap_or_default();
+            if let Some(call) = call {
+                s.push_str(&call.to_string());
+            }
+            s
+        }
+    };
+    Ok(Message { role: m.role, text, media_parts, tool_call_text })
+}

@@ -1,0 +1,6 @@
+//! Native tests of the routing core: one binary, a module per topic.
+
+mod config;
+mod request;
+mod routing;
+mod tokens;
