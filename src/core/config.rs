@@ -223,8 +223,8 @@ impl Config {
             if !(m.price.input >= 0.0 && m.price.output >= 0.0) {
                 return Err((model.span(), format!("models.{name}.price must not be negative")));
             }
-            if RESERVED_NAMES.contains(&name.as_str()) {
-                return Err((model.span(), format!("model name {name:?} is reserved")));
+            if RESERVED_NAMES.contains(&name.as_str()) || !is_header_safe(name) {
+                return Err((model.span(), format!("model name {name:?} is reserved or has characters other than letters, digits and ._:/@+-")));
             }
         }
         if self.routes.is_empty() {
@@ -234,8 +234,11 @@ impl Config {
         for route in &self.routes {
             let r = route.get_ref();
             let name = r.name.get_ref();
-            if name.is_empty() || RESERVED_NAMES.contains(&name.as_str()) {
-                return Err((r.name.span(), format!("route name {name:?} is empty or reserved")));
+            if RESERVED_NAMES.contains(&name.as_str()) || !is_header_safe(name) {
+                return Err((
+                    r.name.span(),
+                    format!("route name {name:?} is reserved or has characters other than letters, digits and ._:/@+-"),
+                ));
             }
             if seen.insert(name.clone(), ()).is_some() {
                 return Err((r.name.span(), format!("route {name:?} is defined twice")));
@@ -329,6 +332,13 @@ fn check_secret_name(name: &Spanned<String>, field: &str) -> Result<(), (std::op
             format!("{field} must name a secret (letters, digits, _), not hold a key; store the key with `wrangler secret put NAME`"),
         ))
     }
+}
+
+/// Route and model names travel in response headers, so they are kept to a safe alphabet.
+fn is_header_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._:/@+-".contains(c))
 }
 
 fn one_line(s: &str) -> String {

@@ -177,6 +177,31 @@ impl RouterError {
     }
 }
 
+/// Upstream error texts longer than this are cut before being passed on.
+const MAX_UPSTREAM_ERROR_CHARS: usize = 2000;
+
+impl RouterError {
+    /// Maps an upstream's error answer (status and body) to an error that keeps the upstream
+    /// status and, where the body is OpenAI-shaped, its message, type and code. Every value in
+    /// `secrets` is scrubbed from what is kept.
+    pub fn from_upstream(provider: &str, status: u16, body: &str, secrets: &[String]) -> RouterError {
+        let secrets = || secrets.iter().map(String::as_str);
+        let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+        let upstream = parsed.as_ref().map(|v| v.get("error").unwrap_or(v));
+        let field = |name: &str| upstream.and_then(|e| e.get(name)).and_then(|v| v.as_str()).map(str::to_string);
+        let detail = field("message").unwrap_or_else(|| body.trim().to_string());
+        let detail: String = detail.chars().take(MAX_UPSTREAM_ERROR_CHARS).collect();
+        let mut error = RouterError::new(
+            ErrorKind::UpstreamStatus(status),
+            format!("upstream {provider:?} answered HTTP {status}: {detail}"),
+        )
+        .redacted(secrets());
+        error.code = field("code").map(|c| redact(&c, secrets()));
+        error.error_type = field("type").filter(|t| !t.is_empty() && t.len() < 64);
+        error
+    }
+}
+
 impl fmt::Display for RouterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.message, self.kind.default_code())
@@ -212,6 +237,21 @@ mod tests {
         assert!(!e.retryable());
         // A nonsense upstream status becomes a gateway error, not an invalid HTTP status.
         assert_eq!(RouterError::new(ErrorKind::UpstreamStatus(200), "?").status(), 502);
+    }
+
+    #[test]
+    fn upstream_errors_keep_status_type_and_code_but_not_secrets() {
+        let body = r#"{"error":{"message":"Incorrect API key provided: sk-upstream-secret-1","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        let e = RouterError::from_upstream("openai", 401, body, &["sk-upstream-secret-1".to_string()]);
+        assert_eq!(e.status(), 401);
+        let json = e.to_openai_json();
+        assert_eq!(json["error"]["type"], "invalid_request_error");
+        assert_eq!(json["error"]["code"], "invalid_api_key");
+        assert!(!json.to_string().contains("sk-upstream-secret-1"));
+        // A non-JSON body is kept as text, cut to a bounded length.
+        let e = RouterError::from_upstream("local", 503, &"x".repeat(10_000), &[]);
+        assert_eq!(e.status(), 503);
+        assert!(e.message.len() < 2100);
     }
 
     #[test]

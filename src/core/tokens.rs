@@ -60,6 +60,7 @@ fn is_cjk(c: char) -> bool {
 /// Estimated tokens of a plain text.
 pub fn estimate_text_tokens(text: &str) -> u64 {
     let mut total = 0u64;
+    let mut previous = None;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         let class = classify(c);
@@ -75,7 +76,11 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
             ascii &= next.is_ascii();
             chars.next();
         }
-        total += run_cost(class, len, bytes, ascii);
+        // Indentation after a line break is stored with the break ("\n    " is one token).
+        if !(class == Class::Space && previous == Some(Class::Newline)) {
+            total += run_cost(class, len, bytes, ascii);
+        }
+        previous = Some(class);
     }
     total
 }
@@ -87,12 +92,12 @@ fn run_cost(class: Class, len: usize, bytes: usize, ascii: bool) -> u64 {
     let bytes = bytes as u64;
     match class {
         Class::Letter if ascii => 1 + len.saturating_sub(6) / 4,
-        Class::Letter => bytes.div_ceil(3).max(1),
+        Class::Letter => (len * 2).div_ceil(5),
         Class::Digit => len.div_ceil(3),
         Class::Space => u64::from(len > 1),
         Class::Newline => len.div_ceil(2),
-        Class::Cjk => (len * 5).div_ceil(4),
-        Class::Other if ascii => len.div_ceil(2),
+        Class::Cjk => len,
+        Class::Other if ascii => 1 + (len - 1) / 3,
         Class::Other => bytes.div_ceil(2),
     }
 }

@@ -1,0 +1,169 @@
+//! The Cloudflare Worker: parse, call the core, do the IO. Nothing here decides anything.
+//!
+//! Every request ends in a `Response`: errors of any origin become OpenAI-style error JSON with
+//! their status, CORS headers are added for allowed origins, and routed responses carry the
+//! decision headers and `Server-Timing`, streaming ones included (headers leave before the body).
+
+mod body;
+mod http;
+mod state;
+mod upstream;
+
+use crate::core::api::{decision_headers, models_json, route_json, server_timing, Phase};
+use crate::core::decision::Decision;
+use crate::core::error::{ErrorKind, RouterError};
+use crate::core::request::ChatRequest;
+use http::now_ms;
+use serde_json::json;
+use state::State;
+use worker::{event, Context, Env, Method, Request, Response};
+
+#[event(fetch)]
+pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let origin = req.headers().get("origin").ok().flatten();
+    let state = state::get(&env);
+    let mut response = match &state {
+        Ok(state) => handle(req, &env, state).await.unwrap_or_else(|e| {
+            log_error(&e);
+            http::error(&e)
+        }),
+        Err(e) => {
+            log_error(e);
+            http::error(e)
+        }
+    };
+    if let Ok(state) = &state {
+        http::set_headers(&mut response, state.cors.response_headers(origin.as_deref()));
+    }
+    Ok(response)
+}
+
+async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, RouterError> {
+    let started = now_ms();
+    let path = req.path();
+    let method = req.method();
+    if method == Method::Options {
+        return preflight(&req, state);
+    }
+    let known = ["/healthz", "/v1/models", "/v1/chat/completions", "/v1/route"];
+    match (method, path.as_str()) {
+        (Method::Get, "/healthz") => Ok(health(state)),
+        (Method::Get, "/v1/models") => {
+            authorize(&req, state)?;
+            Ok(http::json(200, &models_json(&state.router)))
+        }
+        (Method::Post, "/v1/route") => {
+            authorize(&req, state)?;
+            let (_, decision, phases) = decide(&mut req, state, started).await?;
+            let mut response = http::json(200, &route_json(&decision, &phases));
+            annotate(&mut response, &decision, &phases);
+            Ok(response)
+        }
+        (Method::Post, "/v1/chat/completions") => {
+            authorize(&req, state)?;
+            let (request, decision, mut phases) = decide(&mut req, state, started).await?;
+            let upstream_started = now_ms();
+            let result = upstream::forward(state, env, &request, &decision).await;
+            phases.push(Phase { name: "upstream", ms: now_ms() - upstream_started });
+            let mut response = match result {
+                Ok(response) => response,
+                Err(e) => {
+                    log_error(&e);
+                    http::error(&e)
+                }
+            };
+            annotate(&mut response, &decision, &phases);
+            log_decision(&decision, response.status_code(), &phases);
+            Ok(response)
+        }
+        (_, p) if known.contains(&p) => {
+            Err(RouterError::new(ErrorKind::MethodNotAllowed, format!("{p} does not accept this method")))
+        }
+        (_, p) => Err(RouterError::new(ErrorKind::NotFound, format!("no such endpoint: {p}"))),
+    }
+}
+
+/// Reads, validates and routes a chat request body.
+async fn decide(req: &mut Request, state: &State, started: f64) -> Result<(ChatRequest, Decision, Vec<Phase>), RouterError> {
+    let bytes = body::read_limited(req, state.router.config.server.max_body_bytes).await?;
+    let request = ChatRequest::parse(&bytes)?;
+    let parsed = now_ms();
+    let decision = state.router.decide(&request)?;
+    let routed = now_ms();
+    let phases = vec![Phase { name: "parse", ms: parsed - started }, Phase { name: "route", ms: routed - parsed }];
+    Ok((request, decision, phases))
+}
+
+fn authorize(req: &Request, state: &State) -> Result<(), RouterError> {
+    let header = req.headers().get("authorization").ok().flatten();
+    state.keys.check(header.as_deref())
+}
+
+fn preflight(req: &Request, state: &State) -> Result<Response, RouterError> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let origin = header("origin").unwrap_or_default();
+    match state.cors.preflight_headers(&origin, header("access-control-request-headers").as_deref()) {
+        Some(headers) => {
+            let mut response = http::no_content();
+            http::set_headers(&mut response, headers);
+            Ok(response)
+        }
+        None => Err(RouterError::new(
+            ErrorKind::Forbidden,
+            format!("origin {origin:?} is not in server.cors_origins"),
+        )),
+    }
+}
+
+fn annotate(response: &mut Response, decision: &Decision, phases: &[Phase]) {
+    let mut headers = decision_headers(decision);
+    headers.push(("server-timing", server_timing(phases)));
+    http::set_headers(response, headers);
+}
+
+fn health(state: &State) -> Response {
+    let config = &state.router.config;
+    http::json(
+        200,
+        &json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": state.config_source,
+            "routes": config.routes.len(),
+            "models": config.models.len(),
+            "auth": !matches!(state.keys, crate::core::auth::RouterKeys::Open),
+            "memory_bytes": wasm_memory_bytes(),
+        }),
+    )
+}
+
+/// The wasm linear memory size: what the isolate holds for this module.
+fn wasm_memory_bytes() -> usize {
+    core::arch::wasm32::memory_size(0) * 65536
+}
+
+/// One JSON line per routed request: the decision and timings, never the prompt or any key.
+fn log_decision(decision: &Decision, status: u16, phases: &[Phase]) {
+    let timing: serde_json::Map<String, serde_json::Value> =
+        phases.iter().map(|p| (p.name.to_string(), json!((p.ms * 100.0).round() / 100.0))).collect();
+    worker::console_log!(
+        "{}",
+        json!({
+            "event": "decision",
+            "route": decision.route,
+            "model": decision.model,
+            "level": decision.level,
+            "prompt_tokens": decision.signals.prompt_tokens,
+            "status": status,
+            "timing_ms": timing,
+        })
+    );
+}
+
+fn log_error(error: &RouterError) {
+    // Messages are built by Switchyard and scrubbed of secret values; request bodies never are.
+    worker::console_log!(
+        "{}",
+        json!({"event": "error", "status": error.status(), "origin": error.origin(), "message": error.message})
+    );
+}

@@ -1,0 +1,69 @@
+//! What one isolate builds once and every request then shares: the compiled router, the router
+//! keys and the CORS policy.
+//!
+//! The config comes from the `SWITCHYARD_CONFIG` variable when set, else the built-in
+//! `switchyard.toml`. A config that fails validation is kept as its error, so every request
+//! answers the same clear 500 (file, line, reason) instead of the isolate crashing.
+
+use crate::core::auth::RouterKeys;
+use crate::core::config::ConfigError;
+use crate::core::cors::CorsPolicy;
+use crate::core::error::{ErrorKind, RouterError};
+use crate::core::router::Router;
+use crate::BUILTIN_CONFIG;
+use std::cell::RefCell;
+use std::rc::Rc;
+use worker::Env;
+
+/// Name of the variable that replaces the built-in config.
+pub const CONFIG_VAR: &str = "SWITCHYARD_CONFIG";
+
+pub struct State {
+    pub router: Router,
+    pub keys: RouterKeys,
+    pub cors: CorsPolicy,
+    /// Where the config came from: `builtin` or `SWITCHYARD_CONFIG`.
+    pub config_source: &'static str,
+    /// Values of every secret the config names, to scrub from anything sent out.
+    pub secret_values: Vec<String>,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<Result<Rc<State>, ConfigError>>> = const { RefCell::new(None) };
+}
+
+/// The isolate's state, built on first use.
+pub fn get(env: &Env) -> Result<Rc<State>, RouterError> {
+    let cached = STATE.with(|s| s.borrow().clone());
+    let loaded = match cached {
+        Some(loaded) => loaded,
+        None => {
+            let loaded = load(env).map(Rc::new);
+            STATE.with(|s| *s.borrow_mut() = Some(loaded.clone()));
+            loaded
+        }
+    };
+    loaded.map_err(|e| RouterError::new(ErrorKind::Configuration, format!("invalid Switchyard config: {e}")))
+}
+
+/// A secret or plain variable by name; empty values count as unset.
+pub fn secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+fn load(env: &Env) -> Result<State, ConfigError> {
+    let (source, router) = match env.var(CONFIG_VAR).map(|v| v.to_string()) {
+        Ok(text) if !text.trim().is_empty() => (CONFIG_VAR, Router::from_toml(CONFIG_VAR, &text)?),
+        _ => ("builtin", Router::from_toml("switchyard.toml", BUILTIN_CONFIG)?),
+    };
+    let config = &router.config;
+    let key_names: Vec<&str> = config.server.auth_keys.iter().map(|k| k.get_ref().as_str()).collect();
+    let keys = RouterKeys::resolve(&key_names, |name| secret(env, name));
+    let origins: Vec<String> = config.server.cors_origins.iter().map(|o| o.get_ref().clone()).collect();
+    let secret_values = config.secret_names().into_iter().filter_map(|name| secret(env, name)).collect();
+    Ok(State { cors: CorsPolicy::new(&origins), keys, config_source: source, secret_values, router })
+}
