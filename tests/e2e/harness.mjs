@@ -1,0 +1,160 @@
+// Starts the pieces of an end-to-end run on loopback: the fake upstream and `wrangler dev`
+// (local workerd) running the built Worker with a test config in SWITCHYARD_CONFIG.
+//
+// The Worker must already be built (scripts/test.sh does it once); wrangler is told to reuse
+// pkg/ through SWITCHYARD_SKIP_BUILD. Its output goes to tests/e2e/.logs/ for post-mortems.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startFakeUpstream } from './fake-upstream.mjs';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+export const ROUTER_KEY = 'sk-router-e2e-0123456789';
+export const UPSTREAM_KEY = 'sk-upstream-e2e-secret-9876543210';
+export const ALLOWED_ORIGIN = 'https://app.example';
+
+export function testConfig(upstreamUrl) {
+  return `
+[server]
+auth_keys = ["ROUTER_KEY"]
+cors_origins = ["${ALLOWED_ORIGIN}"]
+max_body_bytes = 65536
+
+[providers.fake]
+kind = "openai"
+base_url = "${upstreamUrl}/v1"
+api_key = "FAKE_UPSTREAM_KEY"
+
+[providers.keyless]
+kind = "openai"
+base_url = "${upstreamUrl}/v1"
+
+[providers.unset]
+kind = "openai"
+base_url = "${upstreamUrl}/v1"
+api_key = "NEVER_SET_KEY"
+
+[providers.down]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+
+[models.small]
+provider = "keyless"
+upstream = "fake-small"
+context_window = 8192
+tier = "small"
+
+[models.coder]
+provider = "fake"
+upstream = "fake-coder"
+context_window = 32768
+
+[models.big]
+provider = "fake"
+upstream = "fake-big"
+context_window = 200000
+tier = "large"
+
+[models.mini]
+provider = "fake"
+upstream = "fake-mini"
+context_window = 128000
+
+[models.nokey]
+provider = "unset"
+context_window = 8192
+
+[models.offline]
+provider = "down"
+context_window = 8192
+
+[[routes]]
+name = "long"
+min_tokens = 2000
+models = ["big"]
+
+[[routes]]
+name = "code"
+models = ["coder", "big"]
+keywords = ['(?i)\\b(sql|python)\\b']
+unless = ['(?i)\\bjokes?\\b']
+
+[[routes]]
+name = "short"
+max_tokens = 60
+models = ["small"]
+
+[[routes]]
+name = "chat"
+models = ["mini"]
+
+[default]
+route = "chat"
+`;
+}
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Starts the fake upstream and wrangler dev; returns handles and a stop function. */
+export async function startStack({ config } = {}) {
+  const fake = await startFakeUpstream();
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const logs = join(root, 'tests/e2e/.logs');
+  mkdirSync(logs, { recursive: true });
+  const log = openSync(join(logs, `wrangler-${port}.log`), 'w');
+  // An empty env file keeps a developer's own .dev.vars out of the test run.
+  const scratch = mkdtempSync(join(tmpdir(), 'switchyard-e2e-'));
+  const envFile = join(scratch, 'empty.env');
+  writeFileSync(envFile, '');
+  const args = [
+    'wrangler', 'dev',
+    '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
+    '--show-interactive-dev-session=false', '--persist-to', join(scratch, 'state'),
+    '--env-file', envFile,
+    '--var', `SWITCHYARD_CONFIG:${config ?? testConfig(fake.url)}`,
+    '--var', `ROUTER_KEY:${ROUTER_KEY}`,
+    '--var', `FAKE_UPSTREAM_KEY:${UPSTREAM_KEY}`,
+  ];
+  const child = spawn('npx', args, {
+    cwd: root,
+    env: { ...process.env, SWITCHYARD_SKIP_BUILD: '1', WRANGLER_SEND_METRICS: 'false', CI: '1' },
+    stdio: ['ignore', log, log],
+    detached: true,
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {}
+    await fake.close();
+  };
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (child.exitCode !== null) {
+      await stop();
+      throw new Error(`wrangler dev exited with ${child.exitCode}; see tests/e2e/.logs/wrangler-${port}.log`);
+    }
+    try {
+      const res = await fetch(`${base}/healthz`);
+      await res.text();
+      break;
+    } catch {}
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`wrangler dev did not answer within 90 s; see tests/e2e/.logs/wrangler-${port}.log`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return { base, fake, stop, logFile: join(logs, `wrangler-${port}.log`) };
+}
