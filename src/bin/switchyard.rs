@@ -64,7 +64,9 @@ mod cli {
 
     fn load(config: Option<&str>) -> Result<Router, String> {
         match config {
-            None => Router::from_toml("switchyard.toml (built in)", BUILTIN_CONFIG).map_err(|e| e.to_string()),
+            None => {
+                Router::from_toml("switchyard.toml (built in)", BUILTIN_CONFIG).map_err(|e| e.to_string())
+            }
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
                 Router::from_toml(path, &text).map_err(|e| e.to_string())

@@ -197,7 +197,10 @@ impl Config {
         for (name, provider) in &self.providers {
             let url = provider.get_ref().base_url.get_ref();
             let parsed = url::Url::parse(url).map_err(|e| {
-                (provider.get_ref().base_url.span(), format!("providers.{name}.base_url {url:?} is not a URL: {e}"))
+                (
+                    provider.get_ref().base_url.span(),
+                    format!("providers.{name}.base_url {url:?} is not a URL: {e}"),
+                )
             })?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err((
@@ -303,7 +306,10 @@ impl Config {
     pub fn secret_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.server.auth_keys.iter().map(|k| k.get_ref().as_str()).collect();
         names.extend(
-            self.providers.values().filter_map(|p| p.get_ref().api_key.as_ref()).map(|k| k.get_ref().as_str()),
+            self.providers
+                .values()
+                .filter_map(|p| p.get_ref().api_key.as_ref())
+                .map(|k| k.get_ref().as_str()),
         );
         names
     }

@@ -58,7 +58,9 @@ impl CorsPolicy {
         headers.push(("access-control-allow-methods", "GET, POST, OPTIONS".to_string()));
         headers.push((
             "access-control-allow-headers",
-            requested_headers.map(str::to_string).unwrap_or_else(|| "authorization, content-type".to_string()),
+            requested_headers
+                .map(str::to_string)
+                .unwrap_or_else(|| "authorization, content-type".to_string()),
         ));
         headers.push(("access-control-max-age", "86400".to_string()));
         Some(headers)
@@ -82,8 +84,13 @@ mod tests {
     #[test]
     fn wildcard_allows_any_origin() {
         let policy = CorsPolicy::new(&["*".to_string()]);
-        let headers = policy.preflight_headers("http://localhost:3000", Some("authorization, content-type, x-stainless-os")).unwrap();
+        let headers = policy
+            .preflight_headers("http://localhost:3000", Some("authorization, content-type, x-stainless-os"))
+            .unwrap();
         assert!(headers.contains(&("access-control-allow-origin", "*".to_string())));
-        assert!(headers.contains(&("access-control-allow-headers", "authorization, content-type, x-stainless-os".to_string())));
+        assert!(headers.contains(&(
+            "access-control-allow-headers",
+            "authorization, content-type, x-stainless-os".to_string()
+        )));
     }
 }

@@ -188,7 +188,8 @@ impl RouterError {
         let secrets = || secrets.iter().map(String::as_str);
         let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
         let upstream = parsed.as_ref().map(|v| v.get("error").unwrap_or(v));
-        let field = |name: &str| upstream.and_then(|e| e.get(name)).and_then(|v| v.as_str()).map(str::to_string);
+        let field =
+            |name: &str| upstream.and_then(|e| e.get(name)).and_then(|v| v.as_str()).map(str::to_string);
         let detail = field("message").unwrap_or_else(|| body.trim().to_string());
         let detail: String = detail.chars().take(MAX_UPSTREAM_ERROR_CHARS).collect();
         let mut error = RouterError::new(

@@ -94,17 +94,21 @@ impl ChatRequest {
         let Value::Object(body) = value else {
             return Err(RouterError::invalid_request("request body must be a JSON object"));
         };
-        let wire: WireRequest = serde_path_to_error::deserialize(&Value::Object(body.clone())).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            let inner = inner.replace("data did not match any variant of untagged enum WireContent",
-                "expected a string or an array of content parts");
-            if path == "." {
-                RouterError::invalid_request(format!("invalid request body: {inner}"))
-            } else {
-                RouterError::invalid_request(format!("invalid request body at {path}: {inner}")).with_param(path)
-            }
-        })?;
+        let wire: WireRequest =
+            serde_path_to_error::deserialize(&Value::Object(body.clone())).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                let inner = inner.replace(
+                    "data did not match any variant of untagged enum WireContent",
+                    "expected a string or an array of content parts",
+                );
+                if path == "." {
+                    RouterError::invalid_request(format!("invalid request body: {inner}"))
+                } else {
+                    RouterError::invalid_request(format!("invalid request body at {path}: {inner}"))
+                        .with_param(path)
+                }
+            })?;
         if wire.messages.is_empty() {
             return Err(RouterError::invalid_request("messages must contain at least one message")
                 .with_param("messages"));
@@ -115,7 +119,9 @@ impl ChatRequest {
         }
         let model = match wire.model {
             Some(m) if !m.trim().is_empty() => m,
-            Some(_) => return Err(RouterError::invalid_request("model must not be empty").with_param("model")),
+            Some(_) => {
+                return Err(RouterError::invalid_request("model must not be empty").with_param("model"))
+            }
             None => "auto".to_string(),
         };
         let tools_text = [wire.tools, wire.functions]
@@ -163,8 +169,10 @@ fn message_from_wire(index: usize, m: WireMessage) -> Result<Message, RouterErro
                 };
                 if kind == "text" {
                     let Some(t) = part.get("text").and_then(Value::as_str) else {
-                        return Err(RouterError::invalid_request(format!("{part_param}.text must be a string"))
-                            .with_param(format!("{part_param}.text")));
+                        return Err(RouterError::invalid_request(format!(
+                            "{part_param}.text must be a string"
+                        ))
+                        .with_param(format!("{part_param}.text")));
                     };
                     if !text.is_empty() {
                         text.push('\n');

@@ -63,9 +63,13 @@ impl Router {
                 });
             }
             if self.config.route(requested).is_some() {
-                return Ok(self.route_to(requested, Level::Explicit, signals, BTreeMap::new(), vec![format!(
-                    "the request named route {requested:?}"
-                )]));
+                return Ok(self.route_to(
+                    requested,
+                    Level::Explicit,
+                    signals,
+                    BTreeMap::new(),
+                    vec![format!("the request named route {requested:?}")],
+                ));
             }
             return Err(RouterError::new(
                 ErrorKind::ModelNotFound,
@@ -88,28 +92,31 @@ impl Router {
             .collect();
         let scores: BTreeMap<String, f32> =
             outcomes.iter().map(|o| (o.route.clone(), if o.matched { 1.0 } else { 0.0 })).collect();
-        let winner = outcomes.iter().find(|o| o.matched).cloned();
-        signals.rules = outcomes;
-        match winner {
-            Some(outcome) => {
-                let mut reasons = Vec::new();
-                if let Some(hit) = &outcome.keyword {
+        let winner = outcomes.iter().find(|o| o.matched).map(|o| (o.route.clone(), o.keyword.clone()));
+        let exclusions = outcomes.iter().filter_map(|o| {
+            let hit = o.excluded_by.as_ref()?;
+            Some(format!("route {:?} was excluded by /{}/ matching {:?}", o.route, hit.pattern, hit.text))
+        });
+        let mut reasons = Vec::new();
+        let (route, level) = match winner {
+            Some((route, keyword)) => {
+                if let Some(hit) = keyword {
                     reasons.push(format!("keyword /{}/ matched {:?}", hit.pattern, hit.text));
                 }
-                reasons.push(format!("prompt of ~{} tokens is within the route's bounds", signals.prompt_tokens));
-                Ok(self.route_to(&outcome.route, Level::Rules, signals, scores, reasons))
+                reasons.push(format!(
+                    "prompt of ~{} tokens is within the route's bounds",
+                    signals.prompt_tokens
+                ));
+                (route, Level::Rules)
             }
             None => {
-                let mut reasons = vec!["no route's rules matched".to_string()];
-                reasons.extend(signals.rules.iter().filter_map(|o| {
-                    o.excluded_by.as_ref().map(|hit| {
-                        format!("route {:?} was excluded by /{}/ matching {:?}", o.route, hit.pattern, hit.text)
-                    })
-                }));
-                let default = self.config.default_route().to_string();
-                Ok(self.route_to(&default, Level::Default, signals, scores, reasons))
+                reasons.push("no route's rules matched".to_string());
+                (self.config.default_route().to_string(), Level::Default)
             }
-        }
+        };
+        reasons.extend(exclusions);
+        signals.rules = outcomes;
+        Ok(self.route_to(&route, level, signals, scores, reasons))
     }
 
     fn route_to(

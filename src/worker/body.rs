@@ -14,7 +14,8 @@ pub async fn read_limited(req: &mut Request, limit: usize) -> Result<Vec<u8>, Ro
             format!("request body is larger than the limit of {limit} bytes (server.max_body_bytes)"),
         )
     };
-    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+    let declared =
+        req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
@@ -23,7 +24,8 @@ pub async fn read_limited(req: &mut Request, limit: usize) -> Result<Vec<u8>, Ro
     };
     let mut body = Vec::with_capacity(declared.map_or(0, |len| len as usize));
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| RouterError::invalid_request(format!("could not read the request body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| RouterError::invalid_request(format!("could not read the request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

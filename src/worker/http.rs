@@ -10,10 +10,7 @@ use worker::{Headers, Response, ResponseBody};
 pub fn json(status: u16, value: &serde_json::Value) -> Response {
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");
-    Response::builder()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(value.to_string().into_bytes())
+    Response::builder().with_status(status).with_headers(headers).fixed(value.to_string().into_bytes())
 }
 
 /// The OpenAI-style error response for `error`.

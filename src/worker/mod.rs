@@ -84,13 +84,18 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
 }
 
 /// Reads, validates and routes a chat request body.
-async fn decide(req: &mut Request, state: &State, started: f64) -> Result<(ChatRequest, Decision, Vec<Phase>), RouterError> {
+async fn decide(
+    req: &mut Request,
+    state: &State,
+    started: f64,
+) -> Result<(ChatRequest, Decision, Vec<Phase>), RouterError> {
     let bytes = body::read_limited(req, state.router.config.server.max_body_bytes).await?;
     let request = ChatRequest::parse(&bytes)?;
     let parsed = now_ms();
     let decision = state.router.decide(&request)?;
     let routed = now_ms();
-    let phases = vec![Phase { name: "parse", ms: parsed - started }, Phase { name: "route", ms: routed - parsed }];
+    let phases =
+        vec![Phase { name: "parse", ms: parsed - started }, Phase { name: "route", ms: routed - parsed }];
     Ok((request, decision, phases))
 }
 

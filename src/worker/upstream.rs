@@ -14,9 +14,15 @@ use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
 /// Sends `request` to the decision's model. `Ok` is the upstream's successful response, body
 /// untouched; any failure is a typed error.
-pub async fn forward(state: &State, env: &Env, request: &ChatRequest, decision: &Decision) -> Result<Response, RouterError> {
+pub async fn forward(
+    state: &State,
+    env: &Env,
+    request: &ChatRequest,
+    decision: &Decision,
+) -> Result<Response, RouterError> {
     let config = &state.router.config;
-    let internal = |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
+    let internal =
+        |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
     let model = config.model(&decision.model).ok_or_else(|| internal("model"))?;
     let provider_name = model.provider.get_ref();
     let provider = config.provider(provider_name).ok_or_else(|| internal("provider"))?;
@@ -38,7 +44,8 @@ pub async fn forward(state: &State, env: &Env, request: &ChatRequest, decision: 
         })?;
         let _ = headers.set("authorization", &format!("Bearer {key}"));
     }
-    let body = serde_json::Value::Object(request.upstream_body(model.upstream_id(&decision.model))).to_string();
+    let body =
+        serde_json::Value::Object(request.upstream_body(model.upstream_id(&decision.model))).to_string();
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&body)));
     let unreachable = |detail: String| {
@@ -49,7 +56,8 @@ pub async fn forward(state: &State, env: &Env, request: &ChatRequest, decision: 
         .redacted(state.secret_values.iter().map(String::as_str))
     };
     let upstream_request = Request::new_with_init(&url, &init).map_err(|e| unreachable(e.to_string()))?;
-    let mut response = Fetch::Request(upstream_request).send().await.map_err(|e| unreachable(e.to_string()))?;
+    let mut response =
+        Fetch::Request(upstream_request).send().await.map_err(|e| unreachable(e.to_string()))?;
 
     let status = response.status_code();
     if (200..300).contains(&status) {

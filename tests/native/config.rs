@@ -1,1 +1,123 @@
-//! config tests
+//! Config validation: every problem is reported with file, line and a reason a person can act on.
+
+use switchyard::core::config::Config;
+use switchyard::BUILTIN_CONFIG;
+
+const VALID: &str = r#"
+[providers.p]
+kind = "openai"
+base_url = "http://localhost:11434/v1"
+
+[models.m]
+provider = "p"
+context_window = 8192
+
+[[routes]]
+name = "r"
+models = ["m"]
+
+[default]
+route = "r"
+"#;
+
+/// The error for `VALID` with `from` replaced by `to`.
+fn error_for(from: &str, to: &str) -> String {
+    let text = VALID.replacen(from, to, 1);
+    assert_ne!(text, VALID, "replacement {from:?} did not apply");
+    Config::parse("test.toml", &text).expect_err("config should be rejected").to_string()
+}
+
+#[test]
+fn the_builtin_config_is_valid() {
+    let config = Config::parse("switchyard.toml", BUILTIN_CONFIG).unwrap();
+    assert!(config.route(config.default_route()).is_some());
+}
+
+#[test]
+fn a_minimal_config_is_valid_and_fills_defaults() {
+    let config = Config::parse("test.toml", VALID).unwrap();
+    assert!(config.server.auth_keys.is_empty());
+    assert_eq!(config.server.max_body_bytes, switchyard::core::config::DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(config.model("m").unwrap().upstream_id("m"), "m");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let err = error_for("context_window = 8192", "context_window = ");
+    assert!(err.starts_with("test.toml:8:"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_line() {
+    let err = error_for("context_window = 8192", "context_window = 8192\ncontext_windw = 1");
+    assert!(err.starts_with("test.toml:9:"), "{err}");
+    assert!(err.contains("context_windw"), "{err}");
+}
+
+#[test]
+fn wrong_types_are_rejected() {
+    let err = error_for("context_window = 8192", "context_window = \"big\"");
+    assert!(err.starts_with("test.toml:8:"), "{err}");
+}
+
+#[test]
+fn dangling_references_point_at_the_reference() {
+    let err = error_for(r#"models = ["m"]"#, r#"models = ["m", "ghost"]"#);
+    assert!(err.starts_with("test.toml:12:"), "{err}");
+    assert!(err.contains(r#"unknown model "ghost""#), "{err}");
+
+    let err = error_for(r#"provider = "p""#, r#"provider = "q""#);
+    assert!(err.starts_with("test.toml:7:"), "{err}");
+    assert!(err.contains(r#"unknown provider "q""#), "{err}");
+
+    let err = error_for(r#"route = "r""#, r#"route = "nowhere""#);
+    assert!(err.starts_with("test.toml:15:"), "{err}");
+}
+
+#[test]
+fn bad_regexes_are_rejected_with_their_line() {
+    let err = error_for(r#"models = ["m"]"#, "models = [\"m\"]\nkeywords = ['(unclosed']");
+    assert!(err.starts_with("test.toml:13:"), "{err}");
+    assert!(err.contains("invalid regex"), "{err}");
+}
+
+#[test]
+fn impossible_bounds_and_thresholds_are_rejected() {
+    let err = error_for(r#"models = ["m"]"#, "models = [\"m\"]\nmin_tokens = 10\nmax_tokens = 5");
+    assert!(err.contains("min_tokens is above max_tokens"), "{err}");
+    let err = error_for(r#"models = ["m"]"#, "models = [\"m\"]\nthreshold = 1.5");
+    assert!(err.contains("threshold must be in [-1, 1]"), "{err}");
+}
+
+#[test]
+fn a_pasted_key_is_refused_without_being_echoed() {
+    let err = error_for(
+        r#"base_url = "http://localhost:11434/v1""#,
+        "base_url = \"http://localhost:11434/v1\"\napi_key = \"sk-proj-abcdef123456\"",
+    );
+    assert!(err.contains("must name a secret"), "{err}");
+    assert!(!err.contains("sk-proj-abcdef123456"), "{err}");
+}
+
+#[test]
+fn names_that_collide_or_are_reserved_are_rejected() {
+    assert!(error_for(r#"name = "r""#, r#"name = "m""#).contains("same name as a model"));
+    assert!(error_for(r#"name = "r""#, r#"name = "auto""#).contains("reserved"));
+    assert!(error_for(r#"name = "r""#, r#"name = "two words""#).contains("reserved or has characters"));
+    let err = error_for("[default]", "[[routes]]\nname = \"r\"\nmodels = [\"m\"]\n\n[default]");
+    assert!(err.contains("defined twice"), "{err}");
+}
+
+#[test]
+fn provider_urls_must_be_http() {
+    let err = error_for("http://localhost:11434/v1", "ftp://localhost/v1");
+    assert!(err.contains("must be http:// or https://"), "{err}");
+    let err = error_for("http://localhost:11434/v1", "not a url");
+    assert!(err.contains("is not a URL"), "{err}");
+}
+
+#[test]
+fn unknown_provider_kinds_are_rejected() {
+    let err = error_for(r#"kind = "openai""#, r#"kind = "carrier-pigeon""#);
+    assert!(err.starts_with("test.toml:3:"), "{err}");
+}

@@ -12,7 +12,8 @@ struct Row {
 }
 
 fn sample() -> Vec<Row> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/token_sample.jsonl")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/token_sample.jsonl"))
+        .unwrap();
     text.lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -56,7 +57,7 @@ fn estimate_is_close_to_cl100k_and_o200k() {
     let (mape, total) = errors(&rows, |r| r.o200k);
     eprintln!("o200k_base: mean abs error {mape:.1}%, total error {total:+.1}%");
     assert!(mape <= 20.0, "mean abs error vs o200k_base {mape:.1}%");
-    assert!(total >= 0.0 && total <= 12.0, "total error vs o200k_base {total:.1}%");
+    assert!((0.0..=12.0).contains(&total), "total error vs o200k_base {total:.1}%");
 }
 
 #[test]

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test: native tests of the core and CLI, the token-sample check, then the Worker
+# built once and driven end to end through wrangler dev with the official openai client.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "== native tests (cargo test)"
+cargo test --all-targets
+
+echo "== token sample matches the real tokenizers"
+node scripts/token-reference.mjs --check
+
+echo "== building the Worker"
+bash scripts/build-worker.sh
+
+echo "== end-to-end tests (wrangler dev + fake upstream + openai client)"
+node --test --test-concurrency=1 tests/e2e/
