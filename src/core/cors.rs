@@ -6,7 +6,7 @@
 
 /// Response headers a cross-origin caller may read.
 pub const EXPOSED_HEADERS: &str =
-    "x-switchyard-route, x-switchyard-model, x-switchyard-level, x-switchyard-reason, server-timing, x-request-id";
+    "x-switchyard-route, x-switchyard-model, x-switchyard-level, server-timing";
 
 #[derive(Debug, Clone)]
 pub struct CorsPolicy {

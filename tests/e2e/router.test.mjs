@@ -1,6 +1,7 @@
 // End-to-end: the built Worker in local workerd (`wrangler dev`), a fake upstream on loopback,
 // and the official `openai` npm client as the caller.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { ALLOWED_ORIGIN, ROUTER_KEY, UPSTREAM_KEY, startStack } from './harness.mjs';
@@ -358,6 +359,20 @@ describe('upstream failures', () => {
     const res = await post('/v1/chat/completions', { stream: true, messages: user('hi') });
     assert.equal(res.status, 503);
     assert.equal(res.json.error.type, 'server_error');
+  });
+});
+
+describe('logs', () => {
+  test('carry one decision line per routed request and never a key or a prompt', async () => {
+    const secretPrompt = 'my private prompt 5d41402abc4b2a76';
+    await client.chat.completions.create({ model: 'auto', messages: user(secretPrompt) });
+    await new Promise((resolve) => setTimeout(resolve, 500)); // let wrangler flush its output
+    const log = readFileSync(stack.logFile, 'utf8');
+    assert.match(log, /"event":"decision"/);
+    assert.match(log, /"route":"short"/);
+    for (const secret of [ROUTER_KEY, UPSTREAM_KEY, secretPrompt]) {
+      assert.ok(!log.includes(secret), `the log contains ${secret}`);
+    }
   });
 });
 
