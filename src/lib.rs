@@ -8,6 +8,7 @@
 //! by both the Cloudflare Worker (`worker`, wasm32 only) and the native `switchyard` CLI.
 
 pub mod core;
+pub mod embed;
 
 #[cfg(target_arch = "wasm32")]
 mod worker;

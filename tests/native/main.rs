@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod embedding;
 mod request;
 mod routing;
 mod tokens;

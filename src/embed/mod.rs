@@ -1,0 +1,143 @@
+//! all-MiniLM-L6-v2 sentence embeddings, computed in-process (natively and inside the Worker).
+//!
+//! Text is tokenized by the `tokenizers` crate with the model's own `tokenizer.json` (no padding,
+//! truncated at 256 tokens as sentence-transformers does), run through the quantized encoder
+//! with tract, then mean-pooled over the tokens and L2-normalised, so vectors compare by dot
+//! product. The same code runs in the CLI, the native tests and the Worker: what the tests check
+//! is what the edge computes.
+//!
+//! The encoder is `model/encoder.onnx`: weight-only int8 (see model/README.md for why), with its
+//! matmuls replaced at load time by [`int8_linear::Int8MatMul`] so weights stay int8 in memory.
+
+pub mod int8_linear;
+
+use std::fmt;
+use tokenizers::Tokenizer;
+use tract_onnx::prelude::*;
+
+/// Embedding size of all-MiniLM-L6-v2.
+pub const DIMENSIONS: usize = 384;
+/// Longest input in tokens (sentence-transformers' `max_seq_length`); longer texts are cut.
+pub const MAX_TOKENS: usize = 256;
+/// The model id the embeddings API answers to.
+pub const MODEL_ID: &str = "all-MiniLM-L6-v2";
+
+/// The tokenizer, built into every binary (it is small); the encoder weights are not.
+pub const TOKENIZER_JSON: &[u8] = include_bytes!("../../model/tokenizer.json");
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedError {
+    /// The tokenizer file could not be loaded.
+    Tokenizer(String),
+    /// The encoder file could not be loaded or prepared.
+    Model(String),
+    /// Running the encoder failed.
+    Inference(String),
+}
+
+impl fmt::Display for EmbedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmbedError::Tokenizer(e) => write!(f, "embedding tokenizer: {e}"),
+            EmbedError::Model(e) => write!(f, "embedding model: {e}"),
+            EmbedError::Inference(e) => write!(f, "embedding inference: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EmbedError {}
+
+type Plan = std::sync::Arc<TypedRunnableModel>;
+
+pub struct Encoder {
+    tokenizer: Tokenizer,
+    plan: Plan,
+    /// How many matmuls run on int8 weights; 37 for the shipped model (6 layers × 4 + …).
+    pub int8_matmuls: usize,
+}
+
+impl Encoder {
+    /// Loads the encoder from the bytes of `encoder.onnx`. The bytes are consumed and dropped as
+    /// soon as they are decoded, so the load's peak memory is about twice the file, not three
+    /// times (which matters in wasm, where linear memory never shrinks).
+    pub fn from_onnx_bytes(onnx: Vec<u8>) -> Result<Encoder, EmbedError> {
+        let tokenizer = load_tokenizer(TOKENIZER_JSON)?;
+        let model_err = |e: TractError| EmbedError::Model(format!("{e:#}"));
+        let framework = tract_onnx::onnx();
+        // Decoding copies every tensor out of the file: drop the file right after.
+        let decoded = <tract_onnx::pb::ModelProto as prost::Message>::decode(onnx.as_slice());
+        drop(onnx);
+        let proto = decoded.map_err(|e| EmbedError::Model(format!("not an ONNX file: {e}")))?;
+        let mut proto = proto;
+        let int8 = int8_linear::detach_int8_initializers(&mut proto).map_err(model_err)?;
+        let mut model = framework.model_for_proto_model(&proto).map_err(model_err)?;
+        drop(proto);
+        let tokens = model.symbols.sym("S");
+        model.set_input_fact(0, i64::fact([1.to_dim(), tokens.to_dim()]).into()).map_err(model_err)?;
+        let mut typed = model.into_typed().map_err(model_err)?;
+        let int8_matmuls = int8_linear::attach_int8_weights(&mut typed, int8).map_err(model_err)?;
+        let plan = typed.into_optimized().and_then(|m| m.into_runnable()).map_err(model_err)?;
+        Ok(Encoder { tokenizer, plan, int8_matmuls })
+    }
+
+    /// Token ids as the model sees them: `[CLS] … [SEP]`, at most [`MAX_TOKENS`].
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let encoding = self.tokenizer.encode(text, true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The L2-normalised embedding of `text`.
+    pub fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let ids = self.token_ids(text)?;
+        self.embed_ids(&ids)
+    }
+
+    /// The L2-normalised embedding of already-tokenized input.
+    pub fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>, EmbedError> {
+        let err = |e: TractError| EmbedError::Inference(format!("{e:#}"));
+        if ids.is_empty() || ids.len() > MAX_TOKENS {
+            return Err(EmbedError::Inference(format!("{} tokens; expected 1 to {MAX_TOKENS}", ids.len())));
+        }
+        let input: Tensor =
+            tract_ndarray::Array2::from_shape_vec((1, ids.len()), ids.iter().map(|&i| i as i64).collect())
+                .map_err(|e| EmbedError::Inference(e.to_string()))?
+                .into();
+        let outputs = self.plan.run(tvec!(input.into())).map_err(err)?;
+        let hidden = outputs[0].to_plain_array_view::<f32>().map_err(err)?;
+        let tokens = ids.len();
+        if hidden.len() != tokens * DIMENSIONS {
+            return Err(EmbedError::Inference(format!("unexpected output shape {:?}", hidden.shape())));
+        }
+        let flat = hidden.as_slice().ok_or_else(|| EmbedError::Inference("non-contiguous output".into()))?;
+        Ok(mean_pool_normalized(flat, tokens))
+    }
+}
+
+fn load_tokenizer(json: &[u8]) -> Result<Tokenizer, EmbedError> {
+    let mut tokenizer = Tokenizer::from_bytes(json).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+        .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+    Ok(tokenizer)
+}
+
+/// Mean over the token rows of `hidden` (`tokens × DIMENSIONS`), then L2-normalised.
+pub fn mean_pool_normalized(hidden: &[f32], tokens: usize) -> Vec<f32> {
+    let mut pooled = vec![0f32; DIMENSIONS];
+    for row in hidden.chunks_exact(DIMENSIONS).take(tokens) {
+        for (p, v) in pooled.iter_mut().zip(row) {
+            *p += v;
+        }
+    }
+    let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        pooled.iter_mut().for_each(|v| *v /= norm);
+    }
+    pooled
+}
+
+/// Dot product; the cosine similarity of two normalised embeddings.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
