@@ -43,6 +43,61 @@ pub struct Config {
     pub models: BTreeMap<String, Spanned<ModelConfig>>,
     pub routes: Vec<Spanned<RouteConfig>>,
     pub default: DefaultConfig,
+    #[serde(default)]
+    pub semantic: SemanticConfig,
+}
+
+/// How level 2 scores a route from the similarities of the request to its exemplars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// The best single exemplar.
+    Max,
+    /// The mean of the `top_k` best exemplars: one lucky exemplar counts for less.
+    TopKMean,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticConfig {
+    #[serde(default = "default_aggregation")]
+    pub aggregation: Aggregation,
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Threshold of routes that set none.
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// A latest user message with fewer words than this is a follow-up ("and in Python?"): the
+    /// previous user message is embedded with it.
+    #[serde(default = "default_follow_up_words")]
+    pub follow_up_words: usize,
+}
+
+impl Default for SemanticConfig {
+    fn default() -> Self {
+        SemanticConfig {
+            aggregation: default_aggregation(),
+            top_k: default_top_k(),
+            threshold: default_threshold(),
+            follow_up_words: default_follow_up_words(),
+        }
+    }
+}
+
+fn default_aggregation() -> Aggregation {
+    Aggregation::TopKMean
+}
+
+fn default_top_k() -> usize {
+    2
+}
+
+fn default_threshold() -> f32 {
+    0.5
+}
+
+fn default_follow_up_words() -> usize {
+    5
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,7 +206,13 @@ pub struct RouteConfig {
     /// Level 2 (semantic routing): sentences typical of this route.
     #[serde(default)]
     pub exemplars: Vec<String>,
+    /// Level 2: the least score (cosine similarity, aggregated) for the route to match;
+    /// `[semantic] threshold` when unset.
     pub threshold: Option<Spanned<f32>>,
+    /// Keyword matches count only when, by meaning too, this is the route: its semantic score
+    /// clears its threshold and no other route's is higher.
+    #[serde(default)]
+    pub semantic_confirm: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +340,27 @@ impl Config {
                 }
             }
         }
+        if self.semantic.top_k == 0 {
+            return Err((0..0, "semantic.top_k must be at least 1".into()));
+        }
+        if !(-1.0..=1.0).contains(&self.semantic.threshold) {
+            return Err((0..0, "semantic.threshold must be in [-1, 1]".into()));
+        }
+        for route in &self.routes {
+            let r = route.get_ref();
+            if r.semantic_confirm && (r.exemplars.is_empty() || r.keywords.is_empty()) {
+                return Err((
+                    r.name.span(),
+                    format!(
+                        "route {:?}: semantic_confirm needs both keywords and exemplars",
+                        r.name.get_ref()
+                    ),
+                ));
+            }
+            if r.exemplars.iter().any(|e| e.trim().is_empty()) {
+                return Err((r.name.span(), format!("route {:?}: an exemplar is empty", r.name.get_ref())));
+            }
+        }
         let default = self.default.route.get_ref();
         if !seen.contains_key(default) {
             return Err((self.default.route.span(), format!("default.route: unknown route {default:?}")));
@@ -296,6 +378,11 @@ impl Config {
 
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.get(name).map(|p| p.get_ref())
+    }
+
+    /// The threshold in force for a route.
+    pub fn threshold(&self, route: &RouteConfig) -> f32 {
+        route.threshold.as_ref().map_or(self.semantic.threshold, |t| *t.get_ref())
     }
 
     pub fn default_route(&self) -> &str {

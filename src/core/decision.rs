@@ -46,6 +46,9 @@ pub struct Signals {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
     pub rules: Vec<RuleOutcome>,
+    /// Whether level 2 scored the request (absent when no route has exemplars).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semantic_available: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,7 +60,8 @@ pub struct Decision {
     /// The route's models in order: the first answers, the rest are its fallbacks.
     pub candidates: Vec<String>,
     pub level: Level,
-    /// Per-route scores from the level that decided (1.0/0.0 for rule matches).
+    /// Per route: the semantic score for routes with exemplars (when level 2 ran), 1.0/0.0 for
+    /// whether a rules-only route matched.
     pub scores: BTreeMap<String, f32>,
     pub signals: Signals,
     /// Human-readable reasons, most important first.

@@ -3,17 +3,27 @@
 //! Order of precedence, first hit wins:
 //! 1. `model` names a configured model: that model answers, no routing (level `explicit`).
 //! 2. `model` names a route: that route's models answer (level `explicit`).
-//! 3. `model` is `"auto"`: routes are tried in config order and the first whose level-1 rules
-//!    all hold wins (level `rules`); config order is priority, so put narrow routes first.
+//! 3. `model` is `"auto"`: routes are tried in config order and the first that matches wins;
+//!    config order is priority, so put narrow routes first. A route matches when
+//!    - it has keywords: its rules hold (token bounds, a keyword, no `unless`) and, with
+//!      `semantic_confirm`, its semantic score clears its threshold and no other route scores
+//!      higher (level `rules`);
+//!    - it has exemplars but no keywords: it is the best-scoring such route and clears its
+//!      threshold (level `semantic`);
+//!    - it has only token bounds: the prompt is within them (level `rules`).
 //! 4. Nothing matched: the default route (level `default`).
+//!
+//! When no embedding is available (no encoder, or no index), semantic conditions are skipped:
+//! exemplar-only routes do not match and keyword routes need no confirmation.
 //!
 //! Any other `model` is a 404 `model_not_found`, as OpenAI answers it.
 
-use crate::core::config::{Config, ConfigError};
+use crate::core::config::{Config, ConfigError, RouteConfig};
 use crate::core::decision::{Decision, Level, Signals};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::request::ChatRequest;
 use crate::core::rules::RouteRules;
+use crate::core::semantic::{routing_text, ExemplarIndex};
 use crate::core::tokens::estimate_request_tokens;
 use std::collections::BTreeMap;
 
@@ -22,6 +32,14 @@ use std::collections::BTreeMap;
 pub struct Router {
     pub config: Config,
     rules: Vec<RouteRules>,
+}
+
+/// What level 2 needs to score a request: the embedding of [`Router::routing_text`] and the
+/// exemplar index (checked against the config with [`ExemplarIndex::check`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Semantic<'a> {
+    pub query: &'a [f32],
+    pub index: &'a ExemplarIndex,
 }
 
 impl Router {
@@ -43,11 +61,29 @@ impl Router {
         Ok(Router { config, rules })
     }
 
-    pub fn decide(&self, request: &ChatRequest) -> Result<Decision, RouterError> {
+    /// Whether any route has exemplars, i.e. whether level 2 needs an encoder and an index.
+    pub fn uses_semantics(&self) -> bool {
+        self.config.routes.iter().any(|r| !r.get_ref().exemplars.is_empty())
+    }
+
+    /// Whether deciding `request` involves embedding its text (`model` is `auto` and some route
+    /// has exemplars).
+    pub fn needs_embedding(&self, request: &ChatRequest) -> bool {
+        request.model == "auto" && self.uses_semantics()
+    }
+
+    /// The text to embed for `request` (see [`routing_text`]).
+    pub fn routing_text(&self, request: &ChatRequest) -> String {
+        routing_text(request, self.config.semantic.follow_up_words)
+    }
+
+    /// Decides a request. `semantic` is given when level 2 is in use and an encoder is
+    /// available; without it, semantic conditions are skipped and the signals say so.
+    pub fn decide(&self, request: &ChatRequest, semantic: Option<Semantic>) -> Result<Decision, RouterError> {
         let signals = Signals {
             prompt_tokens: estimate_request_tokens(request),
             max_output_tokens: request.max_output_tokens,
-            rules: Vec::new(),
+            ..Signals::default()
         };
         let requested = request.model.as_str();
         if requested != "auto" {
@@ -79,44 +115,126 @@ impl Router {
             )
             .with_param("model"));
         }
-        self.route_auto(request, signals)
+        Ok(self.route_auto(request, signals, semantic))
     }
 
-    fn route_auto(&self, request: &ChatRequest, mut signals: Signals) -> Result<Decision, RouterError> {
+    fn route_auto(
+        &self,
+        request: &ChatRequest,
+        mut signals: Signals,
+        semantic: Option<Semantic>,
+    ) -> Decision {
+        let config = &self.config;
         let text = request.latest_user_text();
-        let outcomes: Vec<_> = self
-            .rules
-            .iter()
-            .filter(|r| r.has_rules())
-            .map(|r| r.evaluate(text, signals.prompt_tokens))
-            .collect();
-        let scores: BTreeMap<String, f32> =
-            outcomes.iter().map(|o| (o.route.clone(), if o.matched { 1.0 } else { 0.0 })).collect();
-        let winner = outcomes.iter().find(|o| o.matched).map(|o| (o.route.clone(), o.keyword.clone()));
-        let exclusions = outcomes.iter().filter_map(|o| {
-            let hit = o.excluded_by.as_ref()?;
-            Some(format!("route {:?} was excluded by /{}/ matching {:?}", o.route, hit.pattern, hit.text))
+        let semantic = semantic
+            .filter(|_| self.uses_semantics())
+            .map(|s| s.index.scores(s.query, config.semantic.aggregation, config.semantic.top_k));
+        let outcomes: Vec<_> = self.rules.iter().map(|r| r.evaluate(text, signals.prompt_tokens)).collect();
+        // Semantic confirmation of a keyword match: the route clears its threshold and no other
+        // route is more similar ("a joke about Python" is closer to `creative` than to `code`).
+        let confirmed_by_meaning = |route: &RouteConfig| {
+            let Some(scores) = semantic.as_ref() else { return false };
+            let Some(&own) = scores.get(route.name.get_ref()) else { return false };
+            own >= config.threshold(route)
+                && scores.iter().all(|(other, &score)| other == route.name.get_ref() || score <= own)
+        };
+        // The semantic winner: the best-scoring route that has exemplars and no keywords, within
+        // its token bounds, if it clears its threshold.
+        let winner = semantic.as_ref().and_then(|scores| {
+            config
+                .routes
+                .iter()
+                .map(|r| r.get_ref())
+                .zip(&outcomes)
+                .filter(|(r, o)| !r.exemplars.is_empty() && r.keywords.is_empty() && o.tokens_in_bounds)
+                .filter_map(|(r, _)| scores.get(r.name.get_ref()).map(|s| (r, *s)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .filter(|(r, s)| *s >= config.threshold(r))
+                .map(|(r, _)| r.name.get_ref().clone())
         });
         let mut reasons = Vec::new();
-        let (route, level) = match winner {
-            Some((route, keyword)) => {
-                if let Some(hit) = keyword {
-                    reasons.push(format!("keyword /{}/ matched {:?}", hit.pattern, hit.text));
+        let mut chosen = None;
+        for (route, outcome) in config.routes.iter().map(|r| r.get_ref()).zip(&outcomes) {
+            let name = route.name.get_ref();
+            let matched = if !route.keywords.is_empty() {
+                let confirmed = !route.semantic_confirm || semantic.is_none() || confirmed_by_meaning(route);
+                if outcome.matched && !confirmed {
+                    reasons.push(format!(
+                        "route {name:?}: keyword matched but by meaning the request is not a {name:?} request \
+                         (score below {:.2} or another route more similar)",
+                        config.threshold(route)
+                    ));
                 }
-                reasons.push(format!(
-                    "prompt of ~{} tokens is within the route's bounds",
-                    signals.prompt_tokens
-                ));
-                (route, Level::Rules)
+                outcome.matched && confirmed
+            } else if !route.exemplars.is_empty() {
+                winner.as_deref() == Some(name.as_str())
+            } else {
+                outcome.matched
+            };
+            if matched {
+                let level = if route.keywords.is_empty() && !route.exemplars.is_empty() {
+                    Level::Semantic
+                } else {
+                    Level::Rules
+                };
+                chosen = Some((name.clone(), level, outcome.clone()));
+                break;
+            }
+        }
+        let exclusions: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| {
+                let hit = o.excluded_by.as_ref()?;
+                Some(format!("route {:?} was excluded by /{}/ matching {:?}", o.route, hit.pattern, hit.text))
+            })
+            .collect();
+        let (route, level) = match chosen {
+            Some((route, level, outcome)) => {
+                let mut first = Vec::new();
+                if let Some(hit) = &outcome.keyword {
+                    first.push(format!("keyword /{}/ matched {:?}", hit.pattern, hit.text));
+                }
+                if let Some(score) = semantic.as_ref().and_then(|s| s.get(&route)) {
+                    first.push(format!("semantic score {score:.3} for route {route:?}"));
+                }
+                if level == Level::Rules && outcome.keyword.is_none() {
+                    first.push(format!(
+                        "prompt of ~{} tokens is within the route's bounds",
+                        signals.prompt_tokens
+                    ));
+                }
+                reasons.splice(0..0, first);
+                (route, level)
             }
             None => {
-                reasons.push("no route's rules matched".to_string());
-                (self.config.default_route().to_string(), Level::Default)
+                reasons.insert(0, "no route matched".to_string());
+                (config.default_route().to_string(), Level::Default)
             }
         };
         reasons.extend(exclusions);
-        signals.rules = outcomes;
-        Ok(self.route_to(&route, level, signals, scores, reasons))
+        if self.uses_semantics() && semantic.is_none() {
+            reasons.push("semantic routing was unavailable: routed by rules alone".to_string());
+        }
+        let mut scores: BTreeMap<String, f32> = outcomes
+            .iter()
+            .zip(config.routes.iter().map(|r| r.get_ref()))
+            .filter(|(_, r)| {
+                r.exemplars.is_empty()
+                    && (r.keywords.len() + r.unless.len() > 0
+                        || r.min_tokens.is_some()
+                        || r.max_tokens.is_some())
+            })
+            .map(|(o, _)| (o.route.clone(), if o.matched { 1.0 } else { 0.0 }))
+            .collect();
+        if let Some(semantic) = &semantic {
+            scores.extend(semantic.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        signals.rules = outcomes
+            .into_iter()
+            .filter(|o| self.rules.iter().any(|r| r.route == o.route && r.has_rules()))
+            .collect();
+        signals.semantic_available = self.uses_semantics().then_some(semantic.is_some());
+        self.route_to(&route, level, signals, scores, reasons)
     }
 
     fn route_to(

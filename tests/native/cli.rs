@@ -15,7 +15,7 @@ fn switchyard(args: &[&str]) -> (bool, String, String) {
 fn check_config_accepts_the_builtin_and_rejects_a_broken_file_with_its_line() {
     let (ok, stdout, _) = switchyard(&["check-config"]);
     assert!(ok);
-    assert!(stdout.starts_with("ok: 4 routes"), "{stdout}");
+    assert!(stdout.starts_with("ok: 5 routes"), "{stdout}");
 
     let dir = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,81 +1,186 @@
-//! Level-1 routing decisions, on the built-in config as a user would meet it.
+//! Routing decisions on the built-in config as a user would meet it: level 1 alone (no encoder)
+//! and with level 2 (the real encoder and the committed exemplar index).
 
-use switchyard::core::decision::Level;
+use crate::embedding::encoder;
+use switchyard::core::decision::{Decision, Level};
+use switchyard::core::evaluation::{parse_rows, EvalReport};
 use switchyard::core::request::ChatRequest;
-use switchyard::core::router::Router;
+use switchyard::core::router::{Router, Semantic};
+use switchyard::core::semantic::{ExemplarIndex, IndexError};
 use switchyard::BUILTIN_CONFIG;
 
 fn router() -> Router {
     Router::from_toml("switchyard.toml", BUILTIN_CONFIG).unwrap()
 }
 
-fn route(model: &str, prompt: &str) -> switchyard::core::decision::Decision {
-    let request = ChatRequest::from_value(serde_json::json!({
+fn index() -> ExemplarIndex {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/model/index.json")).unwrap();
+    ExemplarIndex::from_json(&text).unwrap()
+}
+
+fn user(model: &str, prompt: &str) -> ChatRequest {
+    ChatRequest::from_value(serde_json::json!({
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
     }))
-    .unwrap();
-    router().decide(&request).unwrap()
+    .unwrap()
+}
+
+/// Level 1 only, as when the encoder is unavailable.
+fn route_by_rules(model: &str, prompt: &str) -> Decision {
+    router().decide(&user(model, prompt), None).unwrap()
+}
+
+/// Levels 1 and 2 with `router`.
+fn route_with(router: &Router, index: &ExemplarIndex, request: &ChatRequest) -> Decision {
+    let query = encoder().embed(&router.routing_text(request)).unwrap();
+    router.decide(request, Some(Semantic { query: &query, index })).unwrap()
+}
+
+fn route(prompt: &str) -> Decision {
+    route_with(&router(), &index(), &user("auto", prompt))
+}
+
+#[test]
+fn the_committed_index_matches_the_builtin_config() {
+    index().check(&router().config).expect("model/index.json is stale: run `switchyard build-index`");
+}
+
+#[test]
+fn an_index_built_for_other_exemplars_is_refused() {
+    let changed =
+        BUILTIN_CONFIG.replace("Write a short poem about the sea", "Write a long poem about the sea");
+    let router = Router::from_toml("changed.toml", &changed).unwrap();
+    assert!(matches!(index().check(&router.config), Err(IndexError::Stale { .. })));
+    // Thresholds are not part of the hash: fitting them keeps the index valid.
+    let refitted = BUILTIN_CONFIG.replace("[semantic]\n", "[semantic]\n# refitted\n");
+    index().check(&Router::from_toml("t.toml", &refitted).unwrap().config).unwrap();
 }
 
 #[test]
 fn prompts_land_on_the_routes_a_person_would_expect() {
     let cases = [
-        ("Write a SQL query that returns the ten most recent orders", "code"),
-        ("Why does my Python script raise KeyError here?", "code"),
-        ("Refactor this function so it does not allocate", "code"),
-        ("```\nlet x = 1;\n```\nwhat does this do", "code"),
-        ("Tell me a joke about Python", "short"),
-        ("Write a haiku about SQL databases", "short"),
-        ("How long do ball pythons live as pets?", "short"),
-        ("What's the capital of Australia?", "short"),
-        ("hi", "short"),
+        ("Write a SQL query that returns the ten most recent orders", "code", Level::Rules),
+        ("Why does my Python script raise KeyError here?", "code", Level::Rules),
+        ("Prove that the product of two odd numbers is odd", "reasoning", Level::Semantic),
+        ("Write a poem about my cat", "creative", Level::Semantic),
+        ("Tell me a joke about Python", "creative", Level::Semantic),
+        ("What's the capital of Australia?", "chat", Level::Default),
+        ("hi", "chat", Level::Default),
     ];
-    for (prompt, expected) in cases {
-        let decision = route("auto", prompt);
-        assert_eq!(decision.route, expected, "{prompt:?}: {:?}", decision.reasons);
+    for (prompt, expected, level) in cases {
+        let decision = route(prompt);
+        assert_eq!(
+            (decision.route.as_str(), decision.level),
+            (expected, level),
+            "{prompt:?}: {:?}",
+            decision.reasons
+        );
     }
 }
 
 #[test]
-fn prompt_size_decides_between_short_default_and_long() {
-    let medium = "Describe a relaxed weekend in the mountains for a family of four. ".repeat(20);
-    let decision = route("auto", &medium);
-    assert_eq!((decision.route.as_str(), decision.level), ("chat", Level::Default));
+fn semantic_confirmation_not_an_exclusion_list_keeps_jokes_off_the_code_route() {
+    // Without any `unless`, the keyword "Python" matches, but by meaning the request is closer to
+    // `creative` than to `code`, so the keyword match is not confirmed.
+    let no_exclusions = BUILTIN_CONFIG.replace(
+        "unless = [\n  '(?i)\\b(jokes?|funny|poems?|haiku|limerick|story|stories|song|lyrics)\\b',\n]\n",
+        "",
+    );
+    assert_ne!(no_exclusions, BUILTIN_CONFIG, "the unless list was not removed");
+    let router = Router::from_toml("no-unless.toml", &no_exclusions).unwrap();
+    for prompt in ["Tell me a joke about Python", "Write a funny poem about SQL databases"] {
+        let decision = route_with(&router, &index(), &user("auto", prompt));
+        assert_ne!(decision.route, "code", "{prompt:?}: {:?}", decision.reasons);
+        assert!(decision.reasons.iter().any(|r| r.contains("by meaning")), "{:?}", decision.reasons);
+    }
+    let decision =
+        route_with(&router, &index(), &user("auto", "Fix this Python function that crashes on empty input"));
+    assert_eq!(decision.route, "code");
+}
 
+#[test]
+fn every_route_is_scored_in_the_decision() {
+    let decision = route("Prove that the product of two odd numbers is odd");
+    for r in ["code", "reasoning", "creative"] {
+        assert!(decision.scores.contains_key(r), "{:?}", decision.scores);
+    }
+    assert!(decision.scores["reasoning"] > decision.scores["creative"]);
+    assert_eq!(decision.signals.semantic_available, Some(true));
+}
+
+#[test]
+fn the_labelled_set_is_routed_well() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/routing_eval.jsonl"))
+        .unwrap();
+    let rows = parse_rows("routing_eval.jsonl", &text).unwrap();
+    let (router, index) = (router(), index());
+    let pairs: Vec<_> = rows
+        .iter()
+        .map(|r| (r.label.clone(), route_with(&router, &index, &user("auto", &r.text)).route))
+        .collect();
+    let report = EvalReport::compute(router.config.default_route(), &pairs);
+    eprintln!("held-out routing accuracy {:.3}, macro-F1 {:.3}", report.accuracy, report.macro_f1);
+    // BENCHMARKS.md reports the measured value; this guards against regressions.
+    assert!(report.accuracy >= 0.75, "accuracy {}", report.accuracy);
+}
+
+#[test]
+fn a_short_follow_up_is_embedded_with_the_previous_question() {
+    let request = ChatRequest::from_value(serde_json::json!({
+        "model": "auto",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Write a limerick about a cat"},
+            {"role": "assistant", "content": "There once was a cat..."},
+            {"role": "user", "content": "another one?"},
+        ],
+    }))
+    .unwrap();
+    let router = router();
+    assert_eq!(router.routing_text(&request), "Write a limerick about a cat\nanother one?");
+    assert_eq!(route_with(&router, &index(), &request).route, "creative");
+}
+
+#[test]
+fn without_the_encoder_rules_still_route() {
+    let decision = route_by_rules("auto", "Write a SQL query that returns the ten most recent orders");
+    assert_eq!((decision.route.as_str(), decision.level), ("code", Level::Rules));
+    // The exclusion list is the level-1 fallback for jokes.
+    let decision = route_by_rules("auto", "Tell me a joke about Python");
+    assert_eq!((decision.route.as_str(), decision.level), ("chat", Level::Default));
+    assert_eq!(decision.signals.semantic_available, Some(false));
+    assert!(decision.reasons.iter().any(|r| r.contains("semantic routing was unavailable")));
+}
+
+#[test]
+fn prompt_size_sends_long_prompts_to_the_long_context_route() {
     let long = "Summarise the history of the printing press in Europe. ".repeat(12_000);
-    let decision = route("auto", &long);
+    let decision = route_by_rules("auto", &long);
     assert_eq!((decision.route.as_str(), decision.level), ("long", Level::Rules));
     assert!(decision.signals.prompt_tokens >= 100_000);
+    let code = format!("{} Now rewrite it in Python.", "def f(x): return x * 2\n".repeat(20_000));
+    assert_eq!(route_by_rules("auto", &code).route, "long");
 }
 
 #[test]
-fn a_long_prompt_about_code_still_needs_the_long_context_route() {
-    let long = format!("{} Now rewrite it in Python.", "def f(x): return x * 2\n".repeat(20_000));
-    assert_eq!(route("auto", &long).route, "long");
-}
-
-#[test]
-fn the_decision_explains_itself() {
-    let decision = route("auto", "Tell me a joke about Python");
+fn the_decision_explains_a_rule_exclusion() {
+    let decision = route_by_rules("auto", "Tell me a joke about Python");
     let code = decision.signals.rules.iter().find(|r| r.route == "code").unwrap();
     assert_eq!(code.keyword.as_ref().unwrap().text, "Python");
     assert_eq!(code.excluded_by.as_ref().unwrap().text, "joke");
-    assert_eq!(decision.scores["code"], 0.0);
-    assert_eq!(decision.scores["short"], 1.0);
     assert!(decision.reasons.iter().any(|r| r.contains("excluded")), "{:?}", decision.reasons);
 }
 
 #[test]
 fn explicit_models_and_routes_skip_routing() {
-    let decision = route("big", "Write SQL");
+    let decision = route_by_rules("big", "Write SQL");
     assert_eq!(
         (decision.route.as_str(), decision.model.as_str(), decision.level),
         ("explicit", "big", Level::Explicit)
     );
     assert_eq!(decision.candidates, ["big"]);
-
-    let decision = route("code", "hello");
+    let decision = route_by_rules("code", "hello");
     assert_eq!(
         (decision.route.as_str(), decision.model.as_str(), decision.level),
         ("code", "coder", Level::Explicit)
@@ -85,11 +190,7 @@ fn explicit_models_and_routes_skip_routing() {
 
 #[test]
 fn unknown_models_are_404() {
-    let request = ChatRequest::from_value(serde_json::json!({
-        "model": "gpt-17", "messages": [{"role": "user", "content": "hi"}],
-    }))
-    .unwrap();
-    let err = router().decide(&request).unwrap_err();
+    let err = router().decide(&user("gpt-17", "hi"), None).unwrap_err();
     assert_eq!(err.status(), 404);
     assert_eq!(err.to_openai_json()["error"]["code"], "model_not_found");
 }
@@ -106,5 +207,5 @@ fn keywords_look_at_the_latest_user_message_only() {
         ],
     }))
     .unwrap();
-    assert_ne!(router().decide(&request).unwrap().route, "code");
+    assert_ne!(router().decide(&request, None).unwrap().route, "code");
 }

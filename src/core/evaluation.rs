@@ -1,0 +1,183 @@
+//! Scoring a router against labelled data, and fitting its thresholds to that data.
+//!
+//! Data rows are `{"text", "label"}` with a route name as label; the default route's name means
+//! "nothing should match", so out-of-scope recall is how often such rows really reach the default.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LabelledRow {
+    pub text: String,
+    pub label: String,
+}
+
+/// Parses JSONL rows; errors name the line.
+pub fn parse_rows(file: &str, text: &str) -> Result<Vec<LabelledRow>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("{file}:{}: {e}", i + 1)))
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteMetrics {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Rows labelled with this route.
+    pub support: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalReport {
+    pub rows: usize,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub per_route: BTreeMap<String, RouteMetrics>,
+    /// `confusion[label][predicted]` = count.
+    pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Share of default-labelled rows routed to the default route (`null` without such rows).
+    pub oos_recall: Option<f64>,
+}
+
+impl EvalReport {
+    /// `pairs` are `(label, predicted route)`.
+    pub fn compute(default_route: &str, pairs: &[(String, String)]) -> EvalReport {
+        let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for (label, predicted) in pairs {
+            *confusion.entry(label.clone()).or_default().entry(predicted.clone()).or_default() += 1;
+        }
+        let classes: BTreeSet<&String> = pairs.iter().flat_map(|(l, p)| [l, p]).collect();
+        let mut per_route = BTreeMap::new();
+        for class in classes {
+            let tp = pairs.iter().filter(|(l, p)| l == class && p == class).count();
+            let predicted = pairs.iter().filter(|(_, p)| p == class).count();
+            let support = pairs.iter().filter(|(l, _)| l == class).count();
+            let precision = ratio(tp, predicted);
+            let recall = ratio(tp, support);
+            let f1 =
+                if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+            per_route.insert(class.clone(), RouteMetrics { precision, recall, f1, support });
+        }
+        let correct = pairs.iter().filter(|(l, p)| l == p).count();
+        let oos: Vec<_> = pairs.iter().filter(|(l, _)| l == default_route).collect();
+        EvalReport {
+            rows: pairs.len(),
+            accuracy: ratio(correct, pairs.len()),
+            macro_f1: if per_route.is_empty() {
+                0.0
+            } else {
+                per_route.values().map(|m| m.f1).sum::<f64>() / per_route.len() as f64
+            },
+            per_route,
+            confusion,
+            oos_recall: (!oos.is_empty())
+                .then(|| ratio(oos.iter().filter(|(_, p)| p == default_route).count(), oos.len())),
+        }
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Coordinate ascent on per-route thresholds: for each route in turn, try every threshold that
+/// changes a decision on the data and keep the one with the best accuracy (ties: the middle of
+/// the best interval, the choice least tied to these exact rows); repeat until nothing improves.
+///
+/// `scores[route]` lists that route's semantic score on every row; `accuracy` evaluates a full
+/// set of thresholds.
+pub fn fit_thresholds(
+    start: &BTreeMap<String, f32>,
+    scores: &BTreeMap<String, Vec<f32>>,
+    mut accuracy: impl FnMut(&BTreeMap<String, f32>) -> f64,
+    max_rounds: usize,
+) -> (BTreeMap<String, f32>, f64) {
+    let mut thresholds = start.clone();
+    let mut best = accuracy(&thresholds);
+    for _ in 0..max_rounds {
+        let mut improved = false;
+        for (route, route_scores) in scores {
+            let mut cuts: Vec<f32> = route_scores.clone();
+            cuts.sort_by(f32::total_cmp);
+            cuts.dedup();
+            // Candidate thresholds: just above each observed score, and below the lowest.
+            let mut candidates: Vec<f32> = cuts.iter().map(|s| s + 1e-4).collect();
+            if let Some(lowest) = cuts.first() {
+                candidates.insert(0, lowest - 1e-4);
+            }
+            let mut results: Vec<(f32, f64)> = Vec::with_capacity(candidates.len());
+            for &candidate in &candidates {
+                let mut trial = thresholds.clone();
+                trial.insert(route.clone(), candidate.clamp(-1.0, 1.0));
+                results.push((candidate, accuracy(&trial)));
+            }
+            let top = results.iter().map(|r| r.1).fold(f64::MIN, f64::max);
+            if top > best + 1e-12 {
+                // The middle of the first run of best candidates.
+                let first = results.iter().position(|r| r.1 == top).unwrap_or(0);
+                let run = results[first..].iter().take_while(|r| r.1 == top).count();
+                let low = results[first].0;
+                let high = results[first + run - 1].0;
+                let chosen = if run > 1 { (low + high) / 2.0 } else { low };
+                thresholds.insert(route.clone(), chosen.clamp(-1.0, 1.0));
+                best = accuracy(&thresholds);
+                improved = true;
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+    (thresholds, best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn metrics_of_a_small_confusion() {
+        let report = EvalReport::compute(
+            "chat",
+            &pairs(&[
+                ("code", "code"),
+                ("code", "chat"),
+                ("chat", "chat"),
+                ("chat", "code"),
+                ("math", "math"),
+            ]),
+        );
+        assert_eq!(report.rows, 5);
+        assert!((report.accuracy - 0.6).abs() < 1e-9);
+        assert_eq!(report.confusion["code"]["chat"], 1);
+        assert!((report.per_route["code"].precision - 0.5).abs() < 1e-9);
+        assert!((report.per_route["math"].f1 - 1.0).abs() < 1e-9);
+        assert_eq!(report.oos_recall, Some(0.5));
+    }
+
+    #[test]
+    fn fitting_finds_the_threshold_that_separates_the_data() {
+        // One route; rows 0-2 belong to it (high scores), rows 3-5 do not.
+        let scores: BTreeMap<String, Vec<f32>> =
+            [("code".to_string(), vec![0.8, 0.7, 0.6, 0.3, 0.2, 0.45])].into();
+        let labels = [true, true, true, false, false, false];
+        let accuracy = |t: &BTreeMap<String, f32>| {
+            let cut = t["code"];
+            scores["code"].iter().zip(labels).filter(|(s, l)| (**s >= cut) == *l).count() as f64 / 6.0
+        };
+        let (fitted, best) = fit_thresholds(&[("code".to_string(), 0.9)].into(), &scores, accuracy, 5);
+        assert_eq!(best, 1.0);
+        assert!(fitted["code"] > 0.45 && fitted["code"] <= 0.6, "{fitted:?}");
+    }
+}

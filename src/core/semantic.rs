@@ -1,0 +1,172 @@
+//! Level 2: routing by meaning.
+//!
+//! Each route lists a few exemplar sentences. Their embeddings are computed once (by
+//! `switchyard build-index`, into `model/index.json`) and each request's text is embedded and
+//! compared with them by cosine similarity. A route's score aggregates its exemplars'
+//! similarities (`max`, or the mean of the `top_k` best); the best-scoring route wins if it clears
+//! its threshold, else the request falls through to later routes and finally the default.
+//!
+//! The index records a hash of everything it was computed from (the encoder's id and every
+//! route's exemplars), so an index built for another config is detected, never silently used.
+
+use crate::core::config::{Aggregation, Config};
+use crate::core::request::{ChatRequest, Role};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Identifies the encoder the exemplar embeddings were made with; part of the index hash.
+pub const ENCODER_ID: &str = "all-MiniLM-L6-v2/w8-per-channel/v1";
+
+/// Exemplar embeddings for a config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExemplarIndex {
+    /// [`index_hash`] of the config the index was built from.
+    pub config_hash: String,
+    pub encoder: String,
+    pub dimensions: usize,
+    /// Route name → one embedding per exemplar, in config order.
+    pub routes: BTreeMap<String, Vec<Vec<f32>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexError {
+    Unreadable(String),
+    /// The index was built from other exemplars (or another encoder).
+    Stale {
+        index_hash: String,
+        config_hash: String,
+    },
+}
+
+impl fmt::Display for IndexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IndexError::Unreadable(e) => write!(f, "exemplar index is unreadable: {e}"),
+            IndexError::Stale { index_hash, config_hash } => write!(
+                f,
+                "exemplar index is stale: it was built for config hash {index_hash}, the config's is {config_hash}; run `switchyard build-index`"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+/// A stable hash (FNV-1a, 64 bits, hex) of the encoder id and every route's exemplars.
+pub fn index_hash(config: &Config) -> String {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes.iter().chain([0xffu8].iter()) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x100000001b3);
+        }
+    };
+    feed(ENCODER_ID.as_bytes());
+    for route in config.routes.iter().map(|r| r.get_ref()).filter(|r| !r.exemplars.is_empty()) {
+        feed(route.name.get_ref().as_bytes());
+        for exemplar in &route.exemplars {
+            feed(exemplar.as_bytes());
+        }
+    }
+    format!("{hash:016x}")
+}
+
+impl ExemplarIndex {
+    /// Builds the index by embedding every exemplar with `embed`.
+    pub fn build<E>(
+        config: &Config,
+        mut embed: impl FnMut(&str) -> Result<Vec<f32>, E>,
+    ) -> Result<ExemplarIndex, E> {
+        let mut routes = BTreeMap::new();
+        let mut dimensions = 0;
+        for route in config.routes.iter().map(|r| r.get_ref()).filter(|r| !r.exemplars.is_empty()) {
+            let mut vectors = Vec::with_capacity(route.exemplars.len());
+            for exemplar in &route.exemplars {
+                let v = embed(exemplar)?;
+                dimensions = v.len();
+                vectors.push(v);
+            }
+            routes.insert(route.name.get_ref().clone(), vectors);
+        }
+        Ok(ExemplarIndex { config_hash: index_hash(config), encoder: ENCODER_ID.into(), dimensions, routes })
+    }
+
+    pub fn from_json(text: &str) -> Result<ExemplarIndex, IndexError> {
+        serde_json::from_str(text).map_err(|e| IndexError::Unreadable(e.to_string()))
+    }
+
+    /// Compact JSON (vectors rounded to 6 decimals, plenty for cosine similarity).
+    pub fn to_json(&self) -> String {
+        let mut rounded = self.clone();
+        for vectors in rounded.routes.values_mut() {
+            for v in vectors.iter_mut() {
+                v.iter_mut().for_each(|x| *x = (*x * 1e6).round() / 1e6);
+            }
+        }
+        serde_json::to_string(&rounded).unwrap_or_default()
+    }
+
+    /// Errs when the index was not built from `config`'s exemplars.
+    pub fn check(&self, config: &Config) -> Result<(), IndexError> {
+        let config_hash = index_hash(config);
+        if self.config_hash == config_hash {
+            Ok(())
+        } else {
+            Err(IndexError::Stale { index_hash: self.config_hash.clone(), config_hash })
+        }
+    }
+
+    /// Every route's aggregated score for the query embedding.
+    pub fn scores(&self, query: &[f32], aggregation: Aggregation, top_k: usize) -> BTreeMap<String, f32> {
+        self.routes
+            .iter()
+            .map(|(route, exemplars)| {
+                let mut similarities: Vec<f32> = exemplars.iter().map(|e| dot(query, e)).collect();
+                (route.clone(), aggregate(&mut similarities, aggregation, top_k))
+            })
+            .collect()
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn aggregate(similarities: &mut [f32], aggregation: Aggregation, top_k: usize) -> f32 {
+    if similarities.is_empty() {
+        return f32::MIN;
+    }
+    similarities.sort_by(|a, b| b.total_cmp(a));
+    match aggregation {
+        Aggregation::Max => similarities[0],
+        Aggregation::TopKMean => {
+            let best = &similarities[..top_k.min(similarities.len())];
+            best.iter().sum::<f32>() / best.len() as f32
+        }
+    }
+}
+
+/// The text level 2 embeds for a request.
+///
+/// The latest user message, because it states what is asked now; system prompts (the same on
+/// every turn), assistant answers and tool results are never embedded. A short follow-up ("and
+/// in Python?", "shorter please") says little on its own, so when the latest user message has
+/// fewer than `follow_up_words` words the previous user message is put before it. A user message
+/// with no text (an image alone) is skipped for the one before it.
+pub fn routing_text(request: &ChatRequest, follow_up_words: usize) -> String {
+    let mut user_texts = request
+        .messages
+        .iter()
+        .rev()
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.text.trim())
+        .filter(|t| !t.is_empty());
+    let Some(latest) = user_texts.next() else { return String::new() };
+    if latest.split_whitespace().count() < follow_up_words {
+        if let Some(previous) = user_texts.next() {
+            return format!("{previous}\n{latest}");
+        }
+    }
+    latest.to_string()
+}
