@@ -36,6 +36,8 @@ pub enum ErrorKind {
     UpstreamStatus(u16),
     /// The upstream could not be reached or its answer could not be read.
     UpstreamUnreachable,
+    /// A part of Switchyard itself (the embedding model) is not available right now.
+    Unavailable,
     Internal,
 }
 
@@ -49,6 +51,7 @@ impl ErrorKind {
             ErrorKind::NotFound | ErrorKind::ModelNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Configuration | ErrorKind::Internal => 500,
+            ErrorKind::Unavailable => 503,
             ErrorKind::UpstreamStatus(status) if (400..=599).contains(&status) => status,
             ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable => 502,
         }
@@ -66,7 +69,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "permission_error",
             ErrorKind::UpstreamStatus(429) => "rate_limit_error",
             ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable => "upstream_error",
-            ErrorKind::Configuration | ErrorKind::Internal => "server_error",
+            ErrorKind::Configuration | ErrorKind::Internal | ErrorKind::Unavailable => "server_error",
         }
     }
 
@@ -82,6 +85,7 @@ impl ErrorKind {
             ErrorKind::Configuration => "configuration_error",
             ErrorKind::UpstreamStatus(_) => "upstream_error",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::Unavailable => "model_unavailable",
             ErrorKind::Internal => "internal_error",
         }
     }
@@ -96,7 +100,7 @@ impl ErrorKind {
             | ErrorKind::MethodNotAllowed
             | ErrorKind::ModelNotFound => Origin::Client,
             ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable => Origin::Upstream,
-            ErrorKind::Configuration | ErrorKind::Internal => Origin::Internal,
+            ErrorKind::Configuration | ErrorKind::Internal | ErrorKind::Unavailable => Origin::Internal,
         }
     }
 

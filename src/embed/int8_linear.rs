@@ -16,18 +16,19 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-/// `y[.., n] = Σ_k x[.., k] · w[n, k]` with int8 `w`.
+/// `y[.., n] = Σ_k x[.., k] · w[k, n]` with int8 `w`.
 #[derive(Debug, Clone)]
 pub struct Int8MatMul {
-    /// Weights, output-channel-major: row `n` holds the `k` weights of output `n`.
-    weights: Arc<Vec<i8>>,
+    /// Weights in panels of [`PANEL`] output columns: panel `p` holds, for each `k` in order,
+    /// the weights of columns `p·PANEL ..` (zero-padded), so the kernel streams them.
+    panels: Arc<Vec<i8>>,
     k: usize,
     n: usize,
 }
 
 impl PartialEq for Int8MatMul {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.weights, &other.weights) && self.k == other.k && self.n == other.n
+        Arc::ptr_eq(&self.panels, &other.panels) && self.k == other.k && self.n == other.n
     }
 }
 impl Eq for Int8MatMul {}
@@ -37,16 +38,23 @@ impl Int8MatMul {
     pub fn from_k_by_n(weights: &Tensor) -> TractResult<Int8MatMul> {
         ensure!(weights.datum_type() == i8::datum_type() && weights.rank() == 2);
         let (k, n) = (weights.shape()[0], weights.shape()[1]);
-        let src = weights.try_as_plain_ram()?;
-        let src = src.as_slice::<i8>()?;
-        let mut transposed = vec![0i8; k * n];
-        for (row, chunk) in src.chunks_exact(n).enumerate() {
-            for (col, &w) in chunk.iter().enumerate() {
-                transposed[col * k + row] = w;
-            }
-        }
-        Ok(Int8MatMul { weights: Arc::new(transposed), k, n })
+        let plain = weights.try_as_plain_ram()?;
+        Ok(Int8MatMul { panels: Arc::new(to_panels(plain.as_slice::<i8>()?, k, n)), k, n })
     }
+}
+
+/// Rearranges a row-major `[k, n]` matrix into zero-padded panels of [`PANEL`] columns.
+pub fn to_panels(w: &[i8], k: usize, n: usize) -> Vec<i8> {
+    let count = n.div_ceil(PANEL);
+    let mut panels = vec![0i8; count * k * PANEL];
+    for p in 0..count {
+        let cols = PANEL.min(n - p * PANEL);
+        for kk in 0..k {
+            let src = &w[kk * n + p * PANEL..kk * n + p * PANEL + cols];
+            panels[(p * k + kk) * PANEL..(p * k + kk) * PANEL + cols].copy_from_slice(src);
+        }
+    }
+    panels
 }
 
 impl Op for Int8MatMul {
@@ -71,7 +79,7 @@ impl EvalOp for Int8MatMul {
         let x_plain = x.try_as_plain_ram()?;
         let x_slice = x_plain.as_slice::<f32>()?;
         let mut out = vec![0f32; rows * self.n];
-        matmul_i8(x_slice, rows, self.k, &self.weights, self.n, &mut out);
+        matmul_i8(x_slice, rows, self.k, &self.panels, self.n, &mut out);
         Ok(tvec!(Tensor::from_shape(&shape, &out)?.into_tvalue()))
     }
 
@@ -91,64 +99,54 @@ impl TypedOp for Int8MatMul {
     }
 }
 
-/// Output channels converted to fp32 together: their weights (4 × k floats) stay in L1 while
-/// every row of `x` is multiplied with them.
-const CHANNELS_PER_BLOCK: usize = 4;
+/// Output columns per panel: 16 floats are four 128-bit SIMD registers.
+pub const PANEL: usize = 16;
+/// Rows of `x` multiplied together with one panel: 4 × 4 accumulator registers.
+const ROWS: usize = 4;
 
-/// `out[r, n] = Σ_k x[r, k] · w[n, k]`.
-pub fn matmul_i8(x: &[f32], rows: usize, k: usize, w: &[i8], n: usize, out: &mut [f32]) {
-    let mut block = vec![0f32; CHANNELS_PER_BLOCK * k];
-    for first in (0..n).step_by(CHANNELS_PER_BLOCK) {
-        let count = CHANNELS_PER_BLOCK.min(n - first);
-        for (dst, &src) in block.iter_mut().zip(&w[first * k..(first + count) * k]) {
-            *dst = src as f32;
+/// `out[r, c] = Σ_k x[r, k] · w[k, c]`, `w` given as [`to_panels`] arranged it.
+///
+/// Each panel is converted to fp32 once (k × 16 floats, cache-resident) and then every group of
+/// four rows of `x` is multiplied with it: per `k`, four broadcasts of `x` times one panel row.
+/// The fixed-size inner loops are what the compiler turns into SIMD (simd128 in the Worker).
+pub fn matmul_i8(x: &[f32], rows: usize, k: usize, panels: &[i8], n: usize, out: &mut [f32]) {
+    let mut panel = vec![0f32; k * PANEL];
+    for p in 0..n.div_ceil(PANEL) {
+        for (dst, &src) in panel.iter_mut().zip(&panels[p * k * PANEL..(p + 1) * k * PANEL]) {
+            *dst = f32::from(src);
         }
-        for r in 0..rows {
-            let xr = &x[r * k..(r + 1) * k];
-            let out_row = &mut out[r * n + first..r * n + first + count];
-            if count == CHANNELS_PER_BLOCK {
-                let sums = dot4(xr, &block, k);
-                out_row.copy_from_slice(&sums);
-            } else {
-                for (c, o) in out_row.iter_mut().enumerate() {
-                    *o = dot(xr, &block[c * k..(c + 1) * k]);
-                }
+        let first = p * PANEL;
+        let cols = PANEL.min(n - first);
+        let mut r = 0;
+        while r + ROWS <= rows {
+            let sums = tile::<ROWS>(&x[r * k..(r + ROWS) * k], k, &panel);
+            for (i, row) in sums.iter().enumerate() {
+                out[(r + i) * n + first..(r + i) * n + first + cols].copy_from_slice(&row[..cols]);
             }
+            r += ROWS;
+        }
+        while r < rows {
+            let [row] = tile::<1>(&x[r * k..(r + 1) * k], k, &panel);
+            out[r * n + first..r * n + first + cols].copy_from_slice(&row[..cols]);
+            r += 1;
         }
     }
 }
 
-/// Four dot products of `x` with the four rows of `block`, eight lanes at a time so the compiler
-/// maps each lane array onto SIMD registers (wasm simd128, SSE/AVX natively).
-#[inline]
-fn dot4(x: &[f32], block: &[f32], k: usize) -> [f32; 4] {
-    let (b0, rest) = block.split_at(k);
-    let (b1, rest) = rest.split_at(k);
-    let (b2, b3) = rest.split_at(k);
-    let mut acc = [[0f32; 8]; 4];
-    let chunks = k / 8;
-    for c in 0..chunks {
-        let range = c * 8..c * 8 + 8;
-        let xv = &x[range.clone()];
-        for (a, b) in
-            acc.iter_mut().zip([&b0[range.clone()], &b1[range.clone()], &b2[range.clone()], &b3[range]])
-        {
-            for l in 0..8 {
-                a[l] += xv[l] * b[l];
+/// `R` rows of `x` (each `k` long) times one fp32 panel: `R × PANEL` sums kept in registers.
+#[inline(always)]
+fn tile<const R: usize>(x: &[f32], k: usize, panel: &[f32]) -> [[f32; PANEL]; R] {
+    let mut acc = [[0f32; PANEL]; R];
+    for (kk, w_row) in panel.chunks_exact(PANEL).enumerate().take(k) {
+        let Ok(w_row) = <&[f32; PANEL]>::try_from(w_row) else { continue };
+        for i in 0..R {
+            let xv = x[i * k + kk];
+            for j in 0..PANEL {
+                acc[i][j] += xv * w_row[j];
             }
         }
     }
-    let mut sums = [0f32; 4];
-    for (s, (a, b)) in sums.iter_mut().zip(acc.iter().zip([b0, b1, b2, b3])) {
-        *s = a.iter().sum::<f32>()
-            + x[chunks * 8..].iter().zip(&b[chunks * 8..]).map(|(x, w)| x * w).sum::<f32>();
-    }
-    sums
-}
-
-#[inline]
-fn dot(x: &[f32], w: &[f32]) -> f32 {
-    x.iter().zip(w).map(|(a, b)| a * b).sum()
+    acc
 }
 
 /// Int8 initializers taken out of the ONNX graph, by name.
@@ -255,12 +253,12 @@ mod tests {
 
     #[test]
     fn matches_a_plain_matmul() {
-        let (rows, k, n) = (3, 19, 6);
+        let (rows, k, n) = (7, 19, 21); // a partial row group and a partial panel
         let x: Vec<f32> = (0..rows * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
         let w: Vec<i8> = (0..k * n).map(|i| ((i * 11 % 255) as i32 - 127) as i8).collect(); // [k, n]
         let op = Int8MatMul::from_k_by_n(&Tensor::from_shape(&[k, n], &w).unwrap()).unwrap();
         let mut out = vec![0f32; rows * n];
-        matmul_i8(&x, rows, k, &op.weights, n, &mut out);
+        matmul_i8(&x, rows, k, &op.panels, n, &mut out);
         for r in 0..rows {
             for c in 0..n {
                 let expected: f32 = (0..k).map(|i| x[r * k + i] * w[i * n + c] as f32).sum();

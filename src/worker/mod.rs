@@ -6,13 +6,17 @@
 
 mod body;
 mod http;
+mod semantic;
 mod state;
 mod upstream;
 
 use crate::core::api::{decision_headers, models_json, route_json, server_timing, Phase};
 use crate::core::decision::Decision;
+use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::request::ChatRequest;
+use crate::core::router::Semantic;
+use crate::embed::DIMENSIONS;
 use http::now_ms;
 use serde_json::json;
 use state::State;
@@ -45,7 +49,7 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
     if method == Method::Options {
         return preflight(&req, state);
     }
-    let known = ["/healthz", "/v1/models", "/v1/chat/completions", "/v1/route"];
+    let known = ["/healthz", "/v1/models", "/v1/chat/completions", "/v1/route", "/v1/embeddings"];
     match (method, path.as_str()) {
         (Method::Get, "/healthz") => Ok(health(state)),
         (Method::Get, "/v1/models") => {
@@ -54,14 +58,14 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
         }
         (Method::Post, "/v1/route") => {
             authorize(&req, state)?;
-            let (_, decision, phases) = decide(&mut req, state, started).await?;
+            let (_, decision, phases) = decide(&mut req, env, state, started).await?;
             let mut response = http::json(200, &route_json(&decision, &phases));
             annotate(&mut response, &decision, &phases);
             Ok(response)
         }
         (Method::Post, "/v1/chat/completions") => {
             authorize(&req, state)?;
-            let (request, decision, mut phases) = decide(&mut req, state, started).await?;
+            let (request, decision, mut phases) = decide(&mut req, env, state, started).await?;
             let upstream_started = now_ms();
             let result = upstream::forward(state, env, &request, &decision).await;
             phases.push(Phase { name: "upstream", ms: now_ms() - upstream_started });
@@ -76,6 +80,10 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
             log_decision(&decision, response.status_code(), &phases);
             Ok(response)
         }
+        (Method::Post, "/v1/embeddings") => {
+            authorize(&req, state)?;
+            embeddings(&mut req, env, state, started).await
+        }
         (_, p) if known.contains(&p) => {
             Err(RouterError::new(ErrorKind::MethodNotAllowed, format!("{p} does not accept this method")))
         }
@@ -83,20 +91,92 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
     }
 }
 
-/// Reads, validates and routes a chat request body.
+/// Reads, validates and routes a chat request body. Level 2 runs when the request is routed
+/// (`model: "auto"`) and some route has exemplars; if the encoder cannot be loaded the request is
+/// routed by rules alone (the decision's signals and the log say so) rather than refused.
 async fn decide(
     req: &mut Request,
+    env: &Env,
     state: &State,
     started: f64,
 ) -> Result<(ChatRequest, Decision, Vec<Phase>), RouterError> {
     let bytes = body::read_limited(req, state.router.config.server.max_body_bytes).await?;
     let request = ChatRequest::parse(&bytes)?;
-    let parsed = now_ms();
-    let decision = state.router.decide(&request)?;
-    let routed = now_ms();
-    let phases =
-        vec![Phase { name: "parse", ms: parsed - started }, Phase { name: "route", ms: routed - parsed }];
+    let mut clock = now_ms();
+    let mut phases = vec![Phase { name: "parse", ms: clock - started }];
+    let mut lap = |name: &'static str, phases: &mut Vec<Phase>| {
+        let now = now_ms();
+        phases.push(Phase { name, ms: now - clock });
+        clock = now;
+    };
+    let router = &state.router;
+    let mut query = None;
+    let mut engine = None;
+    if router.needs_embedding(&request) {
+        match semantic::engine(env, router).await {
+            Ok(loaded) => {
+                lap("load", &mut phases);
+                let ids = loaded.encoder.token_ids(&router.routing_text(&request));
+                lap("tokenize", &mut phases);
+                match ids.and_then(|ids| loaded.encoder.embed_ids(&ids)) {
+                    Ok(embedding) => query = Some(embedding),
+                    Err(e) => log_error(&RouterError::new(ErrorKind::Unavailable, e.to_string())),
+                }
+                lap("embed", &mut phases);
+                engine = Some(loaded);
+            }
+            Err(e) => {
+                log_error(&e);
+                lap("load", &mut phases);
+            }
+        }
+    }
+    let semantic = match (&query, &engine) {
+        (Some(query), Some(engine)) => Some(Semantic { query, index: &engine.index }),
+        _ => None,
+    };
+    let decision = router.decide(&request, semantic)?;
+    lap("route", &mut phases);
+    phases.retain(|p| p.name != "load" || p.ms > 0.0);
     Ok((request, decision, phases))
+}
+
+/// `POST /v1/embeddings` with the router's own encoder.
+async fn embeddings(
+    req: &mut Request,
+    env: &Env,
+    state: &State,
+    started: f64,
+) -> Result<Response, RouterError> {
+    let bytes = body::read_limited(req, state.router.config.server.max_body_bytes).await?;
+    let request = EmbeddingsRequest::parse(&bytes, DIMENSIONS)?;
+    let parsed = now_ms();
+    let engine = semantic::engine(env, &state.router).await?;
+    let loaded = now_ms();
+    let mut tokens = 0;
+    let mut vectors = Vec::with_capacity(request.inputs.len());
+    for input in &request.inputs {
+        let ids = engine
+            .encoder
+            .token_ids(input)
+            .map_err(|e| RouterError::new(ErrorKind::Internal, e.to_string()))?;
+        tokens += ids.len();
+        vectors.push(
+            engine
+                .encoder
+                .embed_ids(&ids)
+                .map_err(|e| RouterError::new(ErrorKind::Internal, e.to_string()))?,
+        );
+    }
+    let embedded = now_ms();
+    let mut phases = vec![Phase { name: "parse", ms: parsed - started }];
+    if loaded - parsed > 0.0 {
+        phases.push(Phase { name: "load", ms: loaded - parsed });
+    }
+    phases.push(Phase { name: "embed", ms: embedded - loaded });
+    let mut response = http::json(200, &embeddings_json(&vectors, request.format, tokens));
+    http::set_headers(&mut response, [("server-timing", server_timing(&phases))]);
+    Ok(response)
 }
 
 fn authorize(req: &Request, state: &State) -> Result<(), RouterError> {
@@ -137,6 +217,8 @@ fn health(state: &State) -> Response {
             "routes": config.routes.len(),
             "models": config.models.len(),
             "auth": !matches!(state.keys, crate::core::auth::RouterKeys::Open),
+            "encoder": semantic::status(),
+            "encoder_load_ms": semantic::load_ms(),
             "memory_bytes": wasm_memory_bytes(),
         }),
     )

@@ -84,6 +84,12 @@ keywords = ['(?i)\\b(sql|python)\\b']
 unless = ['(?i)\\bjokes?\\b']
 
 [[routes]]
+name = "creative"
+models = ["mini"]
+exemplars = ["Write a short poem about the sea", "Write a haiku about autumn leaves", "Tell me a bedtime story about a fox"]
+threshold = 0.35
+
+[[routes]]
 name = "short"
 max_tokens = 60
 models = ["small"]
