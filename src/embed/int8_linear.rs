@@ -75,7 +75,9 @@ impl EvalOp for Int8MatMul {
         ensure!(x.datum_type() == f32::datum_type() && x.shape().last() == Some(&self.k));
         let rows = x.len() / self.k;
         let mut shape: TVec<usize> = x.shape().into();
-        *shape.last_mut().unwrap() = self.n;
+        if let Some(last) = shape.last_mut() {
+            *last = self.n; // `x` has rank ≥ 1: its last axis was just checked
+        }
         let x_plain = x.try_as_plain_ram()?;
         let x_slice = x_plain.as_slice::<f32>()?;
         let mut out = vec![0f32; rows * self.n];
@@ -94,7 +96,9 @@ impl TypedOp for Int8MatMul {
         ensure!(x.datum_type == f32::datum_type());
         let mut shape: TVec<TDim> = x.shape.iter().cloned().collect();
         ensure!(shape.last() == Some(&self.k.to_dim()));
-        *shape.last_mut().unwrap() = self.n.to_dim();
+        if let Some(last) = shape.last_mut() {
+            *last = self.n.to_dim();
+        }
         Ok(tvec!(f32::fact(shape)))
     }
 }
