@@ -1,5 +1,6 @@
 //! The in-process encoder against an independent fp32 implementation
-//! (`../shared/golden/minilm-l6-v2.jsonl`: token ids and sentence-transformers embeddings).
+//! (`../shared/golden/minilm-l6-v2.jsonl`: token ids and sentence-transformers embeddings; a copy
+//! is kept in tests/data for checkouts without `shared/` beside them).
 
 use std::sync::OnceLock;
 use switchyard::embed::{cosine, Encoder, DIMENSIONS};
