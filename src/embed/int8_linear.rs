@@ -167,7 +167,7 @@ pub fn detach_int8_initializers(proto: &mut pb::ModelProto) -> TractResult<Int8W
         std::mem::take(&mut graph.initializer).into_iter().partition(|t| t.data_type == int8);
     graph.initializer = kept;
     let mut weights = Vec::with_capacity(detached.len());
-    for tensor in detached {
+    for mut tensor in detached {
         let shape: Vec<usize> = tensor.dims.iter().map(|&d| d as usize).collect();
         ensure!(
             tensor.raw_data.len() == shape.iter().product::<usize>(),
@@ -194,7 +194,12 @@ pub fn detach_int8_initializers(proto: &mut pb::ModelProto) -> TractResult<Int8W
             }),
             ..Default::default()
         });
-        let data: Vec<i8> = tensor.raw_data.iter().map(|&b| b as i8).collect();
+        // The raw bytes become the int8 data in place: no second copy of the largest tensors.
+        let mut raw = std::mem::ManuallyDrop::new(std::mem::take(&mut tensor.raw_data));
+        // SAFETY: u8 and i8 have the same size and alignment, and the allocation is handed over
+        // whole (pointer, length, capacity) to exactly one new owner.
+        let data: Vec<i8> =
+            unsafe { Vec::from_raw_parts(raw.as_mut_ptr().cast::<i8>(), raw.len(), raw.capacity()) };
         weights.push((tensor.name, tract_ndarray::ArrayD::from_shape_vec(shape, data)?.into()));
     }
     Ok(weights)

@@ -57,18 +57,20 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Loads the encoder from the bytes of `encoder.onnx`. The bytes are consumed and dropped as
-    /// soon as they are decoded, so the load's peak memory is about twice the file, not three
-    /// times (which matters in wasm, where linear memory never shrinks).
+    /// Loads the encoder from the bytes of `encoder.onnx`.
     pub fn from_onnx_bytes(onnx: Vec<u8>) -> Result<Encoder, EmbedError> {
+        Self::from_onnx_chunks(vec![onnx])
+    }
+
+    /// Loads the encoder from `encoder.onnx` as the chunks it arrived in. Each chunk is freed as
+    /// soon as the protobuf decoder has read past it, so the load holds about one copy of the
+    /// file at a time instead of two (which matters in wasm, where linear memory never shrinks).
+    pub fn from_onnx_chunks(chunks: Vec<Vec<u8>>) -> Result<Encoder, EmbedError> {
         let tokenizer = load_tokenizer(TOKENIZER_JSON)?;
         let model_err = |e: TractError| EmbedError::Model(format!("{e:#}"));
         let framework = tract_onnx::onnx();
-        // Decoding copies every tensor out of the file: drop the file right after.
-        let decoded = <tract_onnx::pb::ModelProto as prost::Message>::decode(onnx.as_slice());
-        drop(onnx);
-        let proto = decoded.map_err(|e| EmbedError::Model(format!("not an ONNX file: {e}")))?;
-        let mut proto = proto;
+        let mut proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(ChunkBuf::new(chunks))
+            .map_err(|e| EmbedError::Model(format!("not an ONNX file: {e}")))?;
         let int8 = int8_linear::detach_int8_initializers(&mut proto).map_err(model_err)?;
         let mut model = framework.model_for_proto_model(&proto).map_err(model_err)?;
         drop(proto);
@@ -110,6 +112,45 @@ impl Encoder {
         }
         let flat = hidden.as_slice().ok_or_else(|| EmbedError::Inference("non-contiguous output".into()))?;
         Ok(mean_pool_normalized(flat, tokens))
+    }
+}
+
+/// A `bytes::Buf` over a queue of chunks that drops each chunk once it is read.
+struct ChunkBuf {
+    chunks: std::collections::VecDeque<Vec<u8>>,
+    offset: usize,
+    remaining: usize,
+}
+
+impl ChunkBuf {
+    fn new(chunks: Vec<Vec<u8>>) -> ChunkBuf {
+        let remaining = chunks.iter().map(Vec::len).sum();
+        ChunkBuf { chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(), offset: 0, remaining }
+    }
+}
+
+impl bytes::Buf for ChunkBuf {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], |c| &c[self.offset..])
+    }
+
+    fn advance(&mut self, mut count: usize) {
+        while count > 0 {
+            let Some(front) = self.chunks.front() else { break };
+            let available = front.len() - self.offset;
+            let step = count.min(available);
+            self.offset += step;
+            self.remaining -= step;
+            count -= step;
+            if self.offset == front.len() {
+                self.chunks.pop_front();
+                self.offset = 0;
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::core::semantic::ExemplarIndex;
 use crate::embed::Encoder;
 use crate::worker::http::now_ms;
 use futures_util::lock::Mutex;
+use futures_util::StreamExt;
 use std::cell::RefCell;
 use std::rc::Rc;
 use worker::Env;
@@ -86,8 +87,13 @@ async fn load(env: &Env, router: &Router) -> Result<(Encoder, ExemplarIndex), St
     if response.status_code() != 200 {
         return Err(format!("fetching encoder.onnx: HTTP {}", response.status_code()));
     }
-    let bytes = response.bytes().await.map_err(|e| format!("reading encoder.onnx: {e}"))?;
-    let encoder = Encoder::from_onnx_bytes(bytes).map_err(|e| e.to_string())?;
+    // Kept as the chunks it arrives in: the decoder frees each once read (see Encoder).
+    let mut stream = response.stream().map_err(|e| format!("reading encoder.onnx: {e}"))?;
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk.map_err(|e| format!("reading encoder.onnx: {e}"))?);
+    }
+    let encoder = Encoder::from_onnx_chunks(chunks).map_err(|e| e.to_string())?;
     let index =
         match ExemplarIndex::from_json(BUILTIN_INDEX).and_then(|i| i.check(&router.config).map(|()| i)) {
             Ok(index) => index,
