@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::Gather;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
@@ -34,12 +35,62 @@ impl PartialEq for Int8MatMul {
 impl Eq for Int8MatMul {}
 
 impl Int8MatMul {
-    /// From an ONNX-layout weight `[k, n]`.
-    pub fn from_k_by_n(weights: &Tensor) -> TractResult<Int8MatMul> {
-        ensure!(weights.datum_type() == i8::datum_type() && weights.rank() == 2);
-        let (k, n) = (weights.shape()[0], weights.shape()[1]);
-        let plain = weights.try_as_plain_ram()?;
-        Ok(Int8MatMul { panels: Arc::new(to_panels(plain.as_slice::<i8>()?, k, n)), k, n })
+    /// From an ONNX-layout weight `[k, n]`, row-major.
+    pub fn from_k_by_n(weights: &[i8], k: usize, n: usize) -> TractResult<Int8MatMul> {
+        ensure!(weights.len() == k * n);
+        Ok(Int8MatMul { panels: Arc::new(to_panels(weights, k, n)), k, n })
+    }
+}
+
+/// Row lookup in an int8 table (the word embeddings) that stays outside tract's tensors: a tract
+/// `Tensor` would copy the 11.7 MB table at load, raising the memory high-water mark.
+#[derive(Debug, Clone)]
+pub struct Int8Gather {
+    table: Arc<Vec<i8>>,
+    rows: usize,
+    cols: usize,
+}
+
+impl PartialEq for Int8Gather {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.table, &other.table)
+    }
+}
+impl Eq for Int8Gather {}
+
+impl Op for Int8Gather {
+    fn name(&self) -> StaticName {
+        "Int8Gather".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Int8Gather {
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let indices = args_1!(inputs);
+        let indices = indices.to_plain_array_view::<i64>()?;
+        let mut out = Vec::with_capacity(indices.len() * self.cols);
+        for &i in indices.iter() {
+            let row = if i < 0 { i + self.rows as i64 } else { i };
+            ensure!((0..self.rows as i64).contains(&row), "token id {i} is outside the vocabulary");
+            let start = row as usize * self.cols;
+            out.extend_from_slice(&self.table[start..start + self.cols]);
+        }
+        let shape: TVec<usize> = indices.shape().iter().copied().chain([self.cols]).collect();
+        Ok(tvec!(Tensor::from_shape(&shape, &out)?.into_tvalue()))
+    }
+
+    op_out_of_plan!();
+}
+
+impl TypedOp for Int8Gather {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == i64::datum_type());
+        let shape: TVec<TDim> = inputs[0].shape.iter().cloned().chain([self.cols.to_dim()]).collect();
+        Ok(tvec!(i8::fact(shape)))
     }
 }
 
@@ -154,7 +205,7 @@ fn tile<const R: usize>(x: &[f32], k: usize, panel: &[f32]) -> [[f32; PANEL]; R]
 }
 
 /// Int8 initializers taken out of the ONNX graph, by name.
-pub type Int8Weights = Vec<(String, Tensor)>;
+pub type Int8Weights = Vec<(String, Vec<usize>, Vec<i8>)>;
 
 /// Moves every int8 initializer of `proto` out of the graph and declares it a graph input
 /// instead. tract folds constant subgraphs while typing the model, which would turn each
@@ -200,36 +251,47 @@ pub fn detach_int8_initializers(proto: &mut pb::ModelProto) -> TractResult<Int8W
         // whole (pointer, length, capacity) to exactly one new owner.
         let data: Vec<i8> =
             unsafe { Vec::from_raw_parts(raw.as_mut_ptr().cast::<i8>(), raw.len(), raw.capacity()) };
-        weights.push((tensor.name, tract_ndarray::ArrayD::from_shape_vec(shape, data)?.into()));
+        weights.push((tensor.name, shape, data));
     }
     Ok(weights)
 }
 
 /// Puts the detached int8 weights back into the typed model: each `EinSum(x, Cast<f32>(w))` becomes
-/// an [`Int8MatMul`] holding `w`; any other use of `w` (the word-embedding `Gather`) gets it back as
-/// a constant. Returns how many matmuls now run on int8 weights.
+/// an [`Int8MatMul`] holding `w`, a row `Gather` of `w` (the word embeddings) an [`Int8Gather`];
+/// any other use gets `w` back as a constant. Returns how many matmuls now run on int8 weights.
 pub fn attach_int8_weights(model: &mut TypedModel, weights: Int8Weights) -> TractResult<usize> {
     let mut replaced = 0;
-    for (name, tensor) in weights {
+    for (name, shape, data) in weights {
         let source = model.node_by_name(&name)?.id;
-        let casts: Vec<usize> = model.node(source).outputs[0].successors.iter().map(|s| s.node).collect();
+        let users: Vec<(usize, usize)> =
+            model.node(source).outputs[0].successors.iter().map(|s| (s.node, s.slot)).collect();
+        let data = Arc::new(data);
         let mut other_uses = false;
-        for cast_id in casts {
-            let is_f32_cast = model.node(cast_id).op_as::<Cast>().is_some_and(|c| c.to == f32::datum_type());
+        for (user, slot) in users {
+            let node = model.node(user);
+            if let Some(gather) = node.op_as::<Gather>() {
+                if gather.axis == 0 && slot == 0 && shape.len() == 2 {
+                    let op = Int8Gather { table: data.clone(), rows: shape[0], cols: shape[1] };
+                    let patch = TypedModelPatch::replace_single_op(model, node, &[node.inputs[1]], op)?;
+                    patch.apply(model)?;
+                    continue;
+                }
+            }
+            let is_f32_cast = node.op_as::<Cast>().is_some_and(|c| c.to == f32::datum_type());
             let matmuls: Vec<(usize, usize)> =
-                model.node(cast_id).outputs[0].successors.iter().map(|s| (s.node, s.slot)).collect();
+                node.outputs[0].successors.iter().map(|s| (s.node, s.slot)).collect();
             let all_matmuls = is_f32_cast
-                && tensor.rank() == 2
+                && shape.len() == 2
                 && matmuls.iter().all(|&(n, slot)| slot == 1 && model.node(n).op_as::<EinSum>().is_some());
             if !all_matmuls {
                 other_uses = true;
                 continue;
             }
-            let op = Int8MatMul::from_k_by_n(&tensor)?;
+            let (k, n) = (shape[0], shape[1]);
+            let op = Int8MatMul::from_k_by_n(&data, k, n)?;
             for (matmul_id, _) in matmuls {
                 let node = model.node(matmul_id);
                 let x = model.outlet_fact(node.inputs[0])?;
-                let (k, n) = (tensor.shape()[0], tensor.shape()[1]);
                 let expected: TVec<TDim> =
                     x.shape.iter().take(x.rank() - 1).cloned().chain([n.to_dim()]).collect();
                 ensure!(
@@ -244,6 +306,7 @@ pub fn attach_int8_weights(model: &mut TypedModel, weights: Int8Weights) -> Trac
             }
         }
         if other_uses {
+            let tensor: Tensor = tract_ndarray::ArrayD::from_shape_vec(shape, data.to_vec())?.into();
             let node = model.node(source);
             let konst = tract_onnx::tract_core::ops::konst::Const::new(tensor.into_arc_tensor())?;
             let patch = TypedModelPatch::replace_single_op(model, node, &[], konst)?;
@@ -265,7 +328,7 @@ mod tests {
         let (rows, k, n) = (7, 19, 21); // a partial row group and a partial panel
         let x: Vec<f32> = (0..rows * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
         let w: Vec<i8> = (0..k * n).map(|i| ((i * 11 % 255) as i32 - 127) as i8).collect(); // [k, n]
-        let op = Int8MatMul::from_k_by_n(&Tensor::from_shape(&[k, n], &w).unwrap()).unwrap();
+        let op = Int8MatMul::from_k_by_n(&w, k, n).unwrap();
         let mut out = vec![0f32; rows * n];
         matmul_i8(&x, rows, k, &op.panels, n, &mut out);
         for r in 0..rows {
