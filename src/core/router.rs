@@ -215,24 +215,22 @@ impl Router {
         if self.uses_semantics() && semantic.is_none() {
             reasons.push("semantic routing was unavailable: routed by rules alone".to_string());
         }
-        let mut scores: BTreeMap<String, f32> = outcomes
-            .iter()
-            .zip(config.routes.iter().map(|r| r.get_ref()))
-            .filter(|(_, r)| {
-                r.exemplars.is_empty()
-                    && (r.keywords.len() + r.unless.len() > 0
-                        || r.min_tokens.is_some()
-                        || r.max_tokens.is_some())
-            })
-            .map(|(o, _)| (o.route.clone(), if o.matched { 1.0 } else { 0.0 }))
-            .collect();
+        // Rules-only routes score 1.0/0.0 for matched; routes with exemplars get their semantic score.
+        let mut scores: BTreeMap<String, f32> = BTreeMap::new();
+        let mut rule_outcomes = Vec::new();
+        for ((outcome, rules), route) in outcomes.into_iter().zip(&self.rules).zip(&config.routes) {
+            if !rules.has_rules() {
+                continue;
+            }
+            if route.get_ref().exemplars.is_empty() {
+                scores.insert(outcome.route.clone(), if outcome.matched { 1.0 } else { 0.0 });
+            }
+            rule_outcomes.push(outcome);
+        }
         if let Some(semantic) = &semantic {
             scores.extend(semantic.iter().map(|(k, v)| (k.clone(), *v)));
         }
-        signals.rules = outcomes
-            .into_iter()
-            .filter(|o| self.rules.iter().any(|r| r.route == o.route && r.has_rules()))
-            .collect();
+        signals.rules = rule_outcomes;
         signals.semantic_available = self.uses_semantics().then_some(semantic.is_some());
         self.route_to(&route, level, signals, scores, reasons)
     }
