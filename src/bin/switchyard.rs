@@ -119,7 +119,11 @@ mod cli {
     }
 
     fn load_router(cli: &Cli) -> Result<(Router, Option<PathBuf>), String> {
-        let (path, text) = config_source(cli.config.as_deref())?;
+        load_router_from(cli.config.as_deref())
+    }
+
+    fn load_router_from(config: Option<&Path>) -> Result<(Router, Option<PathBuf>), String> {
+        let (path, text) = config_source(config)?;
         let name =
             path.as_ref().map_or("switchyard.toml (built in)".to_string(), |p| p.display().to_string());
         Ok((Router::from_toml(&name, &text).map_err(|e| e.to_string())?, path))
@@ -252,11 +256,7 @@ mod cli {
     fn run(cli: Cli) -> Result<(), String> {
         match &cli.command {
             Command::CheckConfig { file } => {
-                let (path, text) = config_source(file.as_deref().or(cli.config.as_deref()))?;
-                let name = path
-                    .as_ref()
-                    .map_or("switchyard.toml (built in)".to_string(), |p| p.display().to_string());
-                let router = Router::from_toml(&name, &text).map_err(|e| e.to_string())?;
+                let (router, _) = load_router_from(file.as_deref().or(cli.config.as_deref()))?;
                 println!(
                     "ok: {} routes, {} models, {} providers; default route {:?}",
                     router.config.routes.len(),
