@@ -45,6 +45,71 @@ pub struct Config {
     pub default: DefaultConfig,
     #[serde(default)]
     pub semantic: SemanticConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+}
+
+/// How upstream calls are timed, retried and backed off (`[upstream]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Time allowed for a model to start answering: its response headers and, when streaming,
+    /// its first event. A model can set its own `timeout_ms`.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Longest silence allowed once a model has started answering: between two stream events,
+    /// or while reading a whole answer's body.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Extra tries of the same model after a retryable failure, before falling back.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Backoff before retry n (0-based) is drawn from [cap/2, cap], cap = min(max, base * 2^n).
+    #[serde(default = "default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// An upstream asking (by `retry-after`) for a longer wait than this is not retried: the next
+    /// model is tried at once instead.
+    #[serde(default = "default_max_retry_after_ms")]
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            timeout_ms: default_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_retries: default_max_retries(),
+            backoff_base_ms: default_backoff_base_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            max_retry_after_ms: default_max_retry_after_ms(),
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_max_retries() -> u32 {
+    1
+}
+
+fn default_backoff_base_ms() -> u64 {
+    250
+}
+
+fn default_backoff_max_ms() -> u64 {
+    4_000
+}
+
+fn default_max_retry_after_ms() -> u64 {
+    10_000
 }
 
 /// How level 2 scores a route from the similarities of the request to its exemplars.
@@ -136,6 +201,10 @@ fn default_max_body_bytes() -> usize {
 pub enum ProviderKind {
     /// OpenAI or any server speaking its Chat Completions API (Ollama, llama.cpp, vLLM).
     Openai,
+    /// Anthropic's Messages API (`POST {base_url}/messages`).
+    Anthropic,
+    /// Google's Gemini API (`{base_url}/models/{model}:generateContent`).
+    Gemini,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,6 +245,15 @@ pub struct ModelConfig {
     pub price: Price,
     #[serde(default = "default_tier")]
     pub tier: Tier,
+    /// Overrides `[upstream] timeout_ms` for this model.
+    pub timeout_ms: Option<u64>,
+    /// `max_tokens` sent when the client sets none and the upstream requires one (Anthropic).
+    #[serde(default = "default_max_output_tokens")]
+    pub max_output_tokens: u32,
+}
+
+fn default_max_output_tokens() -> u32 {
+    4096
 }
 
 fn free() -> Price {
@@ -340,6 +418,21 @@ impl Config {
                 }
             }
         }
+        let u = &self.upstream;
+        if u.timeout_ms == 0 || u.idle_timeout_ms == 0 {
+            return Err((0..0, "upstream.timeout_ms and upstream.idle_timeout_ms must be positive".into()));
+        }
+        if u.max_retries > 10 {
+            return Err((0..0, "upstream.max_retries must be at most 10".into()));
+        }
+        if u.backoff_base_ms > u.backoff_max_ms {
+            return Err((0..0, "upstream.backoff_base_ms must not exceed upstream.backoff_max_ms".into()));
+        }
+        for (name, model) in &self.models {
+            if model.get_ref().timeout_ms == Some(0) || model.get_ref().max_output_tokens == 0 {
+                return Err((model.span(), format!("models.{name}: timeout_ms and max_output_tokens must be positive")));
+            }
+        }
         if self.semantic.top_k == 0 {
             return Err((0..0, "semantic.top_k must be at least 1".into()));
         }
@@ -406,6 +499,18 @@ impl ModelConfig {
     /// The id sent to the upstream.
     pub fn upstream_id<'a>(&'a self, key: &'a str) -> &'a str {
         self.upstream.as_deref().unwrap_or(key)
+    }
+
+    /// Time allowed for this model to start answering.
+    pub fn timeout_ms(&self, upstream: &UpstreamConfig) -> u64 {
+        self.timeout_ms.unwrap_or(upstream.timeout_ms)
+    }
+}
+
+impl Price {
+    /// USD for a call with these token counts.
+    pub fn cost_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.input + completion_tokens as f64 * self.output) / 1_000_000.0
     }
 }
 

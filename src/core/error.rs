@@ -36,6 +36,13 @@ pub enum ErrorKind {
     UpstreamStatus(u16),
     /// The upstream could not be reached or its answer could not be read.
     UpstreamUnreachable,
+    /// The upstream did not start answering (or paused mid-stream) for longer than allowed.
+    UpstreamTimeout,
+    /// The upstream answered 2xx with something that is not its API's answer (bad JSON, a stream
+    /// cut short, an error event inside the stream).
+    UpstreamMalformed,
+    /// The prompt plus `max_tokens` fits none of the models that could answer.
+    ContextLengthExceeded,
     /// A part of Switchyard itself (the embedding model) is not available right now.
     Unavailable,
     Internal,
@@ -53,7 +60,9 @@ impl ErrorKind {
             ErrorKind::Configuration | ErrorKind::Internal => 500,
             ErrorKind::Unavailable => 503,
             ErrorKind::UpstreamStatus(status) if (400..=599).contains(&status) => status,
-            ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable => 502,
+            ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamMalformed => 502,
+            ErrorKind::UpstreamTimeout => 504,
+            ErrorKind::ContextLengthExceeded => 400,
         }
     }
 
@@ -64,11 +73,15 @@ impl ErrorKind {
             | ErrorKind::PayloadTooLarge
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed
-            | ErrorKind::ModelNotFound => "invalid_request_error",
+            | ErrorKind::ModelNotFound
+            | ErrorKind::ContextLengthExceeded => "invalid_request_error",
             ErrorKind::Unauthorized => "authentication_error",
             ErrorKind::Forbidden => "permission_error",
             ErrorKind::UpstreamStatus(429) => "rate_limit_error",
-            ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable => "upstream_error",
+            ErrorKind::UpstreamStatus(_)
+            | ErrorKind::UpstreamUnreachable
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamMalformed => "upstream_error",
             ErrorKind::Configuration | ErrorKind::Internal | ErrorKind::Unavailable => "server_error",
         }
     }
@@ -85,6 +98,9 @@ impl ErrorKind {
             ErrorKind::Configuration => "configuration_error",
             ErrorKind::UpstreamStatus(_) => "upstream_error",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamMalformed => "upstream_malformed",
+            ErrorKind::ContextLengthExceeded => "context_length_exceeded",
             ErrorKind::Unavailable => "model_unavailable",
             ErrorKind::Internal => "internal_error",
         }
@@ -98,18 +114,40 @@ impl ErrorKind {
             | ErrorKind::Forbidden
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed
-            | ErrorKind::ModelNotFound => Origin::Client,
-            ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable => Origin::Upstream,
+            | ErrorKind::ModelNotFound
+            | ErrorKind::ContextLengthExceeded => Origin::Client,
+            ErrorKind::UpstreamStatus(_)
+            | ErrorKind::UpstreamUnreachable
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamMalformed => Origin::Upstream,
             ErrorKind::Configuration | ErrorKind::Internal | ErrorKind::Unavailable => Origin::Internal,
         }
     }
 
-    /// Whether the same request may succeed if sent again (to this or another upstream).
+    /// Whether the same request may succeed if sent to the same model again, after a pause.
     pub fn retryable(self) -> bool {
         match self {
             ErrorKind::UpstreamStatus(status) => status == 408 || status == 429 || status >= 500,
-            ErrorKind::UpstreamUnreachable => true,
+            ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamTimeout => true,
             _ => false,
+        }
+    }
+
+    /// Whether another model may succeed where this one failed: every retryable failure, and an
+    /// answer this model garbled. A client error (400, 401, 404…) would fail the same way anywhere
+    /// and is returned as it is.
+    pub fn falls_back(self) -> bool {
+        self.retryable() || self == ErrorKind::UpstreamMalformed
+    }
+
+    /// A short name for the failure, for the `x-switchyard-attempts` header and logs.
+    pub fn outcome(self) -> String {
+        match self {
+            ErrorKind::UpstreamStatus(status) => format!("http_{status}"),
+            ErrorKind::UpstreamUnreachable => "unreachable".into(),
+            ErrorKind::UpstreamTimeout => "timeout".into(),
+            ErrorKind::UpstreamMalformed => "malformed".into(),
+            other => other.default_code().into(),
         }
     }
 }
@@ -125,11 +163,20 @@ pub struct RouterError {
     pub code: Option<String>,
     /// Overrides the kind's `error.type` (e.g. an upstream's own type).
     pub error_type: Option<String>,
+    /// How long the upstream asked us to wait before trying again (`retry-after`).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl RouterError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        RouterError { kind, message: message.into(), param: None, code: None, error_type: None }
+        RouterError {
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            error_type: None,
+            retry_after_ms: None,
+        }
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
@@ -159,6 +206,10 @@ impl RouterError {
         self.kind.retryable()
     }
 
+    pub fn falls_back(&self) -> bool {
+        self.kind.falls_back()
+    }
+
     /// The OpenAI error body: `{"error": {"message", "type", "param", "code"}}`.
     pub fn to_openai_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -186,9 +237,11 @@ const MAX_UPSTREAM_ERROR_CHARS: usize = 2000;
 
 impl RouterError {
     /// Maps an upstream's error answer (status and body) to an error that keeps the upstream
-    /// status and, where the body is OpenAI-shaped, its message, type and code. Every value in
-    /// `secrets` is scrubbed from what is kept.
+    /// status and, where the body has the usual `{"error": {"message", "type", "code"}}` shape
+    /// (OpenAI, Anthropic, Gemini's `status`), its message, type and code. Anthropic's
+    /// non-standard 529 "overloaded" becomes 503. Every value in `secrets` is scrubbed.
     pub fn from_upstream(provider: &str, status: u16, body: &str, secrets: &[String]) -> RouterError {
+        let status = if status == 529 { 503 } else { status };
         let secrets = || secrets.iter().map(String::as_str);
         let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
         let upstream = parsed.as_ref().map(|v| v.get("error").unwrap_or(v));
@@ -201,10 +254,27 @@ impl RouterError {
             format!("upstream {provider:?} answered HTTP {status}: {detail}"),
         )
         .redacted(secrets());
-        error.code = field("code").map(|c| redact(&c, secrets()));
+        error.code = field("code").or_else(|| field("status")).map(|c| redact(&c, secrets()));
         error.error_type = field("type").filter(|t| !t.is_empty() && t.len() < 64);
         error
     }
+}
+
+/// Parses `retry-after-ms` (milliseconds) or `retry-after` (seconds, or an HTTP date compared with
+/// `now_unix_ms`) into a wait in milliseconds. Unparseable values are ignored.
+pub fn parse_retry_after(retry_after_ms: Option<&str>, retry_after: Option<&str>, now_unix_ms: u64) -> Option<u64> {
+    if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(ms.round() as u64);
+        }
+    }
+    let value = retry_after?.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64);
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    let at_ms = date.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+    Some(at_ms.saturating_sub(now_unix_ms))
 }
 
 impl fmt::Display for RouterError {
@@ -257,6 +327,31 @@ mod tests {
         let e = RouterError::from_upstream("local", 503, &"x".repeat(10_000), &[]);
         assert_eq!(e.status(), 503);
         assert!(e.message.len() < 2100);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_every_form() {
+        assert_eq!(parse_retry_after(Some("1500"), Some("9"), 0), Some(1500));
+        assert_eq!(parse_retry_after(None, Some("2"), 0), Some(2000));
+        assert_eq!(parse_retry_after(None, Some("0.5"), 0), Some(500));
+        // 1994-11-06T08:49:37Z is 784111777 s after the epoch.
+        let now = 784_111_777_000 - 3_000;
+        assert_eq!(parse_retry_after(None, Some("Sun, 06 Nov 1994 08:49:37 GMT"), now), Some(3000));
+        assert_eq!(parse_retry_after(None, Some("soon"), 0), None);
+        assert_eq!(parse_retry_after(None, Some("-1"), 0), None);
+    }
+
+    #[test]
+    fn overloaded_and_gemini_errors_are_mapped() {
+        let anthropic = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let e = RouterError::from_upstream("claude", 529, anthropic, &[]);
+        assert_eq!(e.status(), 503);
+        assert!(e.retryable());
+        assert_eq!(e.to_openai_json()["error"]["type"], "overloaded_error");
+        let gemini = r#"{"error":{"code":400,"message":"API key not valid","status":"INVALID_ARGUMENT"}}"#;
+        let e = RouterError::from_upstream("gemini", 400, gemini, &[]);
+        assert_eq!(e.to_openai_json()["error"]["code"], "INVALID_ARGUMENT");
+        assert!(!e.falls_back());
     }
 
     #[test]

@@ -13,6 +13,13 @@ pub fn json(status: u16, value: &serde_json::Value) -> Response {
     Response::builder().with_status(status).with_headers(headers).fixed(value.to_string().into_bytes())
 }
 
+/// A response whose body is already JSON text.
+pub fn json_text(status: u16, body: String) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes())
+}
+
 /// The OpenAI-style error response for `error`.
 pub fn error(error: &RouterError) -> Response {
     json(error.status(), &error.to_openai_json())

@@ -14,13 +14,16 @@ use crate::core::api::{decision_headers, models_json, route_json, server_timing,
 use crate::core::decision::Decision;
 use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
 use crate::core::error::{ErrorKind, RouterError};
+use crate::core::fallback;
+use crate::core::providers::Usage;
 use crate::core::request::ChatRequest;
 use crate::core::router::Semantic;
 use crate::embed::DIMENSIONS;
 use http::now_ms;
 use serde_json::json;
 use state::State;
-use worker::{event, Context, Env, Method, Request, Response};
+use upstream::{Answered, Body};
+use worker::{event, Context, Env, Headers, Method, Request, Response};
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
@@ -65,20 +68,8 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
         }
         (Method::Post, "/v1/chat/completions") => {
             authorize(&req, state)?;
-            let (request, decision, mut phases) = decide(&mut req, env, state, started).await?;
-            let upstream_started = now_ms();
-            let result = upstream::forward(state, env, &request, &decision).await;
-            phases.push(Phase { name: "upstream", ms: now_ms() - upstream_started });
-            let mut response = match result {
-                Ok(response) => response,
-                Err(e) => {
-                    log_error(&e);
-                    http::error(&e)
-                }
-            };
-            annotate(&mut response, &decision, &phases);
-            log_decision(&decision, response.status_code(), &phases);
-            Ok(response)
+            let (request, decision, phases) = decide(&mut req, env, state, started).await?;
+            Ok(chat(state, env, request, decision, phases).await)
         }
         (Method::Post, "/v1/embeddings") => {
             authorize(&req, state)?;
@@ -139,6 +130,91 @@ async fn decide(
     lap("route", &mut phases);
     phases.retain(|p| p.name != "load" || p.ms > 0.0);
     Ok((request, decision, phases))
+}
+
+/// Calls the upstreams for a decided chat request and shapes the client's response: the answer
+/// (whole or streamed) or the last error, with the decision, attempt and cost headers. The
+/// decision is logged once the answer is over (for streams, when the stream ends).
+async fn chat(
+    state: &State,
+    env: &Env,
+    request: ChatRequest,
+    decision: Decision,
+    mut phases: Vec<Phase>,
+) -> Response {
+    let upstream_started = now_ms();
+    let outcome = upstream::answer(state, env, &request, &decision).await;
+    phases.push(Phase { name: "upstream", ms: now_ms() - upstream_started });
+    let attempts = fallback::attempts_header(&outcome.attempts);
+    let skipped = fallback::skipped_header(&outcome.attempts);
+    let mut headers = decision_headers(&decision);
+    let answered_by = outcome.result.as_ref().map(|a| a.model.clone()).ok();
+    if let Some(model) = &answered_by {
+        headers.retain(|(name, _)| *name != "x-switchyard-model");
+        headers.push(("x-switchyard-model", model.clone()));
+    }
+    headers.extend(attempts.clone().map(|v| ("x-switchyard-attempts", v)));
+    headers.extend(skipped.clone().map(|v| ("x-switchyard-skipped", v)));
+    headers.push(("server-timing", server_timing(&phases)));
+    let mut log = decision_log(&decision, &phases);
+    log.insert("model".into(), json!(answered_by.as_deref().unwrap_or(&decision.model)));
+    log.insert("attempts".into(), json!(attempts));
+    log.insert("skipped".into(), json!(skipped));
+    log.insert("stream".into(), json!(request.stream));
+
+    let mut response = match outcome.result {
+        Err(error) => {
+            log_error(&error);
+            log.insert("status".into(), json!(error.status()));
+            log_line(log);
+            http::error(&error)
+        }
+        Ok(Answered { body: Body::Whole(completion), model }) => {
+            let price = state.router.config.model(&model).map(|m| m.price);
+            let cost = completion.usage.zip(price).map(|(u, p)| p.cost_usd(u.prompt_tokens, u.completion_tokens));
+            if let Some(cost) = cost {
+                headers.push(("x-switchyard-cost-usd", format_cost(cost)));
+            }
+            log.insert("status".into(), json!(200));
+            add_usage(&mut log, completion.usage, cost);
+            log_line(log);
+            let mut response = http::json_text(200, completion.body);
+            http::set_headers(&mut response, headers);
+            return response;
+        }
+        Ok(Answered { body: Body::Stream(stream), .. }) => {
+            log.insert("status".into(), json!(200));
+            let body = stream.into_body(move |end| {
+                add_usage(&mut log, end.usage, end.cost_usd);
+                log.insert("stream_outcome".into(), json!(end.outcome));
+                if let Some(error) = &end.error {
+                    log.insert("stream_error".into(), json!(error.message));
+                }
+                log_line(log);
+            });
+            let response_headers = Headers::new();
+            let _ = response_headers.set("content-type", "text/event-stream; charset=utf-8");
+            let _ = response_headers.set("cache-control", "no-cache");
+            match Response::builder().with_status(200).with_headers(response_headers).from_stream(body) {
+                Ok(response) => response,
+                Err(e) => http::error(&RouterError::new(ErrorKind::Internal, format!("could not start the stream: {e}"))),
+            }
+        }
+    };
+    http::set_headers(&mut response, headers);
+    response
+}
+
+/// Cost in USD as a header value: plain decimal, enough digits for one token of a cheap model.
+fn format_cost(cost: f64) -> String {
+    let text = format!("{cost:.10}");
+    let text = text.trim_end_matches('0');
+    text.strip_suffix('.').map_or_else(|| text.to_string(), |t| format!("{t}.0"))
+}
+
+fn add_usage(log: &mut serde_json::Map<String, serde_json::Value>, usage: Option<Usage>, cost: Option<f64>) {
+    log.insert("usage".into(), usage.map_or(serde_json::Value::Null, |u| json!(u)));
+    log.insert("cost_usd".into(), json!(cost));
 }
 
 /// `POST /v1/embeddings` with the router's own encoder.
@@ -229,22 +305,23 @@ fn wasm_memory_bytes() -> usize {
     core::arch::wasm32::memory_size(0) * 65536
 }
 
-/// One JSON line per routed request: the decision and timings, never the prompt or any key.
-fn log_decision(decision: &Decision, status: u16, phases: &[Phase]) {
+/// The decision line logged once per routed request: decision and timings, never the prompt or
+/// any key. The caller adds the outcome (status, attempts, usage, cost) before logging it.
+fn decision_log(decision: &Decision, phases: &[Phase]) -> serde_json::Map<String, serde_json::Value> {
     let timing: serde_json::Map<String, serde_json::Value> =
         phases.iter().map(|p| (p.name.to_string(), json!((p.ms * 100.0).round() / 100.0))).collect();
-    worker::console_log!(
-        "{}",
-        json!({
-            "event": "decision",
-            "route": decision.route,
-            "model": decision.model,
-            "level": decision.level,
-            "prompt_tokens": decision.signals.prompt_tokens,
-            "status": status,
-            "timing_ms": timing,
-        })
-    );
+    let mut log = serde_json::Map::new();
+    log.insert("event".into(), json!("decision"));
+    log.insert("route".into(), json!(decision.route));
+    log.insert("model".into(), json!(decision.model));
+    log.insert("level".into(), json!(decision.level));
+    log.insert("prompt_tokens".into(), json!(decision.signals.prompt_tokens));
+    log.insert("timing_ms".into(), serde_json::Value::Object(timing));
+    log
+}
+
+fn log_line(log: serde_json::Map<String, serde_json::Value>) {
+    worker::console_log!("{}", serde_json::Value::Object(log));
 }
 
 fn log_error(error: &RouterError) {

@@ -1,77 +1,348 @@
-//! Calling an OpenAI-compatible upstream and passing its answer through.
+//! Calling upstreams: the IO half of `core::fallback` and `core::providers`.
 //!
-//! A successful answer's body is handed to the client as the same `ReadableStream`: SSE chunks
-//! flow through as the upstream sends them, never buffered whole. An error answer is read (it is
-//! small), mapped to an OpenAI-style error that keeps the upstream status, and scrubbed of every
-//! secret value before it leaves.
+//! For each model of the decision, in order: skip it if the plan says so, else build its request
+//! (`providers::build_request`), send it under the model's timeout (aborting the fetch when it
+//! expires), and on failure let `fallback::after_failure` say whether to wait and retry, move on,
+//! or give up. A stream counts as answered only once its first translated event is in hand, so a
+//! model that accepts the request and then fails or stalls before saying anything is still
+//! replaced by the next; after that first byte, failures end the stream with an error event.
 
+use crate::core::config::{ModelConfig, ProviderConfig};
 use crate::core::decision::Decision;
-use crate::core::error::{ErrorKind, RouterError};
+use crate::core::error::{parse_retry_after, ErrorKind, RouterError};
+use crate::core::fallback::{self, Attempt, Next};
+use crate::core::providers::{self, Completion, Target, Usage};
+use crate::core::relay::{error_event, StreamRelay};
 use crate::core::request::ChatRequest;
 use crate::worker::state::{secret, State};
+use futures_util::future::{select, Either};
+use futures_util::{Stream, StreamExt};
+use std::future::Future;
+use std::time::Duration;
 use wasm_bindgen::JsValue;
-use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{AbortController, ByteStream, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
 
-/// Sends `request` to the decision's model. `Ok` is the upstream's successful response, body
-/// untouched; any failure is a typed error.
-pub async fn forward(
-    state: &State,
-    env: &Env,
-    request: &ChatRequest,
-    decision: &Decision,
-) -> Result<Response, RouterError> {
+/// What a model answered.
+pub enum Body {
+    Whole(Completion),
+    Stream(StreamAnswer),
+}
+
+pub struct Answered {
+    /// The model (a key of `[models]`) that answered.
+    pub model: String,
+    pub body: Body,
+}
+
+/// The outcome of a request: the answer or the error to return, and every call and skip on the
+/// way, for the headers and the log.
+pub struct Outcome {
+    pub result: Result<Answered, RouterError>,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Calls the decision's models in order until one answers.
+pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &Decision) -> Outcome {
     let config = &state.router.config;
-    let internal =
-        |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
-    let model = config.model(&decision.model).ok_or_else(|| internal("model"))?;
+    let plan = fallback::plan(config, decision, request, |name| secret(env, name).is_some());
+    let mut attempts = Vec::new();
+    let mut last_error = None;
+    for (name, skip) in plan {
+        if let Some(reason) = skip {
+            attempts.push(Attempt::Skipped { model: name, reason });
+            continue;
+        }
+        let mut retries = 0;
+        loop {
+            let result = call(state, env, request, &name).await;
+            let error = match result {
+                Ok(body) => {
+                    attempts.push(Attempt::Called { model: name.clone(), outcome: "ok".into() });
+                    return Outcome { result: Ok(Answered { model: name, body }), attempts };
+                }
+                Err(error) => error.redacted(state.secret_values.iter().map(String::as_str)),
+            };
+            attempts.push(Attempt::Called { model: name.clone(), outcome: error.kind.outcome() });
+            match fallback::after_failure(&config.upstream, &error, retries, js_sys::Math::random()) {
+                Next::Retry { delay_ms } => {
+                    Delay::from(Duration::from_millis(delay_ms)).await;
+                    retries += 1;
+                }
+                Next::Fallback => {
+                    last_error = Some(error);
+                    break;
+                }
+                Next::Fail => return Outcome { result: Err(error), attempts },
+            }
+        }
+    }
+    let error = last_error.unwrap_or_else(|| fallback::nothing_to_call(&decision.route, &attempts));
+    Outcome { result: Err(error), attempts }
+}
+
+/// One call to one model.
+async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Result<Body, RouterError> {
+    let config = &state.router.config;
+    let internal = |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
+    let model: &ModelConfig = config.model(name).ok_or_else(|| internal("model"))?;
     let provider_name = model.provider.get_ref();
-    let provider = config.provider(provider_name).ok_or_else(|| internal("provider"))?;
+    let provider: &ProviderConfig = config.provider(provider_name).ok_or_else(|| internal("provider"))?;
+    let api_key = provider.api_key.as_ref().and_then(|k| secret(env, k.get_ref()));
     let base_url = provider.base_url.get_ref().trim_end_matches('/');
-    let url = format!("{base_url}/chat/completions");
+    let upstream_model = model.upstream_id(name);
+    let target = Target {
+        kind: provider.kind,
+        base_url,
+        api_key: api_key.as_deref(),
+        model: upstream_model,
+        default_max_tokens: model.max_output_tokens,
+    };
+    let outgoing = providers::build_request(&target, request)?;
+    let timeout_ms = model.timeout_ms(&config.upstream);
+    let idle_ms = config.upstream.idle_timeout_ms;
+    let started = js_sys::Date::now();
 
     let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("accept", if request.stream { "text/event-stream" } else { "application/json" });
-    if let Some(key_name) = &provider.api_key {
-        let key_name = key_name.get_ref();
-        let key = secret(env, key_name).ok_or_else(|| {
-            RouterError::new(
-                ErrorKind::Configuration,
-                format!(
-                    "provider {provider_name:?} needs the secret {key_name}, which is not set; set it with `wrangler secret put {key_name}` (or in .dev.vars locally)"
-                ),
-            )
-        })?;
-        let _ = headers.set("authorization", &format!("Bearer {key}"));
+    for (header, value) in &outgoing.headers {
+        let _ = headers.set(header, value);
     }
-    let body =
-        serde_json::Value::Object(request.upstream_body(model.upstream_id(&decision.model))).to_string();
+    let controller = AbortController::default();
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&body)));
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&outgoing.body)));
     let unreachable = |detail: String| {
         RouterError::new(
             ErrorKind::UpstreamUnreachable,
             format!("could not reach upstream {provider_name:?} at {base_url}: {detail}"),
         )
-        .redacted(state.secret_values.iter().map(String::as_str))
     };
-    let upstream_request = Request::new_with_init(&url, &init).map_err(|e| unreachable(e.to_string()))?;
-    let mut response =
-        Fetch::Request(upstream_request).send().await.map_err(|e| unreachable(e.to_string()))?;
+    let timed_out = |what: &str, ms: u64| {
+        RouterError::new(ErrorKind::UpstreamTimeout, format!("model {name:?} {what} within {ms} ms"))
+    };
+    let upstream_request = Request::new_with_init(&outgoing.url, &init).map_err(|e| unreachable(e.to_string()))?;
+    let signal = controller.signal();
+    let sent = within(timeout_ms, Fetch::Request(upstream_request).send_with_signal(&signal)).await;
+    let mut response = match sent {
+        Some(result) => result.map_err(|e| unreachable(e.to_string()))?,
+        None => {
+            controller.abort();
+            return Err(timed_out("did not start answering", timeout_ms));
+        }
+    };
 
     let status = response.status_code();
-    if (200..300).contains(&status) {
-        let content_type = response.headers().get("content-type").ok().flatten();
-        let (_, body) = response.into_parts();
-        let headers = Headers::new();
-        if let Some(content_type) = content_type {
-            let _ = headers.set("content-type", &content_type);
-        }
-        if request.stream {
-            let _ = headers.set("cache-control", "no-cache");
-        }
-        return Ok(Response::builder().with_status(status).with_headers(headers).body(body));
+    if !(200..300).contains(&status) {
+        let header = |name: &str| response.headers().get(name).ok().flatten();
+        let retry_after = parse_retry_after(
+            header("retry-after-ms").as_deref(),
+            header("retry-after").as_deref(),
+            js_sys::Date::now() as u64,
+        );
+        let text = within(idle_ms, response.text()).await.and_then(Result::ok).unwrap_or_default();
+        let mut error = RouterError::from_upstream(provider_name, status, &text, &state.secret_values);
+        error.retry_after_ms = retry_after;
+        return Err(error);
     }
-    let text = response.text().await.unwrap_or_default();
-    Err(RouterError::from_upstream(provider_name, status, &text, &state.secret_values))
+    let created = (js_sys::Date::now() / 1000.0) as u64;
+    if !request.stream {
+        let text = match within(idle_ms, response.text()).await {
+            Some(text) => text.map_err(|e| unreachable(format!("reading the answer failed: {e}")))?,
+            None => {
+                controller.abort();
+                return Err(timed_out("went silent while answering", idle_ms));
+            }
+        };
+        return providers::parse_completion(provider.kind, &text, upstream_model, created).map(Body::Whole);
+    }
+
+    let upstream = response.stream().map_err(|e| unreachable(e.to_string()))?;
+    let include_usage = request
+        .body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let relay = StreamRelay::new(
+        providers::stream_translator(provider.kind, upstream_model, created),
+        include_usage,
+        model.price,
+    );
+    let mut answer = StreamAnswer {
+        first: Vec::new(),
+        upstream,
+        relay,
+        idle_ms,
+        controller: Some(controller),
+        secrets: state.secret_values.clone(),
+        on_end: None,
+        done: false,
+    };
+    // Nothing has reached the client yet: any failure until the first event is a fallback.
+    loop {
+        let left = (timeout_ms as f64 - (js_sys::Date::now() - started)).max(1.0) as u64;
+        match within(left, answer.upstream.next()).await {
+            Some(Some(Ok(bytes))) => {
+                let relayed = answer.relay.feed(&bytes);
+                if let Some(error) = relayed.error {
+                    return Err(error);
+                }
+                if !relayed.bytes.is_empty() {
+                    answer.first = relayed.bytes;
+                    return Ok(Body::Stream(answer));
+                }
+            }
+            Some(Some(Err(e))) => return Err(unreachable(format!("the stream broke: {e}"))),
+            Some(None) => {
+                let relayed = answer.relay.finish();
+                if let Some(error) = relayed.error {
+                    return Err(error);
+                }
+                answer.first = relayed.bytes;
+                answer.done = true;
+                return Ok(Body::Stream(answer));
+            }
+            None => {
+                answer.abort();
+                return Err(timed_out("sent no stream event", timeout_ms));
+            }
+        }
+    }
+}
+
+/// Runs `future` for at most `ms` milliseconds.
+async fn within<T>(ms: u64, future: impl Future<Output = T>) -> Option<T> {
+    let future = Box::pin(future);
+    let delay = Box::pin(Delay::from(Duration::from_millis(ms)));
+    match select(future, delay).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
+/// How a relayed stream ended, for the log.
+pub struct StreamEnd {
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    /// `complete`, `error` (an error event was sent) or `client_closed`.
+    pub outcome: &'static str,
+    pub error: Option<RouterError>,
+}
+
+/// A stream whose first event is in hand; the rest is relayed as the client reads.
+pub struct StreamAnswer {
+    first: Vec<u8>,
+    upstream: ByteStream,
+    relay: StreamRelay,
+    idle_ms: u64,
+    controller: Option<AbortController>,
+    secrets: Vec<String>,
+    on_end: Option<Box<dyn FnOnce(StreamEnd)>>,
+    done: bool,
+}
+
+impl StreamAnswer {
+    /// The client's body. `on_end` runs once, when the stream ends or the client goes away.
+    pub fn into_body(
+        mut self,
+        on_end: impl FnOnce(StreamEnd) + 'static,
+    ) -> impl Stream<Item = Result<Vec<u8>, worker::Error>> + 'static {
+        self.on_end = Some(Box::new(on_end));
+        if self.done {
+            self.end(None);
+        }
+        futures_util::stream::unfold(self, |mut this| async move {
+            if !this.first.is_empty() {
+                let first = std::mem::take(&mut this.first);
+                return Some((Ok(first), this));
+            }
+            if this.done {
+                return None;
+            }
+            loop {
+                let out = match within(this.idle_ms, this.upstream.next()).await {
+                    Some(Some(Ok(bytes))) => {
+                        let relayed = this.relay.feed(&bytes);
+                        match relayed.error {
+                            None if relayed.bytes.is_empty() => continue,
+                            None => relayed.bytes,
+                            Some(e) => {
+                                let mut out = relayed.bytes;
+                                out.extend(this.fail(e));
+                                out
+                            }
+                        }
+                    }
+                    Some(Some(Err(e))) => this.fail(RouterError::new(
+                        ErrorKind::UpstreamUnreachable,
+                        format!("the upstream stream broke mid-answer: {e}"),
+                    )),
+                    Some(None) => this.finish(),
+                    None if this.relay.complete() => {
+                        // The answer is whole; the upstream just never closed the connection.
+                        this.abort();
+                        this.finish()
+                    }
+                    None => {
+                        this.abort();
+                        let ms = this.idle_ms;
+                        this.fail(RouterError::new(
+                            ErrorKind::UpstreamTimeout,
+                            format!("the upstream sent nothing for {ms} ms mid-answer"),
+                        ))
+                    }
+                };
+                return Some((Ok(out), this));
+            }
+        })
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        let relayed = self.relay.finish();
+        match relayed.error {
+            None => {
+                self.end(None);
+                relayed.bytes
+            }
+            Some(e) => {
+                let mut out = relayed.bytes;
+                out.extend(self.fail(e));
+                out
+            }
+        }
+    }
+
+    fn fail(&mut self, error: RouterError) -> Vec<u8> {
+        let error = error.redacted(self.secrets.iter().map(String::as_str));
+        let out = error_event(&error);
+        self.end(Some(error));
+        out
+    }
+
+    fn end(&mut self, error: Option<RouterError>) {
+        self.done = true;
+        if let Some(on_end) = self.on_end.take() {
+            let outcome = if error.is_some() { "error" } else { "complete" };
+            on_end(StreamEnd { usage: self.relay.usage(), cost_usd: self.relay.cost_usd(), outcome, error });
+        }
+    }
+
+    fn abort(&mut self) {
+        if let Some(controller) = self.controller.take() {
+            controller.abort();
+        }
+    }
+}
+
+impl Drop for StreamAnswer {
+    fn drop(&mut self) {
+        // The client went away (or the runtime dropped the body) before the end.
+        if let Some(on_end) = self.on_end.take() {
+            self.abort();
+            on_end(StreamEnd {
+                usage: self.relay.usage(),
+                cost_usd: self.relay.cost_usd(),
+                outcome: "client_closed",
+                error: None,
+            });
+        }
+    }
 }

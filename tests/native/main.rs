@@ -3,6 +3,8 @@
 mod cli;
 mod config;
 mod embedding;
+mod fallback;
+mod providers;
 mod request;
 mod routing;
 mod tokens;
