@@ -1,10 +1,25 @@
-// A fake OpenAI-compatible upstream for the end-to-end tests, listening on loopback only.
+// A fake upstream for the end-to-end tests, on loopback only, speaking three APIs:
+//   OpenAI     POST /v1/chat/completions
+//   Anthropic  POST /anthropic/v1/messages
+//   Gemini     POST /gemini/v1beta/models/{model}:generateContent
+//              POST /gemini/v1beta/models/{model}:streamGenerateContent?alt=sse
 //
-// By default it answers every chat completion with an echo of the last user message and the
-// model it was asked for, streamed as SSE (with a pause between chunks) when `stream` is true.
-// Tests script faults by queueing them: POST /__script {"status", "body", "delay_ms",
-// "chunk_delay_ms", "echo_auth"} applies to the next chat request. GET /__requests returns what it
-// received (bodies and headers), so tests can check what the router forwarded.
+// By default it answers with an echo of the last user message and the model it was asked for,
+// streamed word by word in the API's own event format when asked to stream. When the request
+// offers tools and the last message is not a tool result, it calls the first tool instead, with
+// arguments {"city": "Paris"}; given a tool result, it answers "tool said: ...".
+//
+// Tests script faults by queueing steps: POST /__script (or `script(step)`) with
+//   model           only a request for this upstream model takes the step (default: any)
+//   status, body    answer with this error status (and body); headers: extra response headers
+//   echo_auth       the error message repeats the credentials received (a careless upstream)
+//   delay_ms        wait before answering; chunk_delay_ms: pause between stream events
+//   refuse          destroy the connection without answering
+//   malformed       answer 200 with a body (or a first stream event) that is not JSON
+//   cut_after       send this many stream events, then drop the connection
+//   stall_after     send this many stream events, then go silent without closing
+//   error_after     send this many stream events, then an error event in the API's format
+// GET /__requests returns what it received (path, headers, body).
 import http from 'node:http';
 
 export async function startFakeUpstream() {
@@ -21,81 +36,242 @@ export async function startFakeUpstream() {
       script.push(JSON.parse(raw));
       return send(res, 200, { queued: script.length });
     }
-    if (url.pathname === '/__requests') {
-      return send(res, 200, requests);
-    }
+    if (url.pathname === '/__requests') return send(res, 200, requests);
     if (url.pathname === '/__reset') {
       script.length = 0;
       requests.length = 0;
       return send(res, 200, {});
     }
-    if (url.pathname !== '/v1/chat/completions' || req.method !== 'POST') {
+
+    const api = apiOf(url);
+    if (!api || req.method !== 'POST') {
       return send(res, 404, { error: { message: `fake upstream has no ${req.method} ${url.pathname}`, type: 'not_found' } });
     }
-
     let body;
     try {
       body = JSON.parse(raw);
     } catch {
       return send(res, 400, { error: { message: 'fake upstream got invalid JSON', type: 'invalid_request_error' } });
     }
-    requests.push({ headers: req.headers, body });
-    const step = script.shift() ?? {};
+    const model = api.model ?? body.model;
+    requests.push({ path: url.pathname + url.search, headers: req.headers, body, model });
+    const at = script.findIndex((s) => !s.model || s.model === model);
+    const step = at >= 0 ? script.splice(at, 1)[0] : {};
+
+    if (step.refuse) return req.socket.destroy();
     if (step.delay_ms) await sleep(step.delay_ms);
     if (step.status) {
-      let errorBody = step.body ?? { error: { message: `scripted failure ${step.status}`, type: 'server_error', code: 'scripted' } };
+      let errorBody = step.body ?? api.error(step.status, `scripted failure ${step.status}`);
       if (step.echo_auth) {
-        // A careless upstream that repeats the credentials it was sent.
-        errorBody = { error: { message: `Incorrect API key provided: ${req.headers.authorization}`, type: 'invalid_request_error', code: 'invalid_api_key' } };
+        const credentials = req.headers.authorization ?? req.headers['x-api-key'] ?? req.headers['x-goog-api-key'];
+        errorBody = api.error(step.status, `Incorrect API key provided: ${credentials}`);
       }
-      return send(res, step.status, errorBody);
+      return send(res, step.status, errorBody, step.headers);
+    }
+    const stream = api.stream ?? body.stream === true;
+    if (step.malformed && !stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end('<html>upstream proxy error</html>');
     }
 
-    const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
-    const text = typeof lastUser?.content === 'string' ? lastUser.content : JSON.stringify(lastUser?.content ?? '');
-    const answer = `echo from ${body.model}: ${text}`;
-    const usage = { prompt_tokens: 10, completion_tokens: answer.split(' ').length, total_tokens: 10 + answer.split(' ').length };
-    const base = { id: 'chatcmpl-fake', created: 1700000000, model: body.model };
+    const answer = plan(api.name, body);
+    answer.model = model;
+    if (!stream) return send(res, 200, api.whole(answer, body));
 
-    if (!body.stream) {
-      return send(res, 200, {
-        ...base,
-        object: 'chat.completion',
-        choices: [{ index: 0, message: { role: 'assistant', content: answer }, finish_reason: 'stop' }],
-        usage,
-      });
-    }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    const event = (data) => res.write(`data: ${JSON.stringify(data)}\n\n`);
-    const chunk = (delta, finish_reason = null) =>
-      event({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason }] });
-    chunk({ role: 'assistant', content: '' });
-    const words = answer.split(' ');
-    for (let i = 0; i < words.length; i++) {
-      await sleep(step.chunk_delay_ms ?? 20);
-      chunk({ content: (i ? ' ' : '') + words[i] });
+    let sent = 0;
+    for (const event of api.events(answer, body)) {
+      if (step.malformed && sent === 0) {
+        res.write('data: {"this is": not json\n\n');
+        return res.end();
+      }
+      if (step.cut_after !== undefined && sent === step.cut_after) return res.socket.destroy();
+      if (step.stall_after !== undefined && sent === step.stall_after) return; // silent, open
+      if (step.error_after !== undefined && sent === step.error_after) {
+        res.write(api.errorEvent('scripted mid-stream failure'));
+        return res.end();
+      }
+      if (sent > 0) await sleep(step.chunk_delay_ms ?? 20);
+      res.write(event);
+      sent++;
     }
-    chunk({}, 'stop');
-    if (body.stream_options?.include_usage) event({ ...base, object: 'chat.completion.chunk', choices: [], usage });
-    res.end('data: [DONE]\n\n');
+    res.end();
   });
 
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address();
+  const base = `http://127.0.0.1:${port}`;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: base,
     script: (step) => script.push(step),
     requests: () => requests,
     reset: () => {
       script.length = 0;
       requests.length = 0;
     },
-    close: () => new Promise((resolve) => server.close(resolve)),
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    },
   };
 }
 
-function send(res, status, body) {
-  res.writeHead(status, { 'content-type': 'application/json' });
+/** Which API a path belongs to. */
+function apiOf(url) {
+  if (url.pathname === '/v1/chat/completions') return openai;
+  if (url.pathname === '/anthropic/v1/messages') return anthropic;
+  const gemini = url.pathname.match(/^\/gemini\/v1beta\/models\/([^:]+):(generateContent|streamGenerateContent)$/);
+  if (gemini) {
+    return { ...geminiApi, model: decodeURIComponent(gemini[1]), stream: gemini[2] === 'streamGenerateContent' };
+  }
+  return null;
+}
+
+/** What to answer: a tool call, or text. Reads the request in its own API's shape. */
+function plan(api, body) {
+  let lastUser = '';
+  let toolResult = null;
+  let tools = [];
+  if (api === 'gemini') {
+    const last = body.contents.at(-1);
+    for (const part of last.parts) {
+      if (part.text) lastUser = part.text;
+      if (part.functionResponse) toolResult = JSON.stringify(part.functionResponse.response);
+    }
+    tools = body.tools?.[0]?.functionDeclarations?.map((f) => f.name) ?? [];
+  } else {
+    const last = body.messages.at(-1);
+    const content = typeof last.content === 'string' ? [{ type: 'text', text: last.content }] : (last.content ?? []);
+    for (const part of content) {
+      if (part.type === 'text') lastUser = part.text;
+      if (part.type === 'tool_result') toolResult = typeof part.content === 'string' ? part.content : JSON.stringify(part.content);
+    }
+    if (last.role === 'tool') toolResult = last.content;
+    tools = (body.tools ?? []).map((t) => t.function?.name ?? t.name);
+  }
+  if (toolResult !== null) return { text: `tool said: ${toolResult}` };
+  if (tools.length) return { tool: { id: 'call_fake_1', name: tools[0], args: { city: 'Paris' } } };
+  return { text: null, lastUser };
+}
+
+const words = (text) => text.split(' ').map((w, i) => (i ? ' ' : '') + w);
+const usage = (text) => ({ input: 10, output: text ? text.split(' ').length : 5 });
+const sse = (data, event) => `${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`;
+const textOf = (answer) => answer.text ?? (answer.tool ? null : `echo from ${answer.model}: ${answer.lastUser}`);
+
+const openai = {
+  name: 'openai',
+  error: (status, message) => ({ error: { message, type: status === 429 ? 'rate_limit_error' : 'server_error', code: 'scripted' } }),
+  errorEvent: (message) => sse({ error: { message, type: 'server_error', code: 'scripted' } }),
+  whole(answer) {
+    const text = textOf(answer);
+    const u = usage(text);
+    const message = { role: 'assistant', content: text };
+    if (answer.tool) {
+      message.tool_calls = [{ id: answer.tool.id, type: 'function', function: { name: answer.tool.name, arguments: JSON.stringify(answer.tool.args) } }];
+    }
+    return {
+      id: 'chatcmpl-fake', object: 'chat.completion', created: 1700000000, model: answer.model,
+      choices: [{ index: 0, message, finish_reason: answer.tool ? 'tool_calls' : 'stop' }],
+      usage: { prompt_tokens: u.input, completion_tokens: u.output, total_tokens: u.input + u.output },
+    };
+  },
+  *events(answer, body) {
+    const base = { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1700000000, model: answer.model };
+    const chunk = (delta, finish_reason = null) => sse({ ...base, choices: [{ index: 0, delta, finish_reason }] });
+    const text = textOf(answer);
+    yield chunk({ role: 'assistant', content: '' });
+    if (answer.tool) {
+      const args = JSON.stringify(answer.tool.args);
+      yield chunk({ tool_calls: [{ index: 0, id: answer.tool.id, type: 'function', function: { name: answer.tool.name, arguments: '' } }] });
+      yield chunk({ tool_calls: [{ index: 0, function: { arguments: args.slice(0, 5) } }] });
+      yield chunk({ tool_calls: [{ index: 0, function: { arguments: args.slice(5) } }] });
+    } else {
+      for (const w of words(text)) yield chunk({ content: w });
+    }
+    yield chunk({}, answer.tool ? 'tool_calls' : 'stop');
+    const u = usage(text);
+    if (body.stream_options?.include_usage) {
+      yield sse({ ...base, choices: [], usage: { prompt_tokens: u.input, completion_tokens: u.output, total_tokens: u.input + u.output } });
+    }
+    yield 'data: [DONE]\n\n';
+  },
+};
+
+const anthropic = {
+  name: 'anthropic',
+  error: (status, message) => ({ type: 'error', error: { type: status === 529 ? 'overloaded_error' : 'api_error', message } }),
+  errorEvent: (message) => sse({ type: 'error', error: { type: 'overloaded_error', message } }, 'error'),
+  whole(answer) {
+    const text = textOf(answer);
+    const content = [];
+    if (text) content.push({ type: 'text', text });
+    if (answer.tool) content.push({ type: 'tool_use', id: answer.tool.id, name: answer.tool.name, input: answer.tool.args });
+    const u = usage(text);
+    return {
+      id: 'msg_fake', type: 'message', role: 'assistant', model: answer.model, content,
+      stop_reason: answer.tool ? 'tool_use' : 'end_turn', stop_sequence: null,
+      usage: { input_tokens: u.input, output_tokens: u.output },
+    };
+  },
+  *events(answer) {
+    const text = textOf(answer);
+    const u = usage(text);
+    yield sse({ type: 'message_start', message: { id: 'msg_fake', type: 'message', role: 'assistant', model: answer.model, content: [], usage: { input_tokens: u.input, output_tokens: 1 } } }, 'message_start');
+    yield sse({ type: 'ping' }, 'ping');
+    if (text) {
+      yield sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start');
+      for (const w of words(text)) yield sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: w } }, 'content_block_delta');
+      yield sse({ type: 'content_block_stop', index: 0 }, 'content_block_stop');
+    }
+    if (answer.tool) {
+      const args = JSON.stringify(answer.tool.args);
+      yield sse({ type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: answer.tool.id, name: answer.tool.name, input: {} } }, 'content_block_start');
+      yield sse({ type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: args.slice(0, 5) } }, 'content_block_delta');
+      yield sse({ type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: args.slice(5) } }, 'content_block_delta');
+      yield sse({ type: 'content_block_stop', index: 0 }, 'content_block_stop');
+    }
+    yield sse({ type: 'message_delta', delta: { stop_reason: answer.tool ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: u.output } }, 'message_delta');
+    yield sse({ type: 'message_stop' }, 'message_stop');
+  },
+};
+
+const geminiApi = {
+  name: 'gemini',
+  error: (status, message) => ({ error: { code: status, message, status: status === 429 ? 'RESOURCE_EXHAUSTED' : 'UNAVAILABLE' } }),
+  errorEvent: (message) => sse({ error: { code: 503, message, status: 'UNAVAILABLE' } }),
+  whole(answer) {
+    const text = textOf(answer);
+    const parts = [];
+    if (text) parts.push({ text });
+    if (answer.tool) parts.push({ functionCall: { name: answer.tool.name, args: answer.tool.args } });
+    const u = usage(text);
+    return {
+      candidates: [{ content: { role: 'model', parts }, finishReason: 'STOP', index: 0 }],
+      usageMetadata: { promptTokenCount: u.input, candidatesTokenCount: u.output, totalTokenCount: u.input + u.output },
+      modelVersion: answer.model, responseId: 'rsp-fake',
+    };
+  },
+  *events(answer) {
+    const text = textOf(answer);
+    const u = usage(text);
+    const event = (parts, finishReason) => {
+      const candidate = { content: { role: 'model', parts }, index: 0 };
+      if (finishReason) candidate.finishReason = finishReason;
+      const data = { candidates: [candidate], modelVersion: answer.model, responseId: 'rsp-fake' };
+      if (finishReason) data.usageMetadata = { promptTokenCount: u.input, candidatesTokenCount: u.output, totalTokenCount: u.input + u.output };
+      return `data: ${JSON.stringify(data)}\r\n\r\n`;
+    };
+    if (text) {
+      const pieces = words(text);
+      for (const [i, w] of pieces.entries()) yield event([{ text: w }], !answer.tool && i === pieces.length - 1 ? 'STOP' : undefined);
+    }
+    if (answer.tool) yield event([{ functionCall: { name: answer.tool.name, args: answer.tool.args } }], 'STOP');
+  },
+};
+
+function send(res, status, body, headers = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
   res.end(JSON.stringify(body));
 }
 

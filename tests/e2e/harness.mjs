@@ -29,6 +29,16 @@ kind = "openai"
 base_url = "${upstreamUrl}/v1"
 api_key = "FAKE_UPSTREAM_KEY"
 
+[providers.claude]
+kind = "anthropic"
+base_url = "${upstreamUrl}/anthropic/v1"
+api_key = "FAKE_UPSTREAM_KEY"
+
+[providers.google]
+kind = "gemini"
+base_url = "${upstreamUrl}/gemini/v1beta"
+api_key = "FAKE_UPSTREAM_KEY"
+
 [providers.keyless]
 kind = "openai"
 base_url = "${upstreamUrl}/v1"
@@ -64,6 +74,41 @@ provider = "fake"
 upstream = "fake-mini"
 context_window = 128000
 
+[models.sonnet]
+provider = "claude"
+upstream = "fake-sonnet"
+context_window = 200000
+price = { input = 3.0, output = 15.0 }
+
+[models.flash]
+provider = "google"
+upstream = "fake-flash"
+context_window = 1000000
+price = { input = 0.30, output = 2.50 }
+
+[models.primary]
+provider = "fake"
+upstream = "fake-primary"
+context_window = 8192
+price = { input = 1.0, output = 2.0 }
+
+[models.secondary]
+provider = "fake"
+upstream = "fake-secondary"
+context_window = 8192
+price = { input = 5.0, output = 10.0 }
+
+[models.patient]
+provider = "fake"
+upstream = "fake-patient"
+context_window = 8192
+timeout_ms = 4000
+
+[models.tiny]
+provider = "keyless"
+upstream = "fake-tiny"
+context_window = 40
+
 [models.nokey]
 provider = "unset"
 context_window = 8192
@@ -97,6 +142,35 @@ models = ["small"]
 [[routes]]
 name = "chat"
 models = ["mini"]
+
+# Routes for the fallback tests, named in the model field.
+[[routes]]
+name = "failover"
+models = ["primary", "secondary"]
+
+[[routes]]
+name = "skipping"
+models = ["tiny", "nokey", "primary"]
+
+[[routes]]
+name = "down-first"
+models = ["offline", "primary"]
+
+[[routes]]
+name = "claude-first"
+models = ["sonnet", "flash"]
+
+[[routes]]
+name = "only-small"
+models = ["tiny"]
+
+[upstream]
+timeout_ms = 1500
+idle_timeout_ms = 1500
+max_retries = 1
+backoff_base_ms = 50
+backoff_max_ms = 200
+max_retry_after_ms = 1000
 
 [default]
 route = "chat"

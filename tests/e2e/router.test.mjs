@@ -371,16 +371,19 @@ describe('bad input gets a 4xx in OpenAI form', () => {
 
 describe('upstream failures', () => {
   test('an upstream 429 is passed on with its status, as a rate-limit error', async () => {
-    stack.fake.script({ status: 429, body: { error: { message: 'Rate limit reached for requests', type: 'requests', code: 'rate_limit_exceeded' } } });
+    // retry-after is beyond max_retry_after_ms: no retry, and the route has no other model.
+    stack.fake.script({ status: 429, headers: { 'retry-after': '30' }, body: { error: { message: 'Rate limit reached for requests', type: 'requests', code: 'rate_limit_exceeded' } } });
     const res = await post('/v1/chat/completions', { messages: user('hi') });
     assert.equal(res.status, 429);
     assert.match(res.json.error.message, /Rate limit reached/);
     assert.equal(res.json.error.code, 'rate_limit_exceeded');
     assert.equal(res.headers.get('x-switchyard-model'), 'small');
+    assert.equal(res.headers.get('x-switchyard-attempts'), 'small=http_429');
     assert.ok(res.headers.get('server-timing'));
   });
 
   test('an upstream 500 reaches the openai client as a 500', async () => {
+    stack.fake.script({ status: 500 });
     stack.fake.script({ status: 500 });
     await assert.rejects(client.chat.completions.create({ model: 'auto', messages: user('hi') }), (err) => {
       assert.equal(err.status, 500);
@@ -411,6 +414,7 @@ describe('upstream failures', () => {
   });
 
   test('streamed requests get upstream errors as JSON before any byte is sent', async () => {
+    stack.fake.script({ status: 503 });
     stack.fake.script({ status: 503 });
     const res = await post('/v1/chat/completions', { stream: true, messages: user('hi') });
     assert.equal(res.status, 503);
