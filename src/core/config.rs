@@ -214,7 +214,24 @@ pub struct ProviderConfig {
     pub base_url: Spanned<String>,
     /// Name of the secret holding the upstream key; none for keyless local servers.
     pub api_key: Option<Spanned<String>>,
+    /// Extra request headers, each naming the secret that holds its value: e.g. the Cloudflare
+    /// Access service token guarding a tunnel to a model server at home.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
 }
+
+impl ProviderConfig {
+    /// Names of every secret this provider's requests need.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.api_key.iter().chain(self.headers.values()).map(|k| k.get_ref().as_str())
+    }
+}
+
+/// Headers the router sets itself, which a provider's `headers` may not replace.
+const RESERVED_HEADERS: [&str; 9] = [
+    "host", "content-length", "content-type", "accept", "authorization", "x-api-key",
+    "x-goog-api-key", "anthropic-version", "transfer-encoding",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -349,6 +366,17 @@ impl Config {
             }
             if let Some(key) = &provider.get_ref().api_key {
                 check_secret_name(key, &format!("providers.{name}.api_key"))?;
+            }
+            for (header, secret) in &provider.get_ref().headers {
+                let lower = header.to_ascii_lowercase();
+                let token = !header.is_empty() && header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !token || RESERVED_HEADERS.contains(&lower.as_str()) {
+                    return Err((
+                        secret.span(),
+                        format!("providers.{name}.headers: {header:?} is not a header name the router lets you set"),
+                    ));
+                }
+                check_secret_name(secret, &format!("providers.{name}.headers.{header}"))?;
             }
         }
         for (name, model) in &self.models {
@@ -485,12 +513,7 @@ impl Config {
     /// Names of every secret the config refers to (router keys and upstream keys).
     pub fn secret_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.server.auth_keys.iter().map(|k| k.get_ref().as_str()).collect();
-        names.extend(
-            self.providers
-                .values()
-                .filter_map(|p| p.get_ref().api_key.as_ref())
-                .map(|k| k.get_ref().as_str()),
-        );
+        names.extend(self.providers.values().flat_map(|p| p.get_ref().secret_names()));
         names
     }
 }

@@ -65,10 +65,8 @@ pub fn plan(
                 Some(Skip::Unsupported(feature))
             } else {
                 provider
-                    .and_then(|p| p.api_key.as_ref())
-                    .map(|k| k.get_ref())
-                    .filter(|k| !has_secret(k))
-                    .map(|k| Skip::MissingSecret(k.clone()))
+                    .and_then(|p| p.secret_names().find(|k| !has_secret(k)))
+                    .map(|k| Skip::MissingSecret(k.to_string()))
             };
             (name.clone(), skip)
         })

@@ -106,6 +106,12 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
     for (header, value) in &outgoing.headers {
         let _ = headers.set(header, value);
     }
+    for (header, secret_name) in &provider.headers {
+        // The plan skipped this model if any of these secrets were missing.
+        if let Some(value) = secret(env, secret_name.get_ref()) {
+            let _ = headers.set(header, &value);
+        }
+    }
     let controller = AbortController::default();
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&outgoing.body)));

@@ -39,6 +39,11 @@ kind = "gemini"
 base_url = "${upstreamUrl}/gemini/v1beta"
 api_key = "FAKE_UPSTREAM_KEY"
 
+[providers.tunnel]
+kind = "openai"
+base_url = "${upstreamUrl}/v1"
+headers = { "CF-Access-Client-Secret" = "FAKE_UPSTREAM_KEY" }
+
 [providers.keyless]
 kind = "openai"
 base_url = "${upstreamUrl}/v1"
@@ -108,6 +113,11 @@ timeout_ms = 4000
 provider = "keyless"
 upstream = "fake-tiny"
 context_window = 40
+
+[models.home]
+provider = "tunnel"
+upstream = "fake-home"
+context_window = 8192
 
 [models.nokey]
 provider = "unset"

@@ -294,6 +294,16 @@ describe('after the first byte', () => {
   });
 });
 
+describe('a model server behind a tunnel', () => {
+  test('gets the provider headers, their values read from secrets', async () => {
+    const data = await client.chat.completions.create({ model: 'home', messages: user('hi from the edge') });
+    assert.equal(data.choices[0].message.content, 'echo from fake-home: hi from the edge');
+    const [sent] = stack.fake.requests();
+    assert.equal(sent.headers['cf-access-client-secret'], UPSTREAM_KEY);
+    assert.equal(sent.headers.authorization, undefined);
+  });
+});
+
 describe('cost and usage', () => {
   test('streamed usage is counted even when the client did not ask for it', async () => {
     const stream = await client.chat.completions.create({ model: 'failover', messages: user('count me please'), stream: true });

@@ -121,3 +121,31 @@ fn unknown_provider_kinds_are_rejected() {
     let err = error_for(r#"kind = "openai""#, r#"kind = "carrier-pigeon""#);
     assert!(err.starts_with("test.toml:3:"), "{err}");
 }
+
+#[test]
+fn provider_headers_name_secrets_and_cannot_replace_the_routers_own() {
+    let base = |headers: &str| {
+        format!(
+            "[providers.home]\nkind = \"openai\"\nbase_url = \"https://ollama.example.com/v1\"\nheaders = {headers}\n\n[models.m]\nprovider = \"home\"\ncontext_window = 8192\n\n[[routes]]\nname = \"chat\"\nmodels = [\"m\"]\n\n[default]\nroute = \"chat\"\n"
+        )
+    };
+    let config = switchyard::core::config::Config::parse(
+        "t.toml",
+        &base(r#"{ "CF-Access-Client-Id" = "HOME_ID", "CF-Access-Client-Secret" = "HOME_SECRET" }"#),
+    )
+    .unwrap();
+    let names = config.secret_names();
+    assert!(names.contains(&"HOME_ID") && names.contains(&"HOME_SECRET"));
+    let e = switchyard::core::config::Config::parse("t.toml", &base(r#"{ "Authorization" = "X" }"#)).unwrap_err();
+    assert!(e.message.contains("Authorization"), "{e}");
+    let e = switchyard::core::config::Config::parse("t.toml", &base(r#"{ "X-Token" = "sk-live-abc" }"#)).unwrap_err();
+    assert!(e.message.contains("must name a secret"), "{e}");
+    assert!(!e.to_string().contains("sk-live-abc"));
+}
+
+#[test]
+fn upstream_policy_is_validated() {
+    let text = switchyard::BUILTIN_CONFIG.replace("backoff_max_ms = 4000", "backoff_max_ms = 100");
+    let e = switchyard::core::config::Config::parse("t.toml", &text).unwrap_err();
+    assert!(e.message.contains("backoff_base_ms"), "{e}");
+}
