@@ -87,6 +87,13 @@ describe('Anthropic behind the OpenAI API', () => {
     assert.equal(stack.fake.requests()[0].body.tools[0].input_schema.required[0], 'city');
   });
 
+  test('a tool call, not streamed, routed by route name', async () => {
+    const data = await client.chat.completions.create({ model: 'claude-first', messages: user('weather in Paris?'), tools, tool_choice: { type: 'function', function: { name: 'get_weather' } } });
+    assert.equal(data.choices[0].finish_reason, 'tool_calls');
+    assert.deepEqual(data.choices[0].message.tool_calls, [{ id: 'call_fake_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }]);
+    assert.deepEqual(stack.fake.requests()[0].body.tool_choice, { type: 'tool', name: 'get_weather' });
+  });
+
   test('the tool result goes back as a tool_result block', async () => {
     const data = await client.chat.completions.create({
       model: 'sonnet',
@@ -128,6 +135,15 @@ describe('Gemini behind the OpenAI API', () => {
     const [sent] = stack.fake.requests();
     assert.equal(sent.path, '/gemini/v1beta/models/fake-flash:streamGenerateContent?alt=sse');
     assert.equal(sent.headers['x-goog-api-key'], UPSTREAM_KEY);
+  });
+
+  test('a streamed tool call, with usage', async () => {
+    const out = await collect(await client.chat.completions.create({
+      model: 'flash', messages: user('weather in Paris?'), tools, stream: true, stream_options: { include_usage: true },
+    }));
+    assert.deepEqual(out.calls, [{ id: 'call_0', name: 'get_weather', arguments: '{"city":"Paris"}' }]);
+    assert.equal(out.finish, 'tool_calls');
+    assert.equal(out.usage.prompt_tokens, 10);
   });
 
   test('a tool call and its result, not streamed', async () => {
