@@ -11,4 +11,5 @@ if [[ -n "${SWITCHYARD_SKIP_BUILD:-}" && -f pkg/worker/shim.mjs ]]; then
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen)}"
-exec worker-build --release -d pkg
+# The `worker` profile (Cargo.toml) builds for size: the free plan caps the script at 3 MiB gzipped.
+exec worker-build --profile worker -d pkg

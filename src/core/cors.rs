@@ -5,7 +5,7 @@
 //! answered and how long each phase took.
 
 /// Response headers a cross-origin caller may read.
-pub const EXPOSED_HEADERS: &str = "x-switchyard-route, x-switchyard-model, x-switchyard-level, server-timing";
+pub const EXPOSED_HEADERS: &str = "x-switchyard-route, x-switchyard-model, x-switchyard-level, x-switchyard-attempts, x-switchyard-skipped, x-switchyard-cost-usd, server-timing";
 
 #[derive(Debug, Clone)]
 pub struct CorsPolicy {

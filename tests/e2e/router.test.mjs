@@ -322,6 +322,7 @@ describe('CORS', () => {
     assert.equal(res.headers.get('access-control-allow-origin'), ALLOWED_ORIGIN);
     assert.match(res.headers.get('access-control-expose-headers'), /x-switchyard-route/);
     assert.match(res.headers.get('access-control-expose-headers'), /server-timing/);
+    assert.match(res.headers.get('access-control-expose-headers'), /x-switchyard-cost-usd/);
   });
 });
 
