@@ -54,7 +54,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Time allowed for a model to start answering: its response headers and, when streaming,
-    /// its first event. A model can set its own `timeout_ms`.
+    /// its first event. Non-streamed answers usually come whole, headers last, so for them this
+    /// bounds the whole generation. A model can set its own `timeout_ms`.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Longest silence allowed once a model has started answering: between two stream events,
@@ -89,7 +90,7 @@ impl Default for UpstreamConfig {
 }
 
 fn default_timeout_ms() -> u64 {
-    30_000
+    60_000
 }
 
 fn default_idle_timeout_ms() -> u64 {
