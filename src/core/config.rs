@@ -228,10 +228,20 @@ impl ProviderConfig {
     }
 }
 
+/// Longest timeout or wait the config may set: one hour.
+pub const MAX_WAIT_MS: u64 = 3_600_000;
+
 /// Headers the router sets itself, which a provider's `headers` may not replace.
 const RESERVED_HEADERS: [&str; 9] = [
-    "host", "content-length", "content-type", "accept", "authorization", "x-api-key",
-    "x-goog-api-key", "anthropic-version", "transfer-encoding",
+    "host",
+    "content-length",
+    "content-type",
+    "accept",
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "anthropic-version",
+    "transfer-encoding",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
@@ -370,7 +380,8 @@ impl Config {
             }
             for (header, secret) in &provider.get_ref().headers {
                 let lower = header.to_ascii_lowercase();
-                let token = !header.is_empty() && header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                let token = !header.is_empty()
+                    && header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
                 if !token || RESERVED_HEADERS.contains(&lower.as_str()) {
                     return Err((
                         secret.span(),
@@ -448,6 +459,16 @@ impl Config {
             }
         }
         let u = &self.upstream;
+        // Timers take milliseconds as a 32-bit int: anything near that would fire at once.
+        let longest = [u.timeout_ms, u.idle_timeout_ms, u.backoff_max_ms, u.max_retry_after_ms];
+        if longest.iter().any(|&ms| ms > MAX_WAIT_MS)
+            || self.models.values().any(|m| m.get_ref().timeout_ms.is_some_and(|ms| ms > MAX_WAIT_MS))
+        {
+            return Err((
+                0..0,
+                format!("upstream waits and timeouts must be at most {MAX_WAIT_MS} ms (one hour)"),
+            ));
+        }
         if u.timeout_ms == 0 || u.idle_timeout_ms == 0 {
             return Err((0..0, "upstream.timeout_ms and upstream.idle_timeout_ms must be positive".into()));
         }
@@ -459,7 +480,10 @@ impl Config {
         }
         for (name, model) in &self.models {
             if model.get_ref().timeout_ms == Some(0) || model.get_ref().max_output_tokens == 0 {
-                return Err((model.span(), format!("models.{name}: timeout_ms and max_output_tokens must be positive")));
+                return Err((
+                    model.span(),
+                    format!("models.{name}: timeout_ms and max_output_tokens must be positive"),
+                ));
             }
         }
         if self.semantic.top_k == 0 {

@@ -60,7 +60,9 @@ impl ErrorKind {
             ErrorKind::Configuration | ErrorKind::Internal => 500,
             ErrorKind::Unavailable => 503,
             ErrorKind::UpstreamStatus(status) if (400..=599).contains(&status) => status,
-            ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamMalformed => 502,
+            ErrorKind::UpstreamStatus(_) | ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamMalformed => {
+                502
+            }
             ErrorKind::UpstreamTimeout => 504,
             ErrorKind::ContextLengthExceeded => 400,
         }
@@ -262,7 +264,11 @@ impl RouterError {
 
 /// Parses `retry-after-ms` (milliseconds) or `retry-after` (seconds, or an HTTP date compared with
 /// `now_unix_ms`) into a wait in milliseconds. Unparseable values are ignored.
-pub fn parse_retry_after(retry_after_ms: Option<&str>, retry_after: Option<&str>, now_unix_ms: u64) -> Option<u64> {
+pub fn parse_retry_after(
+    retry_after_ms: Option<&str>,
+    retry_after: Option<&str>,
+    now_unix_ms: u64,
+) -> Option<u64> {
     if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
             return Some(ms.round() as u64);

@@ -127,7 +127,9 @@ pub fn nothing_to_call(route: &str, attempts: &[Attempt]) -> RouterError {
             );
         }
     }
-    if let Some(Skip::ContextWindow { needed, .. }) = skips.iter().find(|s| matches!(s, Skip::ContextWindow { .. })) {
+    if let Some(Skip::ContextWindow { needed, .. }) =
+        skips.iter().find(|s| matches!(s, Skip::ContextWindow { .. }))
+    {
         let largest = skips
             .iter()
             .filter_map(|s| match s {

@@ -64,7 +64,10 @@ impl StreamRelay {
             }
             Err(e) => {
                 self.ended = true;
-                out.error = Some(RouterError::new(ErrorKind::UpstreamMalformed, format!("unreadable upstream stream: {e}")));
+                out.error = Some(RouterError::new(
+                    ErrorKind::UpstreamMalformed,
+                    format!("unreadable upstream stream: {e}"),
+                ));
             }
         }
         out
@@ -86,13 +89,17 @@ impl StreamRelay {
         self.ended = true;
         if !self.translator.complete() {
             out.error = Some(
-                RouterError::new(ErrorKind::UpstreamMalformed, "the upstream stream ended before the answer was complete")
-                    .with_code("stream_interrupted"),
+                RouterError::new(
+                    ErrorKind::UpstreamMalformed,
+                    "the upstream stream ended before the answer was complete",
+                )
+                .with_code("stream_interrupted"),
             );
             return out;
         }
         if self.include_usage {
-            let (id, created, model) = self.template.clone().unwrap_or((json!("switchyard"), json!(0), json!("")));
+            let (id, created, model) =
+                self.template.clone().unwrap_or((json!("switchyard"), json!(0), json!("")));
             let mut usage = self.usage().map_or(Value::Null, Usage::to_openai_json);
             if let (Value::Object(u), Some(cost)) = (&mut usage, self.cost_usd()) {
                 u.insert("cost".into(), json!(cost));

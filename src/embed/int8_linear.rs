@@ -264,7 +264,9 @@ fn tile<const R: usize>(x: &[f32], k: usize, panel: &[f32]) -> [[f32; PANEL]; R]
             ]
         };
         if R == 4 {
-            let (Some(&v0), Some(&v1), Some(&v2), Some(&v3)) = (x0.get(kk), x1.get(kk), x2.get(kk), x3.get(kk)) else {
+            let (Some(&v0), Some(&v1), Some(&v2), Some(&v3)) =
+                (x0.get(kk), x1.get(kk), x2.get(kk), x3.get(kk))
+            else {
                 break;
             };
             fma_row!(0, v0, w);

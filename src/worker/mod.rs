@@ -171,7 +171,8 @@ async fn chat(
         }
         Ok(Answered { body: Body::Whole(completion), model }) => {
             let price = state.router.config.model(&model).map(|m| m.price);
-            let cost = completion.usage.zip(price).map(|(u, p)| p.cost_usd(u.prompt_tokens, u.completion_tokens));
+            let cost =
+                completion.usage.zip(price).map(|(u, p)| p.cost_usd(u.prompt_tokens, u.completion_tokens));
             if let Some(cost) = cost {
                 headers.push(("x-switchyard-cost-usd", format_cost(cost)));
             }
@@ -197,7 +198,10 @@ async fn chat(
             let _ = response_headers.set("cache-control", "no-cache");
             match Response::builder().with_status(200).with_headers(response_headers).from_stream(body) {
                 Ok(response) => response,
-                Err(e) => http::error(&RouterError::new(ErrorKind::Internal, format!("could not start the stream: {e}"))),
+                Err(e) => http::error(&RouterError::new(
+                    ErrorKind::Internal,
+                    format!("could not start the stream: {e}"),
+                )),
             }
         }
     };

@@ -83,7 +83,8 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
 /// One call to one model.
 async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Result<Body, RouterError> {
     let config = &state.router.config;
-    let internal = |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
+    let internal =
+        |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
     let model: &ModelConfig = config.model(name).ok_or_else(|| internal("model"))?;
     let provider_name = model.provider.get_ref();
     let provider: &ProviderConfig = config.provider(provider_name).ok_or_else(|| internal("provider"))?;
@@ -124,7 +125,8 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
     let timed_out = |what: &str, ms: u64| {
         RouterError::new(ErrorKind::UpstreamTimeout, format!("model {name:?} {what} within {ms} ms"))
     };
-    let upstream_request = Request::new_with_init(&outgoing.url, &init).map_err(|e| unreachable(e.to_string()))?;
+    let upstream_request =
+        Request::new_with_init(&outgoing.url, &init).map_err(|e| unreachable(e.to_string()))?;
     let signal = controller.signal();
     let sent = within(timeout_ms, Fetch::Request(upstream_request).send_with_signal(&signal)).await;
     let mut response = match sent {

@@ -136,9 +136,11 @@ fn provider_headers_name_secrets_and_cannot_replace_the_routers_own() {
     .unwrap();
     let names = config.secret_names();
     assert!(names.contains(&"HOME_ID") && names.contains(&"HOME_SECRET"));
-    let e = switchyard::core::config::Config::parse("t.toml", &base(r#"{ "Authorization" = "X" }"#)).unwrap_err();
+    let e =
+        switchyard::core::config::Config::parse("t.toml", &base(r#"{ "Authorization" = "X" }"#)).unwrap_err();
     assert!(e.message.contains("Authorization"), "{e}");
-    let e = switchyard::core::config::Config::parse("t.toml", &base(r#"{ "X-Token" = "sk-live-abc" }"#)).unwrap_err();
+    let e = switchyard::core::config::Config::parse("t.toml", &base(r#"{ "X-Token" = "sk-live-abc" }"#))
+        .unwrap_err();
     assert!(e.message.contains("must name a secret"), "{e}");
     assert!(!e.to_string().contains("sk-live-abc"));
 }
@@ -148,4 +150,8 @@ fn upstream_policy_is_validated() {
     let text = switchyard::BUILTIN_CONFIG.replace("backoff_max_ms = 4000", "backoff_max_ms = 100");
     let e = switchyard::core::config::Config::parse("t.toml", &text).unwrap_err();
     assert!(e.message.contains("backoff_base_ms"), "{e}");
+    // A timer of a month would overflow the runtime's 32-bit milliseconds and fire at once.
+    let text = switchyard::BUILTIN_CONFIG.replace("timeout_ms = 60000", "timeout_ms = 2592000000");
+    let e = switchyard::core::config::Config::parse("t.toml", &text).unwrap_err();
+    assert!(e.message.contains("at most 3600000 ms"), "{e}");
 }

@@ -77,7 +77,8 @@ fn when_every_model_is_skipped_the_error_says_why() {
     assert_eq!(e.to_openai_json()["error"]["code"], "context_length_exceeded");
     assert!(e.message.contains("500") && e.message.contains("400"), "{}", e.message);
 
-    let attempts = vec![Attempt::Skipped { model: "m".into(), reason: Skip::MissingSecret("KEY_NAME".into()) }];
+    let attempts =
+        vec![Attempt::Skipped { model: "m".into(), reason: Skip::MissingSecret("KEY_NAME".into()) }];
     let e = fallback::nothing_to_call("chat", &attempts);
     assert_eq!(e.status(), 500);
     assert!(e.message.contains("KEY_NAME"));
@@ -85,7 +86,13 @@ fn when_every_model_is_skipped_the_error_says_why() {
 }
 
 fn policy() -> UpstreamConfig {
-    UpstreamConfig { max_retries: 2, backoff_base_ms: 100, backoff_max_ms: 1000, max_retry_after_ms: 5000, ..Default::default() }
+    UpstreamConfig {
+        max_retries: 2,
+        backoff_base_ms: 100,
+        backoff_max_ms: 1000,
+        max_retry_after_ms: 5000,
+        ..Default::default()
+    }
 }
 
 fn status(code: u16) -> RouterError {
@@ -123,7 +130,10 @@ fn retry_after_is_honoured_within_its_bound() {
     e.retry_after_ms = Some(2000);
     assert_eq!(after_failure(&p, &e, 0, 0.5), Next::Retry { delay_ms: 2000 });
     e.retry_after_ms = Some(10);
-    assert!(matches!(after_failure(&p, &e, 0, 0.0), Next::Retry { delay_ms: 50 }), "never sooner than the backoff");
+    assert!(
+        matches!(after_failure(&p, &e, 0, 0.0), Next::Retry { delay_ms: 50 }),
+        "never sooner than the backoff"
+    );
     e.retry_after_ms = Some(60_000);
     assert_eq!(after_failure(&p, &e, 0, 0.5), Next::Fallback, "a long wait goes to the next model instead");
 }
@@ -149,6 +159,9 @@ fn attempts_are_reported_in_order() {
         Attempt::Called { model: "small".into(), outcome: "timeout".into() },
         Attempt::Called { model: "mini".into(), outcome: "ok".into() },
     ];
-    assert_eq!(fallback::attempts_header(&attempts).as_deref(), Some("small=http_503, small=timeout, mini=ok"));
+    assert_eq!(
+        fallback::attempts_header(&attempts).as_deref(),
+        Some("small=http_503, small=timeout, mini=ok")
+    );
     assert_eq!(fallback::skipped_header(&attempts).as_deref(), Some("coder=context_window"));
 }

@@ -24,7 +24,8 @@ fn golden(path: &str, actual: &str) {
         std::fs::write(&full, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e} (run with SWITCHYARD_BLESS=1)"));
+    let expected = std::fs::read_to_string(&full)
+        .unwrap_or_else(|e| panic!("{path}: {e} (run with SWITCHYARD_BLESS=1)"));
     assert_eq!(actual, expected, "{path} differs from the golden file");
 }
 
@@ -35,9 +36,18 @@ fn pretty(value: &Value) -> String {
 const PRICE: Price = Price { input: 3.0, output: 15.0 };
 
 /// Runs a recorded stream through the relay in chunks of `size` bytes.
-fn relay(kind: ProviderKind, sample: &str, include_usage: bool, size: usize) -> (String, Result<(), ErrorKind>, Option<Usage>) {
+fn relay(
+    kind: ProviderKind,
+    sample: &str,
+    include_usage: bool,
+    size: usize,
+) -> (String, Result<(), ErrorKind>, Option<Usage>) {
     let bytes = read(sample).into_bytes();
-    let mut relay = StreamRelay::new(providers::stream_translator(kind, "upstream-model", 1764300000), include_usage, PRICE);
+    let mut relay = StreamRelay::new(
+        providers::stream_translator(kind, "upstream-model", 1764300000),
+        include_usage,
+        PRICE,
+    );
     let mut out = Vec::new();
     for chunk in bytes.chunks(size) {
         let relayed = relay.feed(chunk);
@@ -53,14 +63,21 @@ fn relay(kind: ProviderKind, sample: &str, include_usage: bool, size: usize) -> 
 }
 
 /// The stream relayed whole and byte by byte gives the same output, which matches the golden file.
-fn check_stream(kind: ProviderKind, sample: &str, include_usage: bool) -> (String, Result<(), ErrorKind>, Option<Usage>) {
+fn check_stream(
+    kind: ProviderKind,
+    sample: &str,
+    include_usage: bool,
+) -> (String, Result<(), ErrorKind>, Option<Usage>) {
     let whole = relay(kind, sample, include_usage, usize::MAX);
     for size in [1, 2, 7, 64] {
         let split = relay(kind, sample, include_usage, size);
         assert_eq!(split.0, whole.0, "{sample} in {size}-byte chunks");
         assert_eq!(split.1, whole.1);
     }
-    golden(&sample.replace(".sse", &format!(".expected{}.sse", if include_usage { "-usage" } else { "" })), &whole.0);
+    golden(
+        &sample.replace(".sse", &format!(".expected{}.sse", if include_usage { "-usage" } else { "" })),
+        &whole.0,
+    );
     whole
 }
 
@@ -147,7 +164,10 @@ fn anthropic_tool_use_stream_becomes_tool_call_deltas() {
     assert_eq!(result, Ok(()));
     let (text, calls, finish) = rebuild(&sse);
     assert_eq!(text, "Let me check the weather.");
-    assert_eq!(calls, vec![("toolu_01T1x1fJ34qAmk2tNTrN7Up6".into(), "get_weather".into(), r#"{"city": "Paris"}"#.into())]);
+    assert_eq!(
+        calls,
+        vec![("toolu_01T1x1fJ34qAmk2tNTrN7Up6".into(), "get_weather".into(), r#"{"city": "Paris"}"#.into())]
+    );
     assert_eq!(finish.as_deref(), Some("tool_calls"));
     assert_eq!(usage, Some(Usage { prompt_tokens: 472, completion_tokens: 89 }));
 }
@@ -189,25 +209,37 @@ fn gemini_function_calls_get_ids_and_a_tool_calls_finish() {
 
 #[test]
 fn whole_answers_are_translated_with_usage() {
-    let openai = providers::parse_completion(ProviderKind::Openai, &read("openai/completion.json"), "m", 1).unwrap();
+    let openai =
+        providers::parse_completion(ProviderKind::Openai, &read("openai/completion.json"), "m", 1).unwrap();
     assert_eq!(openai.body, read("openai/completion.json"), "OpenAI answers pass through byte for byte");
     assert_eq!(openai.usage, Some(Usage { prompt_tokens: 14, completion_tokens: 8 }));
 
-    let anthropic =
-        providers::parse_completion(ProviderKind::Anthropic, &read("anthropic/message_tool_use.json"), "m", 1764300000)
-            .unwrap();
+    let anthropic = providers::parse_completion(
+        ProviderKind::Anthropic,
+        &read("anthropic/message_tool_use.json"),
+        "m",
+        1764300000,
+    )
+    .unwrap();
     let body: Value = serde_json::from_str(&anthropic.body).unwrap();
     golden("anthropic/message_tool_use.expected.json", &pretty(&body));
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(body["choices"][0]["message"]["content"], "I'll look that up.");
     assert_eq!(body["usage"]["prompt_tokens"], 484, "cache reads count as input");
 
-    let gemini =
-        providers::parse_completion(ProviderKind::Gemini, &read("gemini/response_function_call.json"), "gemini-2.5-flash", 1764300000)
-            .unwrap();
+    let gemini = providers::parse_completion(
+        ProviderKind::Gemini,
+        &read("gemini/response_function_call.json"),
+        "gemini-2.5-flash",
+        1764300000,
+    )
+    .unwrap();
     let body: Value = serde_json::from_str(&gemini.body).unwrap();
     golden("gemini/response_function_call.expected.json", &pretty(&body));
-    assert_eq!(body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], r#"{"city":"Paris"}"#);
+    assert_eq!(
+        body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        r#"{"city":"Paris"}"#
+    );
     assert_eq!(gemini.usage, Some(Usage { prompt_tokens: 40, completion_tokens: 17 }));
 }
 
@@ -232,7 +264,11 @@ fn target(kind: ProviderKind, base_url: &'static str, model: &'static str) -> Ta
 #[test]
 fn a_tool_conversation_is_translated_for_anthropic() {
     let request = conversation();
-    let out = providers::build_request(&target(ProviderKind::Anthropic, "https://api.anthropic.com/v1", "claude-sonnet-4-5"), &request).unwrap();
+    let out = providers::build_request(
+        &target(ProviderKind::Anthropic, "https://api.anthropic.com/v1", "claude-sonnet-4-5"),
+        &request,
+    )
+    .unwrap();
     assert_eq!(out.url, "https://api.anthropic.com/v1/messages");
     assert!(out.headers.contains(&("x-api-key", "sk-test-key-123456".into())));
     assert!(out.headers.contains(&("anthropic-version", "2023-06-01".into())));
@@ -240,8 +276,13 @@ fn a_tool_conversation_is_translated_for_anthropic() {
     let body: Value = serde_json::from_str(&out.body).unwrap();
     golden("requests/tools_conversation.anthropic.json", &pretty(&body));
     assert_eq!(body["system"], "You are a weather assistant.\n\nAnswer in one sentence.");
-    let roles: Vec<&str> = body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
-    assert_eq!(roles, ["user", "assistant", "user"], "both tool results and the next question share one user turn");
+    let roles: Vec<&str> =
+        body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(
+        roles,
+        ["user", "assistant", "user"],
+        "both tool results and the next question share one user turn"
+    );
     assert_eq!(body["tool_choice"], json!({"type": "auto", "disable_parallel_tool_use": true}));
     assert_eq!(body["stop_sequences"], json!(["END"]));
 }
@@ -270,7 +311,11 @@ fn a_tool_conversation_is_translated_for_gemini() {
 #[test]
 fn openai_requests_keep_every_field_and_ask_for_stream_usage() {
     let request = conversation();
-    let out = providers::build_request(&target(ProviderKind::Openai, "http://localhost:11434/v1", "llama3.2:3b"), &request).unwrap();
+    let out = providers::build_request(
+        &target(ProviderKind::Openai, "http://localhost:11434/v1", "llama3.2:3b"),
+        &request,
+    )
+    .unwrap();
     assert_eq!(out.url, "http://localhost:11434/v1/chat/completions");
     assert!(out.headers.contains(&("authorization", "Bearer sk-test-key-123456".into())));
     let body: Value = serde_json::from_str(&out.body).unwrap();
@@ -287,7 +332,9 @@ fn json_mode_goes_where_the_upstream_has_it() {
         "response_format": {"type": "json_schema", "json_schema": {"name": "colours", "schema": {"type": "object"}}},
     }))
     .unwrap();
-    let gemini = providers::build_request(&target(ProviderKind::Gemini, "https://g", "gemini-2.5-flash"), &request).unwrap();
+    let gemini =
+        providers::build_request(&target(ProviderKind::Gemini, "https://g", "gemini-2.5-flash"), &request)
+            .unwrap();
     let body: Value = serde_json::from_str(&gemini.body).unwrap();
     assert_eq!(body["generationConfig"]["responseMimeType"], "application/json");
     assert_eq!(body["generationConfig"]["responseJsonSchema"], json!({"type": "object"}));

@@ -106,7 +106,12 @@ pub fn build_request(target: &Target, request: &ChatRequest) -> Result<UpstreamR
 }
 
 /// A successful non-streamed answer, translated. `created` is the Unix time in seconds.
-pub fn parse_completion(kind: ProviderKind, body: &str, model: &str, created: u64) -> Result<Completion, RouterError> {
+pub fn parse_completion(
+    kind: ProviderKind,
+    body: &str,
+    model: &str,
+    created: u64,
+) -> Result<Completion, RouterError> {
     match kind {
         ProviderKind::Openai => openai::response::parse(body),
         ProviderKind::Anthropic => anthropic::response::parse(body, created),
@@ -132,7 +137,10 @@ pub(crate) fn bad_field(param: impl Into<String>, message: impl Into<String>) ->
 
 /// A 2xx answer that is not what the upstream's API returns.
 pub(crate) fn malformed(provider: &str, detail: impl std::fmt::Display) -> RouterError {
-    RouterError::new(ErrorKind::UpstreamMalformed, format!("{provider} answered with an unreadable body: {detail}"))
+    RouterError::new(
+        ErrorKind::UpstreamMalformed,
+        format!("{provider} answered with an unreadable body: {detail}"),
+    )
 }
 
 /// An error event inside an upstream stream, kept with the upstream's own type and message.
@@ -141,7 +149,10 @@ pub(crate) fn stream_error(provider: &str, error: &Value) -> RouterError {
     let message = inner.get("message").and_then(Value::as_str).unwrap_or("unknown error");
     let mut e = RouterError::new(
         ErrorKind::UpstreamMalformed,
-        format!("{provider} reported an error mid-stream: {}", message.chars().take(2000).collect::<String>()),
+        format!(
+            "{provider} reported an error mid-stream: {}",
+            message.chars().take(2000).collect::<String>()
+        ),
     )
     .with_code("upstream_stream_error");
     if let Some(t) = inner.get("type").and_then(Value::as_str).filter(|t| !t.is_empty() && t.len() < 64) {
@@ -171,15 +182,14 @@ pub(crate) enum Image<'a> {
 }
 
 pub(crate) fn image_of<'a>(part: &'a Value, param: &str) -> Result<Image<'a>, RouterError> {
-    let url = part
-        .get("image_url")
-        .and_then(|i| i.get("url").or(Some(i)))
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad_field(format!("{param}.image_url.url"), format!("{param}.image_url.url must be a string")))?;
+    let url =
+        part.get("image_url").and_then(|i| i.get("url").or(Some(i))).and_then(Value::as_str).ok_or_else(
+            || bad_field(format!("{param}.image_url.url"), format!("{param}.image_url.url must be a string")),
+        )?;
     if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest
-            .split_once(',')
-            .ok_or_else(|| bad_field(format!("{param}.image_url.url"), "a data: URL needs a comma before its data"))?;
+        let (meta, data) = rest.split_once(',').ok_or_else(|| {
+            bad_field(format!("{param}.image_url.url"), "a data: URL needs a comma before its data")
+        })?;
         let media_type = meta.strip_suffix(";base64").ok_or_else(|| {
             bad_field(format!("{param}.image_url.url"), "only base64 data: URLs can be sent to this provider")
         })?;
@@ -202,12 +212,16 @@ pub(crate) fn tool_arguments(call: &Value, param: &str) -> Result<Value, RouterE
             )),
         },
         Some(v @ Value::Object(_)) => Ok(v.clone()),
-        Some(_) => Err(bad_field(format!("{param}.function.arguments"), "tool call arguments must be a JSON object")),
+        Some(_) => {
+            Err(bad_field(format!("{param}.function.arguments"), "tool call arguments must be a JSON object"))
+        }
     }
 }
 
 /// `(name, description, parameters)` of each `tools[]` entry of type function.
-pub(crate) fn function_tools(body: &Map<String, Value>) -> Result<Vec<(String, Option<String>, Option<Value>)>, RouterError> {
+pub(crate) fn function_tools(
+    body: &Map<String, Value>,
+) -> Result<Vec<(String, Option<String>, Option<Value>)>, RouterError> {
     let Some(tools) = body.get("tools") else { return Ok(Vec::new()) };
     let tools = tools.as_array().ok_or_else(|| bad_field("tools", "tools must be an array"))?;
     let mut out = Vec::with_capacity(tools.len());

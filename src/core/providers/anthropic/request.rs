@@ -1,12 +1,12 @@
 //! OpenAI chat request → Anthropic Messages request.
 
+use crate::core::error::RouterError;
 use crate::core::providers::anthropic::API_VERSION;
 use crate::core::providers::{
     bad_field, content_text, function_tools, image_of, max_tokens, stop_sequences, tool_arguments,
     tool_choice, Image, Target, ToolChoice, UpstreamRequest,
 };
 use crate::core::request::ChatRequest;
-use crate::core::error::RouterError;
 use serde_json::{json, Map, Value};
 
 pub fn build(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, RouterError> {
@@ -106,7 +106,12 @@ fn messages(body: &Map<String, Value>) -> Result<(String, Vec<Value>), RouterErr
                 let result = json!({"type": "tool_result", "tool_use_id": id, "content": content_text(m.get("content"))});
                 ("user", vec![result])
             }
-            other => return Err(bad_field(format!("{param}.role"), format!("role {other:?} cannot be sent to Anthropic"))),
+            other => {
+                return Err(bad_field(
+                    format!("{param}.role"),
+                    format!("role {other:?} cannot be sent to Anthropic"),
+                ))
+            }
         };
         if blocks.is_empty() {
             continue;
@@ -168,12 +173,13 @@ fn assistant_blocks(m: &Value, param: &str) -> Result<Vec<Value>, RouterError> {
     if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
         for (k, call) in calls.iter().enumerate() {
             let call_param = format!("{param}.tool_calls[{k}]");
-            let id = call.get("id").and_then(Value::as_str).ok_or_else(|| {
-                bad_field(format!("{call_param}.id"), "a tool call needs an id")
-            })?;
-            let name = call.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
-                bad_field(format!("{call_param}.function.name"), "a tool call needs a function name")
-            })?;
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad_field(format!("{call_param}.id"), "a tool call needs an id"))?;
+            let name = call.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(
+                || bad_field(format!("{call_param}.function.name"), "a tool call needs a function name"),
+            )?;
             let input = tool_arguments(call, &call_param)?;
             blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
         }

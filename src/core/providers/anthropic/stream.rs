@@ -68,7 +68,9 @@ impl StreamTranslator for AnthropicStream {
                         Ok(vec![self.chunk(json!({"tool_calls": [call]}), None)])
                     }
                     Some("text") => match block.get("text").and_then(Value::as_str) {
-                        Some(text) if !text.is_empty() => Ok(vec![self.chunk(json!({"content": text}), None)]),
+                        Some(text) if !text.is_empty() => {
+                            Ok(vec![self.chunk(json!({"content": text}), None)])
+                        }
                         _ => Ok(Vec::new()),
                     },
                     _ => Ok(Vec::new()),
@@ -84,7 +86,10 @@ impl StreamTranslator for AnthropicStream {
                     }
                     Some("input_json_delta") => {
                         let Some(&tool) = self.tool_index.get(&index) else {
-                            return Err(malformed("anthropic", "input_json_delta for a block that is not a tool call"));
+                            return Err(malformed(
+                                "anthropic",
+                                "input_json_delta for a block that is not a tool call",
+                            ));
                         };
                         let partial = delta.get("partial_json").and_then(Value::as_str).unwrap_or_default();
                         if partial.is_empty() {

@@ -15,9 +15,8 @@ pub mod stream;
 pub fn finish_reason(reason: &str, has_tool_calls: bool) -> &'static str {
     match reason {
         "MAX_TOKENS" => "length",
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" | "LANGUAGE" => {
-            "content_filter"
-        }
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY"
+        | "LANGUAGE" => "content_filter",
         _ if has_tool_calls => "tool_calls",
         _ => "stop",
     }

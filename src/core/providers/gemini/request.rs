@@ -42,7 +42,12 @@ pub fn build(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, 
                 generation.insert("responseMimeType".into(), json!("application/json"));
                 generation.insert("responseJsonSchema".into(), schema.clone());
             }
-            _ => return Err(bad_field("response_format.type", "response_format.type must be text, json_object or json_schema")),
+            _ => {
+                return Err(bad_field(
+                    "response_format.type",
+                    "response_format.type must be text, json_object or json_schema",
+                ))
+            }
         }
     }
     if !generation.is_empty() {
@@ -111,15 +116,25 @@ fn contents(body: &Map<String, Value>) -> Result<(String, Vec<Value>), RouterErr
                 if !text.is_empty() {
                     parts.push(json!({"text": text}));
                 }
-                for (k, call) in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                for (k, call) in
+                    m.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate()
+                {
                     let call_param = format!("{param}.tool_calls[{k}]");
-                    let name = call.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
-                        bad_field(format!("{call_param}.function.name"), "a tool call needs a function name")
-                    })?;
+                    let name =
+                        call.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(
+                            || {
+                                bad_field(
+                                    format!("{call_param}.function.name"),
+                                    "a tool call needs a function name",
+                                )
+                            },
+                        )?;
                     if let Some(id) = call.get("id").and_then(Value::as_str) {
                         call_names.insert(id.to_string(), name.to_string());
                     }
-                    parts.push(json!({"functionCall": {"name": name, "args": tool_arguments(call, &call_param)?}}));
+                    parts.push(
+                        json!({"functionCall": {"name": name, "args": tool_arguments(call, &call_param)?}}),
+                    );
                 }
                 ("model", parts)
             }
@@ -138,7 +153,12 @@ fn contents(body: &Map<String, Value>) -> Result<(String, Vec<Value>), RouterErr
                 };
                 ("user", vec![json!({"functionResponse": {"name": name, "response": response}})])
             }
-            other => return Err(bad_field(format!("{param}.role"), format!("role {other:?} cannot be sent to Gemini"))),
+            other => {
+                return Err(bad_field(
+                    format!("{param}.role"),
+                    format!("role {other:?} cannot be sent to Gemini"),
+                ))
+            }
         };
         if parts.is_empty() {
             continue;
@@ -171,8 +191,12 @@ fn user_parts(content: Option<&Value>, param: &str) -> Result<Vec<Value>, Router
                         }
                     }
                     Some("image_url") => parts.push(match image_of(part, &part_param)? {
-                        Image::Inline { media_type, data } => json!({"inlineData": {"mimeType": media_type, "data": data}}),
-                        Image::Url(url) => json!({"fileData": {"fileUri": url, "mimeType": guess_image_type(url)}}),
+                        Image::Inline { media_type, data } => {
+                            json!({"inlineData": {"mimeType": media_type, "data": data}})
+                        }
+                        Image::Url(url) => {
+                            json!({"fileData": {"fileUri": url, "mimeType": guess_image_type(url)}})
+                        }
                     }),
                     other => {
                         return Err(bad_field(

@@ -28,7 +28,9 @@ pub fn parse(body: &str, model: &str, created: u64) -> Result<Completion, Router
     let reason = match candidate.get("finishReason").and_then(Value::as_str) {
         Some(r) => finish_reason(r, !tool_calls.is_empty()),
         // No candidate at all: the prompt itself was blocked.
-        None if response.get("promptFeedback").and_then(|f| f.get("blockReason")).is_some() => "content_filter",
+        None if response.get("promptFeedback").and_then(|f| f.get("blockReason")).is_some() => {
+            "content_filter"
+        }
         None if candidate.is_null() => return Err(malformed("gemini", "no candidates")),
         None => finish_reason("STOP", !tool_calls.is_empty()),
     };

@@ -55,7 +55,13 @@ impl StreamTranslator for GeminiStream {
         let mut chunks = Vec::new();
         if !self.started {
             self.started = true;
-            chunks.push(chunk(&self.id, self.created, &self.model, json!({"role": "assistant", "content": ""}), None));
+            chunks.push(chunk(
+                &self.id,
+                self.created,
+                &self.model,
+                json!({"role": "assistant", "content": ""}),
+                None,
+            ));
         }
         let candidate = response.get("candidates").and_then(|c| c.get(0)).cloned().unwrap_or(Value::Null);
         for part in parts_of(&candidate) {
@@ -79,7 +85,10 @@ impl StreamTranslator for GeminiStream {
                 chunks.push(chunk(&self.id, self.created, &self.model, delta, None));
             }
         }
-        let reason = candidate.get("finishReason").and_then(Value::as_str).map(|r| finish_reason(r, self.tool_calls > 0));
+        let reason = candidate
+            .get("finishReason")
+            .and_then(Value::as_str)
+            .map(|r| finish_reason(r, self.tool_calls > 0));
         let blocked = response.get("promptFeedback").and_then(|f| f.get("blockReason")).is_some();
         if let Some(reason) = reason.or(blocked.then_some("content_filter")) {
             self.finished = true;
