@@ -29,8 +29,11 @@ pub struct StreamRelay {
     /// `id`, `created` and `model` of the first chunk, reused by the usage chunk.
     template: Option<(Value, Value, Value)>,
     ended: bool,
-    /// Chunks sent to the client so far.
+    /// Chunks produced so far.
     pub chunks_sent: usize,
+    /// Whether a chunk with substance (content, a tool call, a refusal or a finish reason) was
+    /// produced: before that, the stream has said nothing and could still be replaced.
+    pub answering: bool,
 }
 
 impl StreamRelay {
@@ -43,6 +46,7 @@ impl StreamRelay {
             template: None,
             ended: false,
             chunks_sent: 0,
+            answering: false,
         }
     }
 
@@ -146,10 +150,23 @@ impl StreamRelay {
                 let field = |name: &str| chunk.get(name).cloned().unwrap_or(Value::Null);
                 self.template = Some((field("id"), field("created"), field("model")));
             }
+            self.answering |= has_substance(&chunk);
             write_event(out, &chunk.to_string());
             self.chunks_sent += 1;
         }
     }
+}
+
+/// Whether a chunk says something: more than the opening `{"role": "assistant", "content": ""}`.
+fn has_substance(chunk: &Value) -> bool {
+    chunk.get("choices").and_then(Value::as_array).into_iter().flatten().any(|choice| {
+        let delta = choice.get("delta");
+        let field = |name: &str| delta.and_then(|d| d.get(name)).filter(|v| !v.is_null());
+        !choice.get("finish_reason").is_none_or(Value::is_null)
+            || field("content").is_some_and(|c| c.as_str() != Some(""))
+            || field("tool_calls").is_some()
+            || field("refusal").is_some()
+    })
 }
 
 fn write_event(out: &mut Vec<u8>, data: &str) {

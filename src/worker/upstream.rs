@@ -184,7 +184,8 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
         on_end: None,
         done: false,
     };
-    // Nothing has reached the client yet: any failure until the first event is a fallback.
+    // Nothing has reached the client yet: until the stream says something (content, a tool call,
+    // a finish), any failure is a fallback. The opening role chunk waits with it.
     loop {
         let left = (timeout_ms as f64 - (js_sys::Date::now() - started)).max(1.0) as u64;
         match within(left, answer.upstream.next()).await {
@@ -193,8 +194,8 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
                 if let Some(error) = relayed.error {
                     return Err(error);
                 }
-                if !relayed.bytes.is_empty() {
-                    answer.first = relayed.bytes;
+                answer.first.extend(relayed.bytes);
+                if answer.relay.answering {
                     return Ok(Body::Stream(answer));
                 }
             }
@@ -204,7 +205,7 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
                 if let Some(error) = relayed.error {
                     return Err(error);
                 }
-                answer.first = relayed.bytes;
+                answer.first.extend(relayed.bytes);
                 answer.done = true;
                 return Ok(Body::Stream(answer));
             }

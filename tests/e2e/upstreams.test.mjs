@@ -266,6 +266,17 @@ describe('fallbacks', () => {
     assert.equal(stack.fake.requests()[0].body.generationConfig.responseMimeType, 'application/json');
   });
 
+  test('an Anthropic stream overloaded before saying anything is retried, then falls back, unseen', async () => {
+    // error_after 2: after message_start and ping, an overloaded_error event (a 503 in all but name).
+    stack.fake.script({ model: 'fake-sonnet', error_after: 2 });
+    stack.fake.script({ model: 'fake-sonnet', error_after: 2 });
+    const { data: stream, response } = await client.chat.completions
+      .create({ model: 'claude-first', messages: user('hi'), stream: true })
+      .withResponse();
+    assert.equal(response.headers.get('x-switchyard-attempts'), 'sonnet=http_503, sonnet=http_503, flash=ok');
+    assert.equal((await collect(stream)).text, 'echo from fake-flash: hi');
+  });
+
   test('an overloaded Anthropic (529) falls back to Gemini', async () => {
     stack.fake.script({ model: 'fake-sonnet', status: 529 });
     stack.fake.script({ model: 'fake-sonnet', status: 529 });

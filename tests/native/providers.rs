@@ -175,7 +175,8 @@ fn anthropic_tool_use_stream_becomes_tool_call_deltas() {
 #[test]
 fn an_anthropic_error_event_mid_stream_is_a_typed_error() {
     let (sse, result, _) = check_stream(ProviderKind::Anthropic, "anthropic/stream_error.sse", false);
-    assert_eq!(result, Err(ErrorKind::UpstreamMalformed));
+    // "overloaded_error": the same as an HTTP 503, so retried like one while nothing was sent.
+    assert_eq!(result, Err(ErrorKind::UpstreamStatus(503)));
     assert_eq!(rebuild(&sse).0, "Partial");
     assert!(!sse.contains("[DONE]"));
 }
@@ -365,4 +366,18 @@ fn untranslatable_requests_are_400s_naming_the_field() {
     .unwrap();
     let e = providers::build_request(&target(ProviderKind::Gemini, "https://x", "m"), &orphan).unwrap_err();
     assert_eq!(e.param.as_deref(), Some("messages[1].tool_call_id"));
+}
+
+#[test]
+fn a_stream_is_not_answering_until_it_says_something() {
+    let mut relay =
+        StreamRelay::new(providers::stream_translator(ProviderKind::Anthropic, "m", 1), false, PRICE);
+    let start = read("anthropic/stream_text.sse");
+    let first_delta = start.find("event: content_block_delta").unwrap();
+    let relayed = relay.feed(start[..first_delta].as_bytes());
+    assert!(relayed.error.is_none());
+    assert_eq!(relay.chunks_sent, 1, "the role chunk is produced…");
+    assert!(!relay.answering, "…but it says nothing, so the model can still be replaced");
+    relay.feed(start[first_delta..].as_bytes());
+    assert!(relay.answering);
 }

@@ -143,21 +143,36 @@ pub(crate) fn malformed(provider: &str, detail: impl std::fmt::Display) -> Route
     )
 }
 
-/// An error event inside an upstream stream, kept with the upstream's own type and message.
+/// An error event inside an upstream stream, kept with the upstream's own type and message, and
+/// typed by the status it stands for (Anthropic's `overloaded_error` is a 503, Gemini's and
+/// OpenAI's carry a numeric `code`), so that retries and fallbacks treat it like the same error
+/// given as an HTTP status. Unknown errors count as a broken answer.
 pub(crate) fn stream_error(provider: &str, error: &Value) -> RouterError {
     let inner = error.get("error").unwrap_or(error);
     let message = inner.get("message").and_then(Value::as_str).unwrap_or("unknown error");
+    let error_type = inner.get("type").and_then(Value::as_str).filter(|t| !t.is_empty() && t.len() < 64);
+    let status =
+        inner.get("code").and_then(Value::as_u64).filter(|c| (400..600).contains(c)).or(match error_type {
+            Some("overloaded_error") => Some(503),
+            Some("rate_limit_error") => Some(429),
+            Some("api_error" | "server_error") => Some(500),
+            Some("timeout_error") => Some(504),
+            Some("invalid_request_error") => Some(400),
+            Some("authentication_error") => Some(401),
+            Some("permission_error") => Some(403),
+            Some("not_found_error") => Some(404),
+            _ => None,
+        });
+    let kind = status.map_or(ErrorKind::UpstreamMalformed, |s| ErrorKind::UpstreamStatus(s as u16));
     let mut e = RouterError::new(
-        ErrorKind::UpstreamMalformed,
+        kind,
         format!(
             "{provider} reported an error mid-stream: {}",
             message.chars().take(2000).collect::<String>()
         ),
     )
     .with_code("upstream_stream_error");
-    if let Some(t) = inner.get("type").and_then(Value::as_str).filter(|t| !t.is_empty() && t.len() < 64) {
-        e.error_type = Some(t.to_string());
-    }
+    e.error_type = error_type.map(str::to_string);
     e
 }
 

@@ -22,10 +22,13 @@ pub fn build(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, 
         out.insert("system".into(), json!(system));
     }
     out.insert("messages".into(), Value::Array(messages));
-    for (from, to) in [("temperature", "temperature"), ("top_p", "top_p")] {
-        if let Some(v) = body.get(from).filter(|v| v.is_number()) {
-            out.insert(to.into(), v.clone());
-        }
+    // OpenAI's temperature goes to 2, Anthropic's to 1: the same request must not fail here
+    // for a value every OpenAI model takes.
+    if let Some(t) = body.get("temperature").and_then(Value::as_f64) {
+        out.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+    }
+    if let Some(v) = body.get("top_p").filter(|v| v.is_number()) {
+        out.insert("top_p".into(), v.clone());
     }
     if let Some(stop) = stop_sequences(body)? {
         out.insert("stop_sequences".into(), json!(stop));
