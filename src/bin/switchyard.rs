@@ -287,7 +287,11 @@ mod cli {
                 };
                 let semantic = semantic.as_ref().map(|(query, index)| Semantic { query, index });
                 let decision = router.decide(&request, semantic).map_err(|e| e.message)?;
-                let json = route_json(&decision, &[]);
+                // Secrets are Worker secrets at the edge; here, environment variables stand in.
+                let plan = switchyard::core::fallback::plan(&router.config, &decision, &request, |name| {
+                    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+                });
+                let json = route_json(&decision, &[], &plan);
                 println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
                 Ok(())
             }

@@ -4,6 +4,7 @@
 //! same `/v1/route` decision and `/v1/models` list.
 
 use crate::core::decision::Decision;
+use crate::core::fallback::Skip;
 use crate::core::router::Router;
 use serde_json::{json, Value};
 
@@ -28,8 +29,9 @@ pub fn decision_headers(decision: &Decision) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The `POST /v1/route` body.
-pub fn route_json(decision: &Decision, phases: &[Phase]) -> Value {
+/// The `POST /v1/route` body. `plan` is `fallback::plan`'s answer: the models that would be
+/// called in order, and the ones that would be skipped, with why.
+pub fn route_json(decision: &Decision, phases: &[Phase], plan: &[(String, Option<Skip>)]) -> Value {
     let timing: serde_json::Map<String, Value> =
         phases.iter().map(|p| (p.name.to_string(), json!((p.ms * 1000.0).round() / 1000.0))).collect();
     json!({
@@ -40,6 +42,10 @@ pub fn route_json(decision: &Decision, phases: &[Phase]) -> Value {
         "scores": decision.scores,
         "signals": decision.signals,
         "reasons": decision.reasons,
+        "plan": plan.iter().map(|(model, skip)| match skip {
+            None => json!({"model": model, "skip": null}),
+            Some(skip) => json!({"model": model, "skip": skip.code(), "detail": skip.to_string()}),
+        }).collect::<Vec<_>>(),
         "timing_ms": timing,
     })
 }

@@ -61,8 +61,11 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
         }
         (Method::Post, "/v1/route") => {
             authorize(&req, state)?;
-            let (_, decision, phases) = decide(&mut req, env, state, started).await?;
-            let mut response = http::json(200, &route_json(&decision, &phases));
+            let (request, decision, phases) = decide(&mut req, env, state, started).await?;
+            let plan = fallback::plan(&state.router.config, &decision, &request, |name| {
+                state::secret(env, name).is_some()
+            });
+            let mut response = http::json(200, &route_json(&decision, &phases, &plan));
             annotate(&mut response, &decision, &phases);
             Ok(response)
         }

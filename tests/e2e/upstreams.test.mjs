@@ -246,6 +246,19 @@ describe('fallbacks', () => {
     assert.deepEqual(stack.fake.requests().map((r) => r.model), ['fake-primary']);
   });
 
+  test('/v1/route shows the fallback plan without calling anything', async () => {
+    const prompt = 'please summarise this: ' + 'lorem ipsum dolor sit amet '.repeat(20);
+    const res = await fetch(`${stack.base}/v1/route`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'skipping', messages: user(prompt) }),
+    });
+    const body = await res.json();
+    assert.deepEqual(body.plan.map((p) => [p.model, p.skip]), [['tiny', 'context_window'], ['nokey', 'missing_secret'], ['primary', null]]);
+    assert.match(body.plan[1].detail, /NEVER_SET_KEY/);
+    assert.equal(stack.fake.requests().length, 0);
+  });
+
   test('a prompt no model can hold is a 400 context_length_exceeded', async () => {
     const prompt = 'lorem ipsum dolor sit amet '.repeat(20);
     await assert.rejects(client.chat.completions.create({ model: 'only-small', messages: user(prompt) }), (err) => {
