@@ -135,11 +135,14 @@ impl ErrorKind {
         }
     }
 
-    /// Whether another model may succeed where this one failed: every retryable failure, and an
-    /// answer this model garbled. A client error (400, 401, 404…) would fail the same way anywhere
-    /// and is returned as it is.
+    /// Whether another model may succeed where this one failed: every retryable failure, an
+    /// answer this model garbled, and an upstream refusing Switchyard's own key or not knowing the
+    /// model id (401, 403, 404: a configuration fault of this provider, not of the request). A
+    /// request the upstream found invalid (400, 413, 422…) would fail anywhere and is returned.
     pub fn falls_back(self) -> bool {
-        self.retryable() || self == ErrorKind::UpstreamMalformed
+        self.retryable()
+            || self == ErrorKind::UpstreamMalformed
+            || matches!(self, ErrorKind::UpstreamStatus(401 | 403 | 404))
     }
 
     /// A short name for the failure, for the `x-switchyard-attempts` header and logs.
@@ -257,7 +260,8 @@ impl RouterError {
         )
         .redacted(secrets());
         error.code = field("code").or_else(|| field("status")).map(|c| redact(&c, secrets()));
-        error.error_type = field("type").filter(|t| !t.is_empty() && t.len() < 64);
+        error.error_type =
+            field("type").filter(|t| !t.is_empty() && t.len() < 64).map(|t| redact(&t, secrets()));
         error
     }
 }

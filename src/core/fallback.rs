@@ -50,7 +50,7 @@ pub fn plan(
     request: &ChatRequest,
     has_secret: impl Fn(&str) -> bool,
 ) -> Vec<(String, Option<Skip>)> {
-    let needed = decision.signals.prompt_tokens + request.max_output_tokens.unwrap_or(0);
+    let needed = decision.signals.prompt_tokens.saturating_add(request.max_output_tokens.unwrap_or(0));
     decision
         .candidates
         .iter()

@@ -158,6 +158,7 @@ impl StreamRelay {
 }
 
 /// Whether a chunk says something: more than the opening `{"role": "assistant", "content": ""}`.
+/// Reasoning deltas (DeepSeek-R1 on vLLM or Ollama) count: a model thinking aloud is answering.
 fn has_substance(chunk: &Value) -> bool {
     chunk.get("choices").and_then(Value::as_array).into_iter().flatten().any(|choice| {
         let delta = choice.get("delta");
@@ -165,7 +166,10 @@ fn has_substance(chunk: &Value) -> bool {
         !choice.get("finish_reason").is_none_or(Value::is_null)
             || field("content").is_some_and(|c| c.as_str() != Some(""))
             || field("tool_calls").is_some()
+            || field("function_call").is_some()
             || field("refusal").is_some()
+            || field("reasoning_content").is_some()
+            || field("reasoning").is_some()
     })
 }
 

@@ -18,7 +18,8 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// A line longer than the parser accepts: the stream is not SSE (or is hostile).
+/// A line (or an event's data) longer than the parser accepts: the stream is not SSE, or is
+/// hostile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineTooLong(pub usize);
 
@@ -40,7 +41,7 @@ pub struct SseParser {
     has_data: bool,
     /// The last byte seen was a CR: a LF right after it ends nothing.
     after_cr: bool,
-    /// Bytes seen so far, to skip a BOM at the very start.
+    /// Bytes seen so far (counting stops at 4), to skip a BOM at the very start.
     seen: usize,
 }
 
@@ -53,7 +54,7 @@ impl SseParser {
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, LineTooLong> {
         let mut events = Vec::new();
         for &byte in bytes {
-            self.seen += 1;
+            self.seen = (self.seen + 1).min(4);
             if self.after_cr {
                 self.after_cr = false;
                 if byte == b'\n' {
@@ -66,6 +67,9 @@ impl SseParser {
                     let line = std::mem::take(&mut self.line);
                     if let Some(event) = self.line_done(&line) {
                         events.push(event);
+                    }
+                    if self.data.len() > MAX_LINE_BYTES {
+                        return Err(LineTooLong(MAX_LINE_BYTES));
                     }
                 }
                 _ => {
@@ -118,7 +122,7 @@ impl SseParser {
                 self.data.push('\n');
                 self.has_data = true;
             }
-            "event" => self.event = Some(value.to_string()),
+            "event" => self.event = (!value.is_empty()).then(|| value.to_string()),
             _ => {} // id, retry and unknown fields mean nothing to a one-shot relay
         }
         None
@@ -184,6 +188,17 @@ mod tests {
         let mut result = Ok(vec![]);
         for _ in 0..5 {
             result = parser.feed(&chunk);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(LineTooLong(MAX_LINE_BYTES)));
+        // Many short data lines that never end their event are bounded too.
+        let mut parser = SseParser::new();
+        let lines = format!("data: {}\n", "x".repeat(250)).repeat(4096);
+        let mut result = Ok(vec![]);
+        for _ in 0..8 {
+            result = parser.feed(lines.as_bytes());
             if result.is_err() {
                 break;
             }

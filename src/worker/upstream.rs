@@ -10,7 +10,7 @@
 use crate::core::config::{ModelConfig, ProviderConfig};
 use crate::core::decision::Decision;
 use crate::core::error::{parse_retry_after, ErrorKind, RouterError};
-use crate::core::fallback::{self, Attempt, Next};
+use crate::core::fallback::{self, Attempt, Next, Skip};
 use crate::core::providers::{self, Completion, Target, Usage};
 use crate::core::relay::{error_event, StreamRelay};
 use crate::core::request::ChatRequest;
@@ -20,7 +20,9 @@ use futures_util::{Stream, StreamExt};
 use std::future::Future;
 use std::time::Duration;
 use wasm_bindgen::JsValue;
-use worker::{AbortController, ByteStream, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{
+    AbortController, ByteStream, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+};
 
 /// What a model answered.
 pub enum Body {
@@ -60,7 +62,15 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
                     attempts.push(Attempt::Called { model: name.clone(), outcome: "ok".into() });
                     return Outcome { result: Ok(Answered { model: name, body }), attempts };
                 }
-                Err(error) => error.redacted(state.secret_values.iter().map(String::as_str)),
+                Err(CallError::Untranslatable(error)) => {
+                    // Another model's API may take it; if none does, this 400 is the answer.
+                    attempts.push(Attempt::Skipped { model: name, reason: Skip::Unsupported("request") });
+                    last_error = Some(error);
+                    break;
+                }
+                Err(CallError::Failed(error)) => {
+                    error.redacted(state.secret_values.iter().map(String::as_str))
+                }
             };
             attempts.push(Attempt::Called { model: name.clone(), outcome: error.kind.outcome() });
             match fallback::after_failure(&config.upstream, &error, retries, js_sys::Math::random()) {
@@ -80,14 +90,37 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
     Outcome { result: Err(error), attempts }
 }
 
+/// A request this model's API cannot express (found before calling it).
+struct Untranslatable(RouterError);
+
+impl From<RouterError> for CallError {
+    fn from(error: RouterError) -> Self {
+        CallError::Failed(error)
+    }
+}
+
+impl From<Untranslatable> for CallError {
+    fn from(error: Untranslatable) -> Self {
+        CallError::Untranslatable(error.0)
+    }
+}
+
+enum CallError {
+    /// The model was called and failed.
+    Failed(RouterError),
+    /// The model was not called: the request cannot be put in its API.
+    Untranslatable(RouterError),
+}
+
 /// One call to one model.
-async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Result<Body, RouterError> {
+async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Result<Body, CallError> {
     let config = &state.router.config;
     let internal =
         |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
-    let model: &ModelConfig = config.model(name).ok_or_else(|| internal("model"))?;
+    let model: &ModelConfig = config.model(name).ok_or_else(|| CallError::Failed(internal("model")))?;
     let provider_name = model.provider.get_ref();
-    let provider: &ProviderConfig = config.provider(provider_name).ok_or_else(|| internal("provider"))?;
+    let provider: &ProviderConfig =
+        config.provider(provider_name).ok_or_else(|| CallError::Failed(internal("provider")))?;
     let api_key = provider.api_key.as_ref().and_then(|k| secret(env, k.get_ref()));
     let base_url = provider.base_url.get_ref().trim_end_matches('/');
     let upstream_model = model.upstream_id(name);
@@ -98,7 +131,7 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
         model: upstream_model,
         default_max_tokens: model.max_output_tokens,
     };
-    let outgoing = providers::build_request(&target, request)?;
+    let outgoing = providers::build_request(&target, request).map_err(Untranslatable)?;
     let timeout_ms = model.timeout_ms(&config.upstream);
     let idle_ms = config.upstream.idle_timeout_ms;
     let started = js_sys::Date::now();
@@ -115,7 +148,11 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
     }
     let controller = AbortController::default();
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&outgoing.body)));
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(&outgoing.body)))
+        // A redirect would carry the upstream key to another host: it is an error instead.
+        .with_redirect(RequestRedirect::Manual);
     let unreachable = |detail: String| {
         RouterError::new(
             ErrorKind::UpstreamUnreachable,
@@ -133,7 +170,7 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
         Some(result) => result.map_err(|e| unreachable(e.to_string()))?,
         None => {
             controller.abort();
-            return Err(timed_out("did not start answering", timeout_ms));
+            return Err(CallError::Failed(timed_out("did not start answering", timeout_ms)));
         }
     };
 
@@ -148,7 +185,7 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
         let text = within(idle_ms, response.text()).await.and_then(Result::ok).unwrap_or_default();
         let mut error = RouterError::from_upstream(provider_name, status, &text, &state.secret_values);
         error.retry_after_ms = retry_after;
-        return Err(error);
+        return Err(CallError::Failed(error));
     }
     let created = (js_sys::Date::now() / 1000.0) as u64;
     if !request.stream {
@@ -156,10 +193,12 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
             Some(text) => text.map_err(|e| unreachable(format!("reading the answer failed: {e}")))?,
             None => {
                 controller.abort();
-                return Err(timed_out("went silent while answering", idle_ms));
+                return Err(CallError::Failed(timed_out("went silent while answering", idle_ms)));
             }
         };
-        return providers::parse_completion(provider.kind, &text, upstream_model, created).map(Body::Whole);
+        return providers::parse_completion(provider.kind, &text, upstream_model, created)
+            .map(Body::Whole)
+            .map_err(CallError::Failed);
     }
 
     let upstream = response.stream().map_err(|e| unreachable(e.to_string()))?;
@@ -183,6 +222,7 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
         secrets: state.secret_values.clone(),
         on_end: None,
         done: false,
+        upstream_ended: false,
     };
     // Nothing has reached the client yet: until the stream says something (content, a tool call,
     // a finish), any failure is a fallback. The opening role chunk waits with it.
@@ -192,18 +232,21 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
             Some(Some(Ok(bytes))) => {
                 let relayed = answer.relay.feed(&bytes);
                 if let Some(error) = relayed.error {
-                    return Err(error);
+                    return Err(CallError::Failed(error));
                 }
                 answer.first.extend(relayed.bytes);
                 if answer.relay.answering {
                     return Ok(Body::Stream(answer));
                 }
             }
-            Some(Some(Err(e))) => return Err(unreachable(format!("the stream broke: {e}"))),
+            Some(Some(Err(e))) => {
+                return Err(CallError::Failed(unreachable(format!("the stream broke: {e}"))))
+            }
             Some(None) => {
+                answer.upstream_ended = true;
                 let relayed = answer.relay.finish();
                 if let Some(error) = relayed.error {
-                    return Err(error);
+                    return Err(CallError::Failed(error));
                 }
                 answer.first.extend(relayed.bytes);
                 answer.done = true;
@@ -211,7 +254,7 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
             }
             None => {
                 answer.abort();
-                return Err(timed_out("sent no stream event", timeout_ms));
+                return Err(CallError::Failed(timed_out("sent no stream event", timeout_ms)));
             }
         }
     }
@@ -246,6 +289,8 @@ pub struct StreamAnswer {
     secrets: Vec<String>,
     on_end: Option<Box<dyn FnOnce(StreamEnd)>>,
     done: bool,
+    /// The upstream closed its stream: nothing left to cancel.
+    upstream_ended: bool,
 }
 
 impl StreamAnswer {
@@ -284,7 +329,10 @@ impl StreamAnswer {
                         ErrorKind::UpstreamUnreachable,
                         format!("the upstream stream broke mid-answer: {e}"),
                     )),
-                    Some(None) => this.finish(),
+                    Some(None) => {
+                        this.upstream_ended = true;
+                        this.finish()
+                    }
                     None if this.relay.complete() => {
                         // The answer is whole; the upstream just never closed the connection.
                         this.abort();
@@ -343,9 +391,13 @@ impl StreamAnswer {
 
 impl Drop for StreamAnswer {
     fn drop(&mut self) {
+        // An upstream still sending (a stream given up on before or after its first byte, or
+        // whose client went away) is cancelled, so it stops generating, and billing, at once.
+        if !self.upstream_ended {
+            self.abort();
+        }
         // The client went away (or the runtime dropped the body) before the end.
         if let Some(on_end) = self.on_end.take() {
-            self.abort();
             on_end(StreamEnd {
                 usage: self.relay.usage(),
                 cost_usd: self.relay.cost_usd(),

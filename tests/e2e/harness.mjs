@@ -171,6 +171,10 @@ name = "claude-first"
 models = ["sonnet", "flash"]
 
 [[routes]]
+name = "mixed"
+models = ["sonnet", "primary"]
+
+[[routes]]
 name = "only-small"
 models = ["tiny"]
 

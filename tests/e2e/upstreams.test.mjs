@@ -290,6 +290,22 @@ describe('fallbacks', () => {
     assert.equal((await collect(stream)).text, 'echo from fake-flash: hi');
   });
 
+  test('a request one API cannot express goes to the next model, uncalled', async () => {
+    const audio = { type: 'input_audio', input_audio: { data: 'UklGRg==', format: 'wav' } };
+    const { response } = await client.chat.completions
+      .create({ model: 'mixed', messages: [{ role: 'user', content: [{ type: 'text', text: 'transcribe' }, audio] }] })
+      .withResponse();
+    assert.equal(response.headers.get('x-switchyard-skipped'), 'sonnet=unsupported');
+    assert.equal(response.headers.get('x-switchyard-model'), 'primary');
+    assert.deepEqual(stack.fake.requests().map((r) => r.model), ['fake-primary']);
+  });
+
+  test('a provider refusing its key falls back to another provider', async () => {
+    stack.fake.script({ model: 'fake-sonnet', status: 401, body: { type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } } });
+    const { response } = await client.chat.completions.create({ model: 'mixed', messages: user('hi') }).withResponse();
+    assert.equal(response.headers.get('x-switchyard-attempts'), 'sonnet=http_401, primary=ok');
+  });
+
   test('an overloaded Anthropic (529) falls back to Gemini', async () => {
     stack.fake.script({ model: 'fake-sonnet', status: 529 });
     stack.fake.script({ model: 'fake-sonnet', status: 529 });

@@ -112,12 +112,17 @@ fn retryable_errors_are_retried_then_fall_back() {
 }
 
 #[test]
-fn garbled_answers_fall_back_without_retrying_and_client_errors_fail() {
+fn garbled_answers_and_refused_keys_fall_back_without_retrying_and_invalid_requests_fail() {
     let p = policy();
     let garbled = RouterError::new(ErrorKind::UpstreamMalformed, "bad json");
     assert_eq!(after_failure(&p, &garbled, 0, 0.5), Next::Fallback);
-    for code in [400, 401, 403, 404, 422] {
+    for code in [400, 413, 422] {
         assert_eq!(after_failure(&p, &status(code), 0, 0.5), Next::Fail, "{code}");
+    }
+    // A provider refusing Switchyard's key, or not knowing the model id, is that provider's fault:
+    // the next model (another provider, another key) may answer. Not retried.
+    for code in [401, 403, 404] {
+        assert_eq!(after_failure(&p, &status(code), 0, 0.5), Next::Fallback, "{code}");
     }
     let bad_request = RouterError::invalid_request("bad tool call");
     assert_eq!(after_failure(&p, &bad_request, 0, 0.5), Next::Fail);

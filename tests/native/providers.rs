@@ -252,6 +252,10 @@ fn unreadable_answers_are_malformed_errors() {
         assert!(e.falls_back());
         assert_eq!(e.status(), 502);
     }
+    // Gemini saying it garbled a tool call is a failed answer, not an empty one.
+    let garbled = r#"{"candidates":[{"content":{"role":"model","parts":[]},"finishReason":"MALFORMED_FUNCTION_CALL"}]}"#;
+    let e = providers::parse_completion(ProviderKind::Gemini, garbled, "m", 1).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::UpstreamMalformed);
 }
 
 fn conversation() -> ChatRequest {
@@ -286,6 +290,8 @@ fn a_tool_conversation_is_translated_for_anthropic() {
     );
     assert_eq!(body["tool_choice"], json!({"type": "auto", "disable_parallel_tool_use": true}));
     assert_eq!(body["stop_sequences"], json!(["END"]));
+    assert_eq!(body["temperature"], 0.2);
+    assert!(body.get("top_p").is_none(), "current Claude models refuse temperature with top_p");
 }
 
 #[test]

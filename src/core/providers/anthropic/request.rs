@@ -27,7 +27,8 @@ pub fn build(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, 
     if let Some(t) = body.get("temperature").and_then(Value::as_f64) {
         out.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
-    if let Some(v) = body.get("top_p").filter(|v| v.is_number()) {
+    // Current Claude models refuse temperature and top_p together; temperature wins.
+    if let Some(v) = body.get("top_p").filter(|v| v.is_number() && !out.contains_key("temperature")) {
         out.insert("top_p".into(), v.clone());
     }
     if let Some(stop) = stop_sequences(body)? {

@@ -39,8 +39,8 @@ pub fn usage_of(usage: &Value) -> Usage {
     let count = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
     Usage {
         prompt_tokens: count("input_tokens")
-            + count("cache_creation_input_tokens")
-            + count("cache_read_input_tokens"),
+            .saturating_add(count("cache_creation_input_tokens"))
+            .saturating_add(count("cache_read_input_tokens")),
         completion_tokens: count("output_tokens"),
     }
 }

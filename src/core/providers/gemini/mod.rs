@@ -11,6 +11,12 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
+/// Gemini finish reasons that mean the model failed to produce an answer (a garbled or
+/// unexpected tool call): an error, so that the next model is tried.
+pub fn failed(reason: &str) -> bool {
+    matches!(reason, "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL")
+}
+
 /// OpenAI's finish reason for a Gemini `finishReason`.
 pub fn finish_reason(reason: &str, has_tool_calls: bool) -> &'static str {
     match reason {
@@ -27,6 +33,6 @@ pub fn usage_of(metadata: &serde_json::Value) -> crate::core::providers::Usage {
     let count = |name: &str| metadata.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
     crate::core::providers::Usage {
         prompt_tokens: count("promptTokenCount"),
-        completion_tokens: count("candidatesTokenCount") + count("thoughtsTokenCount"),
+        completion_tokens: count("candidatesTokenCount").saturating_add(count("thoughtsTokenCount")),
     }
 }

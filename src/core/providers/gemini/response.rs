@@ -25,6 +25,9 @@ pub fn parse(body: &str, model: &str, created: u64) -> Result<Completion, Router
             tool_calls.push(tool_call(&id, name, &args));
         }
     }
+    if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str).filter(|r| super::failed(r)) {
+        return Err(malformed("gemini", format!("the model finished with {reason}")));
+    }
     let reason = match candidate.get("finishReason").and_then(Value::as_str) {
         Some(r) => finish_reason(r, !tool_calls.is_empty()),
         // No candidate at all: the prompt itself was blocked.

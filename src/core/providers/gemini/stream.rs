@@ -85,6 +85,11 @@ impl StreamTranslator for GeminiStream {
                 chunks.push(chunk(&self.id, self.created, &self.model, delta, None));
             }
         }
+        if let Some(reason) =
+            candidate.get("finishReason").and_then(Value::as_str).filter(|r| super::failed(r))
+        {
+            return Err(malformed("gemini", format!("the model finished with {reason}")));
+        }
         let reason = candidate
             .get("finishReason")
             .and_then(Value::as_str)
