@@ -5,9 +5,14 @@
 //! the Worker's memory budget), and its block-quantised path has only 4-bit formats with scalar
 //! kernels in wasm. Quantising the activations too (int8 × int8) costs too much accuracy
 //! (model/README.md). So each `x @ Cast(W_int8)` of the graph is replaced by this op: it keeps
-//! the weights as int8 (a quarter of the memory) and turns them into fp32 a few rows at a time,
+//! the weights as int8 (a quarter of the memory) and widens them one 16-column panel at a time,
 //! inside the matmul, where they stay in cache. The per-channel scale and the bias remain the
 //! graph's own `Mul` and `Add`, applied to the output.
+//!
+//! Natively the panel is widened to fp32. In the Worker, where wasm SIMD is 128 bits wide and has
+//! no fused multiply-add, the activations are quantized per row to 14-bit integers instead (not 8:
+//! that is what fails parity) and `i32x4.dot_i16x8_s` does 8 multiply-adds per instruction, 1.5×
+//! faster with the same parity (BENCHMARKS.md).
 
 use std::sync::Arc;
 use tract_onnx::pb;
