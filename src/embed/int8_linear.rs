@@ -361,37 +361,14 @@ fn tile_i16<const R: usize>(packed: &[i32], pairs: usize, panel: &[i16]) -> [[i3
 }
 
 /// `dst[i] = src[i] as f32` (both a multiple of 16 long).
-#[cfg(not(target_arch = "wasm32"))]
 fn widen(src: &[i8], dst: &mut [f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = f32::from(s);
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-fn widen(src: &[i8], dst: &mut [f32]) {
-    use core::arch::wasm32::*;
-    for (s, d) in src.chunks_exact(16).zip(dst.chunks_exact_mut(16)) {
-        // SAFETY: `s` holds 16 bytes and `d` 16 f32s; wasm loads and stores need no alignment.
-        unsafe {
-            let bytes = v128_load(s.as_ptr().cast::<v128>());
-            let halves = [i16x8_extend_low_i8x16(bytes), i16x8_extend_high_i8x16(bytes)];
-            for (h, half) in halves.into_iter().enumerate() {
-                let quads = [i32x4_extend_low_i16x8(half), i32x4_extend_high_i16x8(half)];
-                for (q, quad) in quads.into_iter().enumerate() {
-                    v128_store(d.as_mut_ptr().add(8 * h + 4 * q).cast::<v128>(), f32x4_convert_i32x4(quad));
-                }
-            }
-        }
-    }
-}
-
-/// `R` rows of `x` (each `k` long) times one fp32 panel: `R × PANEL` sums kept in registers.
-///
-/// Native builds leave the vectorising to the compiler. The Worker is built for size (the script
-/// has a gzipped-size limit), and LLVM does not vectorise loops below `opt-level = 2`, so the wasm
-/// build spells the simd128 instructions out.
-#[cfg(not(target_arch = "wasm32"))]
+/// `R` rows of `x` (each `k` long) times one fp32 panel: `R × PANEL` sums kept in registers,
+/// vectorised by the compiler (the Worker uses [`matmul_i16`] instead).
 #[inline(always)]
 fn tile<const R: usize>(x: &[f32], k: usize, panel: &[f32]) -> [[f32; PANEL]; R] {
     let mut acc = [[0f32; PANEL]; R];
@@ -405,61 +382,6 @@ fn tile<const R: usize>(x: &[f32], k: usize, panel: &[f32]) -> [[f32; PANEL]; R]
         }
     }
     acc
-}
-
-#[cfg(target_arch = "wasm32")]
-#[inline(always)]
-fn tile<const R: usize>(x: &[f32], k: usize, panel: &[f32]) -> [[f32; PANEL]; R] {
-    use core::arch::wasm32::{f32x4_add, f32x4_mul, f32x4_splat, v128, v128_load, v128_store};
-    // Written out row by row, with named accumulators: at the size-optimising levels the Worker
-    // is built with, LLVM neither unrolls loops nor keeps arrays of vectors in registers.
-    let row = |i: usize| x.get(i * k..(i + 1) * k).unwrap_or(&[]);
-    let (x0, x1, x2, x3) = (row(0), row(1.min(R - 1)), row(2.min(R - 1)), row(3.min(R - 1)));
-    let zero = f32x4_splat(0.0);
-    let mut a = [zero; 16];
-    macro_rules! fma_row {
-        ($base:expr, $xv:expr, $w:expr) => {{
-            let s = f32x4_splat($xv);
-            a[$base] = f32x4_add(a[$base], f32x4_mul(s, $w[0]));
-            a[$base + 1] = f32x4_add(a[$base + 1], f32x4_mul(s, $w[1]));
-            a[$base + 2] = f32x4_add(a[$base + 2], f32x4_mul(s, $w[2]));
-            a[$base + 3] = f32x4_add(a[$base + 3], f32x4_mul(s, $w[3]));
-        }};
-    }
-    for (kk, w_row) in panel.chunks_exact(PANEL).enumerate().take(k) {
-        // SAFETY: `w_row` is 16 f32s; each load reads 4 of them; wasm loads need no alignment.
-        let w: [v128; 4] = unsafe {
-            let p = w_row.as_ptr();
-            [
-                v128_load(p.cast::<v128>()),
-                v128_load(p.add(4).cast::<v128>()),
-                v128_load(p.add(8).cast::<v128>()),
-                v128_load(p.add(12).cast::<v128>()),
-            ]
-        };
-        if R == 4 {
-            let (Some(&v0), Some(&v1), Some(&v2), Some(&v3)) =
-                (x0.get(kk), x1.get(kk), x2.get(kk), x3.get(kk))
-            else {
-                break;
-            };
-            fma_row!(0, v0, w);
-            fma_row!(4, v1, w);
-            fma_row!(8, v2, w);
-            fma_row!(12, v3, w);
-        } else {
-            let Some(&v0) = x0.get(kk) else { break };
-            fma_row!(0, v0, w);
-        }
-    }
-    let mut out = [[0f32; PANEL]; R];
-    for (i, row) in out.iter_mut().enumerate() {
-        for q in 0..4 {
-            // SAFETY: `row` is 16 f32s; each store writes 4 of them.
-            unsafe { v128_store(row.as_mut_ptr().add(4 * q).cast::<v128>(), a[4 * i + q]) };
-        }
-    }
-    out
 }
 
 /// Int8 initializers taken out of the ONNX graph, by name.

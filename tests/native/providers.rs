@@ -130,7 +130,7 @@ fn openai_stream_passes_through_and_the_usage_chunk_follows_the_client_choice() 
     assert!(sse.ends_with("data: [DONE]\n\n"));
 
     let (sse, _, _) = check_stream(ProviderKind::Openai, "openai/stream_tool_calls.sse", true);
-    let last_chunk = sse.lines().filter(|l| l.starts_with("data: {")).last().unwrap();
+    let last_chunk = sse.lines().rfind(|l| l.starts_with("data: {")).unwrap();
     let last: Value = serde_json::from_str(&last_chunk["data: ".len()..]).unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(last["usage"]["total_tokens"], 96);
@@ -380,10 +380,10 @@ fn a_stream_is_not_answering_until_it_says_something() {
         StreamRelay::new(providers::stream_translator(ProviderKind::Anthropic, "m", 1), false, PRICE);
     let start = read("anthropic/stream_text.sse");
     let first_delta = start.find("event: content_block_delta").unwrap();
-    let relayed = relay.feed(start[..first_delta].as_bytes());
+    let relayed = relay.feed(&start.as_bytes()[..first_delta]);
     assert!(relayed.error.is_none());
     assert_eq!(relay.chunks_sent, 1, "the role chunk is produced…");
     assert!(!relay.answering, "…but it says nothing, so the model can still be replaced");
-    relay.feed(start[first_delta..].as_bytes());
+    relay.feed(&start.as_bytes()[first_delta..]);
     assert!(relay.answering);
 }

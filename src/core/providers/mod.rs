@@ -233,10 +233,15 @@ pub(crate) fn tool_arguments(call: &Value, param: &str) -> Result<Value, RouterE
     }
 }
 
-/// `(name, description, parameters)` of each `tools[]` entry of type function.
-pub(crate) fn function_tools(
-    body: &Map<String, Value>,
-) -> Result<Vec<(String, Option<String>, Option<Value>)>, RouterError> {
+/// One `tools[]` entry of type function.
+pub(crate) struct FunctionTool {
+    pub name: String,
+    pub description: Option<String>,
+    pub parameters: Option<Value>,
+}
+
+/// The `tools[]` entries, each a function.
+pub(crate) fn function_tools(body: &Map<String, Value>) -> Result<Vec<FunctionTool>, RouterError> {
     let Some(tools) = body.get("tools") else { return Ok(Vec::new()) };
     let tools = tools.as_array().ok_or_else(|| bad_field("tools", "tools must be an array"))?;
     let mut out = Vec::with_capacity(tools.len());
@@ -250,7 +255,11 @@ pub(crate) fn function_tools(
             .and_then(Value::as_str)
             .ok_or_else(|| bad_field(format!("tools[{i}].function.name"), "a tool needs a name"))?;
         let description = function.get("description").and_then(Value::as_str).map(str::to_string);
-        out.push((name.to_string(), description, function.get("parameters").cloned()));
+        out.push(FunctionTool {
+            name: name.to_string(),
+            description,
+            parameters: function.get("parameters").cloned(),
+        });
     }
     Ok(out)
 }
@@ -296,9 +305,17 @@ pub(crate) fn stop_sequences(body: &Map<String, Value>) -> Result<Option<Vec<Str
     }
 }
 
-/// `max_completion_tokens`, else `max_tokens`.
-pub(crate) fn max_tokens(request: &ChatRequest) -> Option<u64> {
-    request.max_output_tokens
+/// Adds a turn's items to the conversation, merged into the last turn when it has the same role:
+/// Anthropic and Gemini both want alternating turns (and one user turn for all the results of
+/// parallel tool calls).
+pub(crate) fn push_turn(turns: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, items: Vec<Value>) {
+    if items.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((last, existing)) if *last == role => existing.extend(items),
+        _ => turns.push((role, items)),
+    }
 }
 
 /// One `chat.completion.chunk`.

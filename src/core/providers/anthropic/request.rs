@@ -3,8 +3,8 @@
 use crate::core::error::RouterError;
 use crate::core::providers::anthropic::API_VERSION;
 use crate::core::providers::{
-    bad_field, content_text, function_tools, image_of, max_tokens, stop_sequences, tool_arguments,
-    tool_choice, Image, Target, ToolChoice, UpstreamRequest,
+    bad_field, content_text, function_tools, image_of, push_turn, stop_sequences, tool_arguments,
+    tool_choice, FunctionTool, Image, Target, ToolChoice, UpstreamRequest,
 };
 use crate::core::request::ChatRequest;
 use serde_json::{json, Map, Value};
@@ -16,7 +16,7 @@ pub fn build(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, 
     out.insert("model".into(), json!(target.model));
     out.insert(
         "max_tokens".into(),
-        json!(max_tokens(request).unwrap_or(u64::from(target.default_max_tokens))),
+        json!(request.max_output_tokens.unwrap_or(u64::from(target.default_max_tokens))),
     );
     if !system.is_empty() {
         out.insert("system".into(), json!(system));
@@ -41,7 +41,7 @@ pub fn build(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, 
     if !tools.is_empty() {
         let tools: Vec<Value> = tools
             .into_iter()
-            .map(|(name, description, parameters)| {
+            .map(|FunctionTool { name, description, parameters }| {
                 let mut tool = json!({
                     "name": name,
                     "input_schema": parameters.unwrap_or_else(|| json!({"type": "object", "properties": {}})),
@@ -92,7 +92,7 @@ pub fn build(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, 
 fn messages(body: &Map<String, Value>) -> Result<(String, Vec<Value>), RouterError> {
     let list = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut system: Vec<String> = Vec::new();
-    let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, m) in list.iter().enumerate() {
         let param = format!("messages[{i}]");
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
@@ -117,13 +117,7 @@ fn messages(body: &Map<String, Value>) -> Result<(String, Vec<Value>), RouterErr
                 ))
             }
         };
-        if blocks.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((last, existing)) if last == role => existing.extend(blocks),
-            _ => turns.push((role.to_string(), blocks)),
-        }
+        push_turn(&mut turns, role, blocks);
     }
     if turns.is_empty() {
         return Err(bad_field("messages", "Anthropic needs at least one user or assistant message"));

@@ -2,8 +2,8 @@
 
 use crate::core::error::RouterError;
 use crate::core::providers::{
-    bad_field, content_text, function_tools, image_of, max_tokens, stop_sequences, tool_arguments,
-    tool_choice, Image, Target, ToolChoice, UpstreamRequest,
+    bad_field, content_text, function_tools, image_of, push_turn, stop_sequences, tool_arguments,
+    tool_choice, FunctionTool, Image, Target, ToolChoice, UpstreamRequest,
 };
 use crate::core::request::ChatRequest;
 use serde_json::{json, Map, Value};
@@ -18,7 +18,7 @@ pub fn build(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, 
         out.insert("systemInstruction".into(), json!({"parts": [{"text": system}]}));
     }
     let mut generation = Map::new();
-    if let Some(max) = max_tokens(request) {
+    if let Some(max) = request.max_output_tokens {
         generation.insert("maxOutputTokens".into(), json!(max));
     }
     for (from, to) in [("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed")] {
@@ -57,7 +57,7 @@ pub fn build(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, 
     if !tools.is_empty() {
         let declarations: Vec<Value> = tools
             .into_iter()
-            .map(|(name, description, parameters)| {
+            .map(|FunctionTool { name, description, parameters }| {
                 let mut declaration = json!({"name": name});
                 if let Some(d) = description {
                     declaration["description"] = json!(d);
@@ -160,13 +160,7 @@ fn contents(body: &Map<String, Value>) -> Result<(String, Vec<Value>), RouterErr
                 ))
             }
         };
-        if parts.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((last, existing)) if *last == role => existing.extend(parts),
-            _ => turns.push((role, parts)),
-        }
+        push_turn(&mut turns, role, parts);
     }
     if turns.is_empty() {
         return Err(bad_field("messages", "Gemini needs at least one user or assistant message"));
