@@ -7,7 +7,7 @@ bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== native tests (cargo test)"
-cargo test --all-targets
+cargo test --workspace --all-targets
 
 echo "== token sample matches the real tokenizers"
 node scripts/token-reference.mjs --check

@@ -5,15 +5,11 @@
 //! the Worker's memory budget), and its block-quantised path has only 4-bit formats with scalar
 //! kernels in wasm. Quantising the activations too (int8 × int8) costs too much accuracy
 //! (model/README.md). So each `x @ Cast(W_int8)` of the graph is replaced by this op: it keeps
-//! the weights as int8 (a quarter of the memory) and widens them one 16-column panel at a time,
-//! inside the matmul, where they stay in cache. The per-channel scale and the bias remain the
-//! graph's own `Mul` and `Add`, applied to the output.
-//!
-//! Natively the panel is widened to fp32. In the Worker, where wasm SIMD is 128 bits wide and has
-//! no fused multiply-add, the activations are quantized per row to 14-bit integers instead (not 8:
-//! that is what fails parity) and `i32x4.dot_i16x8_s` does 8 multiply-adds per instruction, 1.5×
-//! faster with the same parity (BENCHMARKS.md).
+//! the weights as int8 (a quarter of the memory) and multiplies with the `int8-matmul` crate's
+//! kernel (14-bit activations, int16 dot products; its docs say why). The per-channel scale and
+//! the bias remain the graph's own `Mul` and `Add`, applied to the output.
 
+use int8_matmul::{matmul, PackedWeights};
 use std::sync::Arc;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
@@ -25,16 +21,12 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 /// `y[.., n] = Σ_k x[.., k] · w[k, n]` with int8 `w`.
 #[derive(Debug, Clone)]
 pub struct Int8MatMul {
-    /// Weights in panels of [`PANEL`] output columns: panel `p` holds, for each `k` in order,
-    /// the weights of columns `p·PANEL ..` (zero-padded), so the kernel streams them.
-    panels: Arc<Vec<i8>>,
-    k: usize,
-    n: usize,
+    weights: Arc<PackedWeights>,
 }
 
 impl PartialEq for Int8MatMul {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.panels, &other.panels) && self.k == other.k && self.n == other.n
+        Arc::ptr_eq(&self.weights, &other.weights)
     }
 }
 impl Eq for Int8MatMul {}
@@ -42,8 +34,8 @@ impl Eq for Int8MatMul {}
 impl Int8MatMul {
     /// From an ONNX-layout weight `[k, n]`, row-major.
     pub fn from_k_by_n(weights: &[i8], k: usize, n: usize) -> TractResult<Int8MatMul> {
-        ensure!(weights.len() == k * n);
-        Ok(Int8MatMul { panels: Arc::new(to_panels(weights, k, n)), k, n })
+        let weights = PackedWeights::from_k_by_n(weights, k, n).map_err(|e| anyhow!("{e}"))?;
+        Ok(Int8MatMul { weights: Arc::new(weights) })
     }
 }
 
@@ -99,27 +91,13 @@ impl TypedOp for Int8Gather {
     }
 }
 
-/// Rearranges a row-major `[k, n]` matrix into zero-padded panels of [`PANEL`] columns.
-pub fn to_panels(w: &[i8], k: usize, n: usize) -> Vec<i8> {
-    let count = n.div_ceil(PANEL);
-    let mut panels = vec![0i8; count * k * PANEL];
-    for p in 0..count {
-        let cols = PANEL.min(n - p * PANEL);
-        for kk in 0..k {
-            let src = &w[kk * n + p * PANEL..kk * n + p * PANEL + cols];
-            panels[(p * k + kk) * PANEL..(p * k + kk) * PANEL + cols].copy_from_slice(src);
-        }
-    }
-    panels
-}
-
 impl Op for Int8MatMul {
     fn name(&self) -> StaticName {
         "Int8MatMul".into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("k={} n={}", self.k, self.n)])
+        Ok(vec![format!("k={} n={}", self.weights.k(), self.weights.n())])
     }
 
     op_as_typed_op!();
@@ -127,17 +105,18 @@ impl Op for Int8MatMul {
 
 impl EvalOp for Int8MatMul {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (k, n) = (self.weights.k(), self.weights.n());
         let x = args_1!(inputs);
-        ensure!(x.datum_type() == f32::datum_type() && x.shape().last() == Some(&self.k));
-        let rows = x.len() / self.k;
+        ensure!(x.datum_type() == f32::datum_type() && x.shape().last() == Some(&k));
+        let rows = x.len() / k;
         let mut shape: TVec<usize> = x.shape().into();
         if let Some(last) = shape.last_mut() {
-            *last = self.n; // `x` has rank ≥ 1: its last axis was just checked
+            *last = n; // `x` has rank ≥ 1: its last axis was just checked
         }
         let x_plain = x.try_as_plain_ram()?;
         let x_slice = x_plain.as_slice::<f32>()?;
-        let mut out = vec![0f32; rows * self.n];
-        matmul_i8(x_slice, rows, self.k, &self.panels, self.n, &mut out);
+        let mut out = vec![0f32; rows * n];
+        matmul(x_slice, rows, &self.weights, &mut out).map_err(|e| anyhow!("{e}"))?;
         Ok(tvec!(Tensor::from_shape(&shape, &out)?.into_tvalue()))
     }
 
@@ -151,237 +130,12 @@ impl TypedOp for Int8MatMul {
         let x = inputs[0];
         ensure!(x.datum_type == f32::datum_type());
         let mut shape: TVec<TDim> = x.shape.iter().cloned().collect();
-        ensure!(shape.last() == Some(&self.k.to_dim()));
+        ensure!(shape.last() == Some(&self.weights.k().to_dim()));
         if let Some(last) = shape.last_mut() {
-            *last = self.n.to_dim();
+            *last = self.weights.n().to_dim();
         }
         Ok(tvec!(f32::fact(shape)))
     }
-}
-
-/// Output columns per panel: 16 floats are four 128-bit SIMD registers.
-pub const PANEL: usize = 16;
-/// Rows of `x` multiplied together with one panel: 4 × 4 accumulator registers.
-const ROWS: usize = 4;
-
-/// `out[r, c] = Σ_k x[r, k] · w[k, c]`, `w` given as [`to_panels`] arranged it: in the Worker
-/// with int16 activations ([`matmul_i16`]), natively in fp32 ([`matmul_f32`]).
-pub fn matmul_i8(x: &[f32], rows: usize, k: usize, panels: &[i8], n: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "wasm32")]
-    matmul_i16(x, rows, k, panels, n, out);
-    #[cfg(not(target_arch = "wasm32"))]
-    matmul_f32(x, rows, k, panels, n, out);
-}
-
-/// Largest quantized activation: 14 bits, so that `k / 2` pair sums of `8191 · 127 · 2` stay
-/// within an i32 for `k` up to 2048 (MiniLM's widest is 1536).
-const I16_MAX: f32 = 8191.0;
-
-/// The fp32 kernel. Each panel is converted to fp32 once (k × 16 floats, cache-resident) and then
-/// every group of four rows of `x` is multiplied with it: per `k`, four broadcasts of `x` times
-/// one panel row.
-pub fn matmul_f32(x: &[f32], rows: usize, k: usize, panels: &[i8], n: usize, out: &mut [f32]) {
-    let mut panel = vec![0f32; k * PANEL];
-    for p in 0..n.div_ceil(PANEL) {
-        widen(&panels[p * k * PANEL..(p + 1) * k * PANEL], &mut panel);
-        let first = p * PANEL;
-        let cols = PANEL.min(n - first);
-        let mut r = 0;
-        while r + ROWS <= rows {
-            let sums = tile::<ROWS>(&x[r * k..(r + ROWS) * k], k, &panel);
-            for (i, row) in sums.iter().enumerate() {
-                out[(r + i) * n + first..(r + i) * n + first + cols].copy_from_slice(&row[..cols]);
-            }
-            r += ROWS;
-        }
-        while r < rows {
-            let [row] = tile::<1>(&x[r * k..(r + 1) * k], k, &panel);
-            out[r * n + first..r * n + first + cols].copy_from_slice(&row[..cols]);
-            r += 1;
-        }
-    }
-}
-
-/// The int16 kernel: each row of `x` is quantized to 14-bit integers with its own scale, each
-/// panel widened to int16 with pairs of `k` interleaved, and `i32x4.dot_i16x8_s` then does 8
-/// multiply-adds per instruction where the fp32 kernel needs a multiply and an add for 4.
-/// Activations keep 14 bits (the weights have 8), so the result differs from [`matmul_f32`] by
-/// well under the weights' own quantization error.
-pub fn matmul_i16(x: &[f32], rows: usize, k: usize, panels: &[i8], n: usize, out: &mut [f32]) {
-    let pairs = k.div_ceil(2);
-    // Row r's pairs (x[2p], x[2p+1]) as two i16 packed in one i32, as the dot product wants them.
-    let mut packed = vec![0i32; rows * pairs];
-    let mut scales = vec![0f32; rows];
-    for r in 0..rows {
-        let row = &x[r * k..(r + 1) * k];
-        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = if max > 0.0 && max.is_finite() { max / I16_MAX } else { 1.0 };
-        scales[r] = scale;
-        let quantize = |v: f32| (v / scale).round().clamp(-I16_MAX, I16_MAX) as i16 as u16 as u32;
-        for (p, slot) in packed[r * pairs..(r + 1) * pairs].iter_mut().enumerate() {
-            let lo = quantize(row[2 * p]);
-            let hi = row.get(2 * p + 1).map_or(0, |&v| quantize(v));
-            *slot = (lo | (hi << 16)) as i32;
-        }
-    }
-    let mut panel = vec![0i16; pairs * 2 * PANEL];
-    for p in 0..n.div_ceil(PANEL) {
-        interleave_pairs(&panels[p * k * PANEL..(p + 1) * k * PANEL], k, &mut panel);
-        let first = p * PANEL;
-        let cols = PANEL.min(n - first);
-        let mut r = 0;
-        while r < rows {
-            let take = if r + ROWS <= rows { ROWS } else { 1 };
-            let sums: [[i32; PANEL]; ROWS] = if take == ROWS {
-                tile_i16::<ROWS>(&packed[r * pairs..(r + ROWS) * pairs], pairs, &panel)
-            } else {
-                let [one] = tile_i16::<1>(&packed[r * pairs..(r + 1) * pairs], pairs, &panel);
-                [one, [0; PANEL], [0; PANEL], [0; PANEL]]
-            };
-            for (i, row) in sums.iter().take(take).enumerate() {
-                let scale = scales[r + i];
-                let dst = &mut out[(r + i) * n + first..(r + i) * n + first + cols];
-                for (d, &v) in dst.iter_mut().zip(row) {
-                    *d = v as f32 * scale;
-                }
-            }
-            r += take;
-        }
-    }
-}
-
-/// One panel (k rows of 16 int8 weights) as int16 with each pair of rows interleaved per
-/// column: for pair `p`, `[w(2p, c), w(2p+1, c)]` for c = 0..16, so that four consecutive
-/// columns fill one 128-bit register in the order `i32x4.dot_i16x8_s` pairs them.
-#[cfg(target_arch = "wasm32")]
-fn interleave_pairs(panel: &[i8], k: usize, dst: &mut [i16]) {
-    use core::arch::wasm32::*;
-    if k % 2 == 1 {
-        return interleave_pairs_scalar(panel, k, dst);
-    }
-    for (pair, out) in panel.chunks_exact(2 * PANEL).zip(dst.chunks_exact_mut(2 * PANEL)) {
-        // SAFETY: `pair` is two rows of 16 i8 and `out` 32 i16; wasm loads and stores need no
-        // alignment.
-        unsafe {
-            let a = v128_load(pair.as_ptr().cast::<v128>());
-            let b = v128_load(pair.as_ptr().add(PANEL).cast::<v128>());
-            let low = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(a, b);
-            let high = i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(a, b);
-            let o = out.as_mut_ptr();
-            v128_store(o.cast::<v128>(), i16x8_extend_low_i8x16(low));
-            v128_store(o.add(8).cast::<v128>(), i16x8_extend_high_i8x16(low));
-            v128_store(o.add(16).cast::<v128>(), i16x8_extend_low_i8x16(high));
-            v128_store(o.add(24).cast::<v128>(), i16x8_extend_high_i8x16(high));
-        }
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn interleave_pairs(panel: &[i8], k: usize, dst: &mut [i16]) {
-    interleave_pairs_scalar(panel, k, dst)
-}
-
-fn interleave_pairs_scalar(panel: &[i8], k: usize, dst: &mut [i16]) {
-    for (p, out) in dst.chunks_exact_mut(2 * PANEL).enumerate() {
-        let row = |kk: usize| panel.get(kk * PANEL..(kk + 1) * PANEL);
-        let (Some(a), b) = (row(2 * p), row(2 * p + 1).filter(|_| 2 * p + 1 < k)) else { break };
-        for c in 0..PANEL {
-            out[2 * c] = i16::from(a[c]);
-            out[2 * c + 1] = b.map_or(0, |b| i16::from(b[c]));
-        }
-    }
-}
-
-/// `R` rows of packed int16 pairs times one interleaved panel: `R × PANEL` i32 sums.
-#[cfg(not(target_arch = "wasm32"))]
-fn tile_i16<const R: usize>(packed: &[i32], pairs: usize, panel: &[i16]) -> [[i32; PANEL]; R] {
-    let mut acc = [[0i32; PANEL]; R];
-    for (p, w) in panel.chunks_exact(2 * PANEL).enumerate().take(pairs) {
-        for (i, acc) in acc.iter_mut().enumerate() {
-            let pair = packed[i * pairs + p];
-            let (lo, hi) = (i32::from(pair as i16), i32::from((pair >> 16) as i16));
-            for c in 0..PANEL {
-                acc[c] += lo * i32::from(w[2 * c]) + hi * i32::from(w[2 * c + 1]);
-            }
-        }
-    }
-    acc
-}
-
-#[cfg(target_arch = "wasm32")]
-#[inline(always)]
-fn tile_i16<const R: usize>(packed: &[i32], pairs: usize, panel: &[i16]) -> [[i32; PANEL]; R] {
-    use core::arch::wasm32::{i32x4_add, i32x4_dot_i16x8, i32x4_splat, v128, v128_load, v128_store};
-    // Named accumulators, written out per row: see `tile`.
-    let row = |i: usize| packed.get(i * pairs..(i + 1) * pairs).unwrap_or(&[]);
-    let (x0, x1, x2, x3) = (row(0), row(1.min(R - 1)), row(2.min(R - 1)), row(3.min(R - 1)));
-    let mut a = [i32x4_splat(0); 16];
-    macro_rules! dot_row {
-        ($base:expr, $pair:expr, $w:expr) => {{
-            let s = i32x4_splat($pair);
-            a[$base] = i32x4_add(a[$base], i32x4_dot_i16x8(s, $w[0]));
-            a[$base + 1] = i32x4_add(a[$base + 1], i32x4_dot_i16x8(s, $w[1]));
-            a[$base + 2] = i32x4_add(a[$base + 2], i32x4_dot_i16x8(s, $w[2]));
-            a[$base + 3] = i32x4_add(a[$base + 3], i32x4_dot_i16x8(s, $w[3]));
-        }};
-    }
-    for (p, w) in panel.chunks_exact(2 * PANEL).enumerate().take(pairs) {
-        // SAFETY: `w` is 32 i16s; each load reads 8 of them; wasm loads need no alignment.
-        let w: [v128; 4] = unsafe {
-            let ptr = w.as_ptr();
-            [
-                v128_load(ptr.cast::<v128>()),
-                v128_load(ptr.add(8).cast::<v128>()),
-                v128_load(ptr.add(16).cast::<v128>()),
-                v128_load(ptr.add(24).cast::<v128>()),
-            ]
-        };
-        if R == 4 {
-            let (Some(&v0), Some(&v1), Some(&v2), Some(&v3)) = (x0.get(p), x1.get(p), x2.get(p), x3.get(p))
-            else {
-                break;
-            };
-            dot_row!(0, v0, w);
-            dot_row!(4, v1, w);
-            dot_row!(8, v2, w);
-            dot_row!(12, v3, w);
-        } else {
-            let Some(&v0) = x0.get(p) else { break };
-            dot_row!(0, v0, w);
-        }
-    }
-    let mut out = [[0i32; PANEL]; R];
-    for (i, row) in out.iter_mut().enumerate() {
-        for q in 0..4 {
-            // SAFETY: `row` is 16 i32s; each store writes 4 of them.
-            unsafe { v128_store(row.as_mut_ptr().add(4 * q).cast::<v128>(), a[4 * i + q]) };
-        }
-    }
-    out
-}
-
-/// `dst[i] = src[i] as f32` (both a multiple of 16 long).
-fn widen(src: &[i8], dst: &mut [f32]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = f32::from(s);
-    }
-}
-
-/// `R` rows of `x` (each `k` long) times one fp32 panel: `R × PANEL` sums kept in registers,
-/// vectorised by the compiler (the Worker uses [`matmul_i16`] instead).
-#[inline(always)]
-fn tile<const R: usize>(x: &[f32], k: usize, panel: &[f32]) -> [[f32; PANEL]; R] {
-    let mut acc = [[0f32; PANEL]; R];
-    for (kk, w_row) in panel.chunks_exact(PANEL).enumerate().take(k) {
-        let Ok(w_row) = <&[f32; PANEL]>::try_from(w_row) else { continue };
-        for i in 0..R {
-            let xv = x[i * k + kk];
-            for j in 0..PANEL {
-                acc[i][j] += xv * w_row[j];
-            }
-        }
-    }
-    acc
 }
 
 /// Int8 initializers taken out of the ONNX graph, by name.
@@ -497,52 +251,4 @@ pub fn attach_int8_weights(model: &mut TypedModel, weights: Int8Weights) -> Trac
     let ids = model.node_by_name("input_ids")?.id;
     model.set_input_outlets(&[OutletId::new(ids, 0)])?;
     Ok(replaced)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matches_a_plain_matmul() {
-        let (rows, k, n) = (7, 19, 21); // a partial row group and a partial panel
-        let x: Vec<f32> = (0..rows * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
-        let w: Vec<i8> = (0..k * n).map(|i| ((i * 11 % 255) as i32 - 127) as i8).collect(); // [k, n]
-        let op = Int8MatMul::from_k_by_n(&w, k, n).unwrap();
-        let mut out = vec![0f32; rows * n];
-        matmul_i8(&x, rows, k, &op.panels, n, &mut out);
-        for r in 0..rows {
-            for c in 0..n {
-                let expected: f32 = (0..k).map(|i| x[r * k + i] * w[i * n + c] as f32).sum();
-                assert!(
-                    (out[r * n + c] - expected).abs() < 1e-3,
-                    "{r},{c}: {} vs {expected}",
-                    out[r * n + c]
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn the_int16_kernel_matches_within_activation_quantization() {
-        let (rows, k, n) = (7, 19, 21);
-        let x: Vec<f32> = (0..rows * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
-        let w: Vec<i8> = (0..k * n).map(|i| ((i * 11 % 255) as i32 - 127) as i8).collect();
-        let op = Int8MatMul::from_k_by_n(&w, k, n).unwrap();
-        let (mut exact, mut quantized) = (vec![0f32; rows * n], vec![0f32; rows * n]);
-        matmul_f32(&x, rows, k, &op.panels, n, &mut exact);
-        matmul_i16(&x, rows, k, &op.panels, n, &mut quantized);
-        for (e, q) in exact.iter().zip(&quantized) {
-            assert!((e - q).abs() < 0.05 + 1e-4 * e.abs(), "{q} vs {e}");
-        }
-        // The widest MiniLM layer at full scale everywhere: the i32 sums must not overflow.
-        let (rows, k, n) = (1, 1536, 16);
-        let x = vec![-3.5f32; rows * k];
-        let w = vec![-127i8; k * n];
-        let op = Int8MatMul::from_k_by_n(&w, k, n).unwrap();
-        let mut out = vec![0f32; n];
-        matmul_i16(&x, rows, k, &op.panels, n, &mut out);
-        let expected = 3.5 * 127.0 * 1536.0;
-        assert!(out.iter().all(|&v| ((v - expected) / expected).abs() < 1e-4), "{out:?}");
-    }
 }

@@ -52,34 +52,50 @@ type Plan = std::sync::Arc<TypedRunnableModel>;
 pub struct Encoder {
     tokenizer: Tokenizer,
     plan: Plan,
-    /// How many matmuls run on int8 weights; 37 for the shipped model (6 layers × 4 + …).
+    /// How many matmuls run on int8 weights: 24 for the shipped model (6 layers × 4).
     pub int8_matmuls: usize,
+    /// Milliseconds each step of the load took, by the clock given to the loader.
+    pub load_phases: Vec<(&'static str, f64)>,
 }
 
 impl Encoder {
     /// Loads the encoder from the bytes of `encoder.onnx`.
-    pub fn from_onnx_bytes(onnx: Vec<u8>) -> Result<Encoder, EmbedError> {
-        Self::from_onnx_chunks(vec![onnx])
+    pub fn from_onnx_bytes(onnx: &[u8]) -> Result<Encoder, EmbedError> {
+        Self::from_onnx(onnx, || 0.0)
     }
 
-    /// Loads the encoder from `encoder.onnx` as the chunks it arrived in. Each chunk is freed as
-    /// soon as the protobuf decoder has read past it, so the load holds about one copy of the
-    /// file at a time instead of two (which matters in wasm, where linear memory never shrinks).
-    pub fn from_onnx_chunks(chunks: Vec<Vec<u8>>) -> Result<Encoder, EmbedError> {
+    /// Loads the encoder from `encoder.onnx` read through `onnx`: the Worker reads it out of a
+    /// JavaScript buffer a window at a time, so wasm memory never holds the whole file next to
+    /// the decoded weights (wasm memory, once grown, never shrinks). `clock` (milliseconds)
+    /// times each step for [`Encoder::load_phases`].
+    pub fn from_onnx(onnx: impl bytes::Buf, clock: impl Fn() -> f64) -> Result<Encoder, EmbedError> {
+        let mut phases = Vec::new();
+        let mut last = clock();
+        let mut phase = |name: &'static str| {
+            let now = clock();
+            phases.push((name, now - last));
+            last = now;
+        };
         let tokenizer = load_tokenizer(TOKENIZER_JSON)?;
+        phase("tokenizer");
         let model_err = |e: TractError| EmbedError::Model(format!("{e:#}"));
         let framework = tract_onnx::onnx();
-        let mut proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(ChunkBuf::new(chunks))
+        let mut proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(onnx)
             .map_err(|e| EmbedError::Model(format!("not an ONNX file: {e}")))?;
         let int8 = int8_linear::detach_int8_initializers(&mut proto).map_err(model_err)?;
+        phase("decode");
         let mut model = framework.model_for_proto_model(&proto).map_err(model_err)?;
         drop(proto);
         let tokens = model.symbols.sym("S");
         model.set_input_fact(0, i64::fact([1.to_dim(), tokens.to_dim()]).into()).map_err(model_err)?;
+        phase("graph");
         let mut typed = model.into_typed().map_err(model_err)?;
+        phase("typing");
         let int8_matmuls = int8_linear::attach_int8_weights(&mut typed, int8).map_err(model_err)?;
+        phase("int8");
         let plan = typed.into_optimized().and_then(|m| m.into_runnable()).map_err(model_err)?;
-        Ok(Encoder { tokenizer, plan, int8_matmuls })
+        phase("optimise");
+        Ok(Encoder { tokenizer, plan, int8_matmuls, load_phases: phases })
     }
 
     /// Token ids as the model sees them: `[CLS] … [SEP]`, at most [`MAX_TOKENS`].
@@ -112,45 +128,6 @@ impl Encoder {
         }
         let flat = hidden.as_slice().ok_or_else(|| EmbedError::Inference("non-contiguous output".into()))?;
         Ok(mean_pool_normalized(flat, tokens))
-    }
-}
-
-/// A `bytes::Buf` over a queue of chunks that drops each chunk once it is read.
-struct ChunkBuf {
-    chunks: std::collections::VecDeque<Vec<u8>>,
-    offset: usize,
-    remaining: usize,
-}
-
-impl ChunkBuf {
-    fn new(chunks: Vec<Vec<u8>>) -> ChunkBuf {
-        let remaining = chunks.iter().map(Vec::len).sum();
-        ChunkBuf { chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(), offset: 0, remaining }
-    }
-}
-
-impl bytes::Buf for ChunkBuf {
-    fn remaining(&self) -> usize {
-        self.remaining
-    }
-
-    fn chunk(&self) -> &[u8] {
-        self.chunks.front().map_or(&[], |c| &c[self.offset..])
-    }
-
-    fn advance(&mut self, mut count: usize) {
-        while count > 0 {
-            let Some(front) = self.chunks.front() else { break };
-            let available = front.len() - self.offset;
-            let step = count.min(available);
-            self.offset += step;
-            self.remaining -= step;
-            count -= step;
-            if self.offset == front.len() {
-                self.chunks.pop_front();
-                self.offset = 0;
-            }
-        }
     }
 }
 

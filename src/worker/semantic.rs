@@ -13,10 +13,11 @@ use crate::core::semantic::ExemplarIndex;
 use crate::embed::Encoder;
 use crate::worker::http::now_ms;
 use futures_util::lock::Mutex;
-use futures_util::StreamExt;
 use std::cell::RefCell;
 use std::rc::Rc;
-use worker::Env;
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{wasm_bindgen, web_sys, Env};
 
 /// The exemplar index `switchyard build-index` made for the built-in config.
 const BUILTIN_INDEX: &str = include_str!("../../model/index.json");
@@ -67,7 +68,12 @@ pub async fn engine(env: &Env, router: &Router) -> Result<Rc<Engine>, RouterErro
     match &loaded {
         Ok(engine) => worker::console_log!(
             "{}",
-            serde_json::json!({"event": "encoder_loaded", "load_ms": engine.load_ms, "int8_matmuls": engine.encoder.int8_matmuls})
+            serde_json::json!({
+                "event": "encoder_loaded",
+                "load_ms": engine.load_ms,
+                "phases_ms": engine.encoder.load_phases.iter().map(|(name, ms)| (name.to_string(), serde_json::json!(ms))).collect::<serde_json::Map<_, _>>(),
+                "int8_matmuls": engine.encoder.int8_matmuls,
+            })
         ),
         Err(e) => worker::console_error!("{}", serde_json::json!({"event": "encoder_failed", "message": e})),
     }
@@ -80,20 +86,24 @@ fn unavailable(message: String) -> RouterError {
 }
 
 async fn load(env: &Env, router: &Router) -> Result<(Encoder, ExemplarIndex), String> {
+    let started = now_ms();
     let assets =
         env.assets(ASSETS_BINDING).map_err(|e| format!("no {ASSETS_BINDING} assets binding: {e}"))?;
-    let mut response =
+    let response =
         assets.fetch(ENCODER_ASSET, None).await.map_err(|e| format!("fetching encoder.onnx: {e}"))?;
     if response.status_code() != 200 {
         return Err(format!("fetching encoder.onnx: HTTP {}", response.status_code()));
     }
-    // Kept as the chunks it arrives in: the decoder frees each once read (see Encoder).
-    let mut stream = response.stream().map_err(|e| format!("reading encoder.onnx: {e}"))?;
-    let mut chunks = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        chunks.push(chunk.map_err(|e| format!("reading encoder.onnx: {e}"))?);
-    }
-    let encoder = Encoder::from_onnx_chunks(chunks).map_err(|e| e.to_string())?;
+    // Read whole into a JavaScript buffer (one allocation outside wasm memory; reading the body
+    // stream chunk by chunk into wasm took 1 s of the load in local workerd), then decoded from
+    // there a window at a time.
+    let response: web_sys::Response = response.into();
+    let read = |e: wasm_bindgen::JsValue| format!("reading encoder.onnx: {e:?}");
+    let buffer = JsFuture::from(response.array_buffer().map_err(read)?).await.map_err(read)?;
+    let fetched = now_ms();
+    let mut encoder = Encoder::from_onnx(JsBytesReader::new(Uint8Array::new(&buffer)), now_ms)
+        .map_err(|e| e.to_string())?;
+    encoder.load_phases.insert(0, ("fetch", fetched - started));
     let index =
         match ExemplarIndex::from_json(BUILTIN_INDEX).and_then(|i| i.check(&router.config).map(|()| i)) {
             Ok(index) => index,
@@ -106,4 +116,56 @@ async fn load(env: &Env, router: &Router) -> Result<(Encoder, ExemplarIndex), St
             }
         };
     Ok((encoder, index))
+}
+
+/// A `bytes::Buf` over a JavaScript byte array, copied into wasm memory one window at a time.
+struct JsBytesReader {
+    source: Uint8Array,
+    /// Where `window` starts in `source`.
+    offset: usize,
+    window: Vec<u8>,
+    /// Bytes of `window` already read.
+    read: usize,
+    len: usize,
+}
+
+impl JsBytesReader {
+    const WINDOW: usize = 1 << 20;
+
+    fn new(source: Uint8Array) -> JsBytesReader {
+        let len = source.length() as usize;
+        let mut reader = JsBytesReader { source, offset: 0, window: Vec::new(), read: 0, len };
+        reader.fill();
+        reader
+    }
+
+    /// Loads the window at `offset`.
+    fn fill(&mut self) {
+        let end = (self.offset + Self::WINDOW).min(self.len);
+        self.window.resize(end - self.offset, 0);
+        self.source.subarray(self.offset as u32, end as u32).copy_to(&mut self.window);
+        self.read = 0;
+    }
+}
+
+impl bytes::Buf for JsBytesReader {
+    fn remaining(&self) -> usize {
+        self.len - self.offset - self.read
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.window[self.read..]
+    }
+
+    fn advance(&mut self, mut count: usize) {
+        while count > 0 && self.remaining() > 0 {
+            let step = count.min(self.window.len() - self.read);
+            self.read += step;
+            count -= step;
+            if self.read == self.window.len() {
+                self.offset += self.window.len();
+                self.fill();
+            }
+        }
+    }
 }

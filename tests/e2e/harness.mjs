@@ -250,5 +250,5 @@ export async function startStack({ config } = {}) {
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  return { base, fake, stop, logFile: join(logs, `wrangler-${port}.log`) };
+  return { base, fake, stop, inspectorPort, logFile: join(logs, `wrangler-${port}.log`) };
 }

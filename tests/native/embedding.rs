@@ -9,7 +9,7 @@ pub fn encoder() -> &'static Encoder {
     static ENCODER: OnceLock<Encoder> = OnceLock::new();
     ENCODER.get_or_init(|| {
         let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/model/encoder.onnx")).unwrap();
-        Encoder::from_onnx_bytes(bytes).unwrap()
+        Encoder::from_onnx_bytes(&bytes).unwrap()
     })
 }
 
