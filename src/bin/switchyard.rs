@@ -130,9 +130,11 @@ mod cli {
     }
 
     fn load_encoder(model_dir: &Path) -> Result<Encoder, String> {
-        let path = model_dir.join("encoder.onnx");
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Encoder::from_onnx_bytes(&bytes).map_err(|e| e.to_string())
+        let read = |name: &str| {
+            let path = model_dir.join(name);
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        Encoder::from_bytes(&read("tokenizer.json")?, &read("encoder.onnx")?).map_err(|e| e.to_string())
     }
 
     fn progress(len: usize, what: &str) -> ProgressBar {

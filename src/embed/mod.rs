@@ -22,9 +22,6 @@ pub const MAX_TOKENS: usize = 256;
 /// The model id the embeddings API answers to.
 pub const MODEL_ID: &str = "all-MiniLM-L6-v2";
 
-/// The tokenizer, built into every binary (it is small); the encoder weights are not.
-pub const TOKENIZER_JSON: &[u8] = include_bytes!("../../model/tokenizer.json");
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmbedError {
     /// The tokenizer file could not be loaded.
@@ -59,16 +56,20 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Loads the encoder from the bytes of `encoder.onnx`.
-    pub fn from_onnx_bytes(onnx: &[u8]) -> Result<Encoder, EmbedError> {
-        Self::from_onnx(onnx, || 0.0)
+    /// Loads the encoder from the bytes of `tokenizer.json` and `encoder.onnx`.
+    pub fn from_bytes(tokenizer_json: &[u8], onnx: &[u8]) -> Result<Encoder, EmbedError> {
+        Self::from_onnx(tokenizer_json, onnx, || 0.0)
     }
 
     /// Loads the encoder from `encoder.onnx` read through `onnx`: the Worker reads it out of a
     /// JavaScript buffer a window at a time, so wasm memory never holds the whole file next to
     /// the decoded weights (wasm memory, once grown, never shrinks). `clock` (milliseconds)
     /// times each step for [`Encoder::load_phases`].
-    pub fn from_onnx(onnx: impl bytes::Buf, clock: impl Fn() -> f64) -> Result<Encoder, EmbedError> {
+    pub fn from_onnx(
+        tokenizer_json: &[u8],
+        onnx: impl bytes::Buf,
+        clock: impl Fn() -> f64,
+    ) -> Result<Encoder, EmbedError> {
         let mut phases = Vec::new();
         let mut last = clock();
         let mut phase = |name: &'static str| {
@@ -76,7 +77,7 @@ impl Encoder {
             phases.push((name, now - last));
             last = now;
         };
-        let tokenizer = load_tokenizer(TOKENIZER_JSON)?;
+        let tokenizer = load_tokenizer(tokenizer_json)?;
         phase("tokenizer");
         let model_err = |e: TractError| EmbedError::Model(format!("{e:#}"));
         let framework = tract_onnx::onnx();

@@ -1,7 +1,9 @@
 //! The encoder and exemplar index of one isolate, loaded on first use.
 //!
-//! The encoder (23 MB) is too large for the Worker script, so it is a static asset fetched through
-//! the `MODEL` binding the first time a request needs it, then kept for the isolate's life.
+//! The encoder (23 MB) is too large for the Worker script, so it and its tokenizer are static
+//! assets fetched through the `MODEL` binding the first time a request needs them, then kept for
+//! the isolate's life. The encoder is decoded straight out of the JavaScript buffer it arrived
+//! in, a window at a time, so wasm memory never holds the file next to the decoded weights.
 //! Concurrent first requests wait for one load instead of each loading a copy (wasm memory, once
 //! grown, never shrinks). The exemplar index is compiled in; when the running config's exemplars
 //! differ from the ones it was built for (a `SWITCHYARD_CONFIG` with other routes), the exemplars
@@ -12,18 +14,20 @@ use crate::core::router::Router;
 use crate::core::semantic::ExemplarIndex;
 use crate::embed::Encoder;
 use crate::worker::http::now_ms;
+use futures_util::future::try_join;
 use futures_util::lock::Mutex;
 use std::cell::RefCell;
 use std::rc::Rc;
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{wasm_bindgen, web_sys, Env};
+use worker::{wasm_bindgen, web_sys, Env, Fetcher};
 
 /// The exemplar index `switchyard build-index` made for the built-in config.
 const BUILTIN_INDEX: &str = include_str!("../../model/index.json");
 /// Assets binding serving the `model/` folder.
 const ASSETS_BINDING: &str = "MODEL";
 const ENCODER_ASSET: &str = "https://model.assets/encoder.onnx";
+const TOKENIZER_ASSET: &str = "https://model.assets/tokenizer.json";
 
 pub struct Engine {
     pub encoder: Encoder,
@@ -81,6 +85,20 @@ pub async fn engine(env: &Env, router: &Router) -> Result<Rc<Engine>, RouterErro
     loaded.map_err(unavailable)
 }
 
+/// One model file, read whole into a JavaScript buffer: one allocation outside wasm memory
+/// (reading the body stream chunk by chunk into wasm took 1 s of the load in local workerd).
+async fn fetch_asset(assets: &Fetcher, url: &str) -> Result<Uint8Array, String> {
+    let name = url.rsplit('/').next().unwrap_or(url);
+    let response = assets.fetch(url, None).await.map_err(|e| format!("fetching {name}: {e}"))?;
+    if response.status_code() != 200 {
+        return Err(format!("fetching {name}: HTTP {}", response.status_code()));
+    }
+    let response: web_sys::Response = response.into();
+    let read = |e: wasm_bindgen::JsValue| format!("reading {name}: {e:?}");
+    let buffer = JsFuture::from(response.array_buffer().map_err(read)?).await.map_err(read)?;
+    Ok(Uint8Array::new(&buffer))
+}
+
 fn unavailable(message: String) -> RouterError {
     RouterError::new(ErrorKind::Unavailable, format!("the embedding model is unavailable: {message}"))
 }
@@ -89,19 +107,10 @@ async fn load(env: &Env, router: &Router) -> Result<(Encoder, ExemplarIndex), St
     let started = now_ms();
     let assets =
         env.assets(ASSETS_BINDING).map_err(|e| format!("no {ASSETS_BINDING} assets binding: {e}"))?;
-    let response =
-        assets.fetch(ENCODER_ASSET, None).await.map_err(|e| format!("fetching encoder.onnx: {e}"))?;
-    if response.status_code() != 200 {
-        return Err(format!("fetching encoder.onnx: HTTP {}", response.status_code()));
-    }
-    // Read whole into a JavaScript buffer (one allocation outside wasm memory; reading the body
-    // stream chunk by chunk into wasm took 1 s of the load in local workerd), then decoded from
-    // there a window at a time.
-    let response: web_sys::Response = response.into();
-    let read = |e: wasm_bindgen::JsValue| format!("reading encoder.onnx: {e:?}");
-    let buffer = JsFuture::from(response.array_buffer().map_err(read)?).await.map_err(read)?;
+    let (tokenizer, encoder) =
+        try_join(fetch_asset(&assets, TOKENIZER_ASSET), fetch_asset(&assets, ENCODER_ASSET)).await?;
     let fetched = now_ms();
-    let mut encoder = Encoder::from_onnx(JsBytesReader::new(Uint8Array::new(&buffer)), now_ms)
+    let mut encoder = Encoder::from_onnx(&tokenizer.to_vec(), JsBytesReader::new(encoder), now_ms)
         .map_err(|e| e.to_string())?;
     encoder.load_phases.insert(0, ("fetch", fetched - started));
     let index =

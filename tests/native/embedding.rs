@@ -8,8 +8,9 @@ use switchyard::embed::{cosine, Encoder, DIMENSIONS};
 pub fn encoder() -> &'static Encoder {
     static ENCODER: OnceLock<Encoder> = OnceLock::new();
     ENCODER.get_or_init(|| {
-        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/model/encoder.onnx")).unwrap();
-        Encoder::from_onnx_bytes(&bytes).unwrap()
+        let model =
+            |name: &str| std::fs::read(format!("{}/model/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        Encoder::from_bytes(&model("tokenizer.json"), &model("encoder.onnx")).unwrap()
     })
 }
 
