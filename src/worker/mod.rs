@@ -302,6 +302,7 @@ fn health(state: &State) -> Response {
             "auth": !matches!(state.keys, crate::core::auth::RouterKeys::Open),
             "encoder": semantic::status(),
             "encoder_load_ms": semantic::load_ms(),
+            "encoder_load_phases_ms": semantic::load_phases(),
             "memory_bytes": wasm_memory_bytes(),
         }),
     )

@@ -51,7 +51,20 @@ pub fn status() -> &'static str {
 }
 
 pub fn load_ms() -> Option<f64> {
-    ENGINE.with(|e| e.borrow().as_ref().and_then(|r| r.as_ref().ok()).map(|engine| engine.load_ms))
+    loaded(|engine| engine.load_ms)
+}
+
+/// How long each step of the load took (fetch, tokenizer, decode, …), for /healthz and the log.
+pub fn load_phases() -> Option<serde_json::Map<String, serde_json::Value>> {
+    loaded(phases_json)
+}
+
+fn phases_json(engine: &Engine) -> serde_json::Map<String, serde_json::Value> {
+    engine.encoder.load_phases.iter().map(|(name, ms)| (name.to_string(), serde_json::json!(ms))).collect()
+}
+
+fn loaded<T>(read: impl FnOnce(&Engine) -> T) -> Option<T> {
+    ENGINE.with(|e| e.borrow().as_ref().and_then(|r| r.as_ref().ok()).map(|engine| read(engine)))
 }
 
 /// The isolate's engine, loading it on first call. A failed load is remembered (the isolate is
@@ -75,7 +88,7 @@ pub async fn engine(env: &Env, router: &Router) -> Result<Rc<Engine>, RouterErro
             serde_json::json!({
                 "event": "encoder_loaded",
                 "load_ms": engine.load_ms,
-                "phases_ms": engine.encoder.load_phases.iter().map(|(name, ms)| (name.to_string(), serde_json::json!(ms))).collect::<serde_json::Map<_, _>>(),
+                "phases_ms": phases_json(engine),
                 "int8_matmuls": engine.encoder.int8_matmuls,
             })
         ),

@@ -236,10 +236,17 @@ describe('semantic routing and embeddings', () => {
     assertOpenAIError(noAuth, 401, 'authentication_error');
   });
 
-  test('/healthz reports the loaded encoder and the wasm memory', async () => {
+  test('/healthz reports the loaded encoder, its load step by step, and the wasm memory', async () => {
     const body = await (await fetch(`${stack.base}/healthz`)).json();
     assert.equal(body.encoder, 'ready');
     assert.ok(body.memory_bytes > 20_000_000, `memory_bytes ${body.memory_bytes}`);
+    // The file is decoded out of a JS buffer, so wasm memory stays well under the 64 MiB budget.
+    assert.ok(body.memory_bytes <= 64 * 1048576, `memory_bytes ${body.memory_bytes}`);
+    const phases = body.encoder_load_phases_ms;
+    for (const step of ['fetch', 'tokenizer', 'decode', 'graph', 'typing', 'int8', 'optimise']) {
+      assert.ok(Number.isFinite(phases[step]), `${step} in ${JSON.stringify(phases)}`);
+    }
+    assert.ok(body.encoder_load_ms >= phases.fetch, JSON.stringify(body));
   });
 });
 
