@@ -58,7 +58,7 @@ pub struct Encoder {
 impl Encoder {
     /// Loads the encoder from the bytes of `tokenizer.json` and `encoder.onnx`.
     pub fn from_bytes(tokenizer_json: &[u8], onnx: &[u8]) -> Result<Encoder, EmbedError> {
-        Self::from_onnx(tokenizer_json, onnx, || 0.0)
+        Self::from_onnx(load_tokenizer(tokenizer_json)?, onnx, || 0.0)
     }
 
     /// Loads the encoder from `encoder.onnx` read through `onnx`: the Worker reads it out of a
@@ -66,7 +66,7 @@ impl Encoder {
     /// the decoded weights (wasm memory, once grown, never shrinks). `clock` (milliseconds)
     /// times each step for [`Encoder::load_phases`].
     pub fn from_onnx(
-        tokenizer_json: &[u8],
+        tokenizer: Tokenizer,
         onnx: impl bytes::Buf,
         clock: impl Fn() -> f64,
     ) -> Result<Encoder, EmbedError> {
@@ -77,8 +77,6 @@ impl Encoder {
             phases.push((name, now - last));
             last = now;
         };
-        let tokenizer = load_tokenizer(tokenizer_json)?;
-        phase("tokenizer");
         let model_err = |e: TractError| EmbedError::Model(format!("{e:#}"));
         let framework = tract_onnx::onnx();
         let mut proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(onnx)
@@ -132,7 +130,8 @@ impl Encoder {
     }
 }
 
-fn load_tokenizer(json: &[u8]) -> Result<Tokenizer, EmbedError> {
+/// The model's tokenizer from its `tokenizer.json`, set up as sentence-transformers runs it.
+pub fn load_tokenizer(json: &[u8]) -> Result<Tokenizer, EmbedError> {
     let mut tokenizer = Tokenizer::from_bytes(json).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
     tokenizer.with_padding(None);
     tokenizer

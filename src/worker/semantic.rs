@@ -12,7 +12,7 @@
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::router::Router;
 use crate::core::semantic::ExemplarIndex;
-use crate::embed::Encoder;
+use crate::embed::{load_tokenizer, Encoder};
 use crate::worker::http::now_ms;
 use futures_util::future::try_join;
 use futures_util::lock::Mutex;
@@ -120,12 +120,28 @@ async fn load(env: &Env, router: &Router) -> Result<(Encoder, ExemplarIndex), St
     let started = now_ms();
     let assets =
         env.assets(ASSETS_BINDING).map_err(|e| format!("no {ASSETS_BINDING} assets binding: {e}"))?;
-    let (tokenizer, encoder) =
-        try_join(fetch_asset(&assets, TOKENIZER_ASSET), fetch_asset(&assets, ENCODER_ASSET)).await?;
+    // Both downloads start at once; the tokenizer (small) is parsed while the encoder is still
+    // arriving.
+    let tokenizer = async {
+        let json = fetch_asset(&assets, TOKENIZER_ASSET).await?;
+        let fetched = now_ms();
+        let tokenizer = load_tokenizer(&json.to_vec()).map_err(|e| e.to_string())?;
+        Ok::<_, String>((tokenizer, fetched, now_ms()))
+    };
+    let ((tokenizer, tokenizer_fetched, tokenizer_parsed), encoder) =
+        try_join(tokenizer, fetch_asset(&assets, ENCODER_ASSET)).await?;
     let fetched = now_ms();
-    let mut encoder = Encoder::from_onnx(&tokenizer.to_vec(), JsBytesReader::new(encoder), now_ms)
-        .map_err(|e| e.to_string())?;
-    encoder.load_phases.insert(0, ("fetch", fetched - started));
+    let mut encoder =
+        Encoder::from_onnx(tokenizer, JsBytesReader::new(encoder), now_ms).map_err(|e| e.to_string())?;
+    // Consecutive, so they add up to the load: the encoder's download overlaps the first two,
+    // and `fetch_encoder` is what was left of it.
+    let phases = [
+        ("fetch_tokenizer", tokenizer_fetched - started),
+        ("tokenizer", tokenizer_parsed - tokenizer_fetched),
+        ("fetch_encoder", (fetched - tokenizer_parsed).max(0.0)),
+    ];
+    encoder.load_phases.splice(0..0, phases);
+    let index_started = now_ms();
     let index =
         match ExemplarIndex::from_json(BUILTIN_INDEX).and_then(|i| i.check(&router.config).map(|()| i)) {
             Ok(index) => index,
@@ -137,6 +153,7 @@ async fn load(env: &Env, router: &Router) -> Result<(Encoder, ExemplarIndex), St
                 ExemplarIndex::build(&router.config, |text| encoder.embed(text)).map_err(|e| e.to_string())?
             }
         };
+    encoder.load_phases.push(("index", now_ms() - index_started));
     Ok((encoder, index))
 }
 
