@@ -2,8 +2,8 @@
 //! the multiply-adds of Switchyard's MiniLM encoder.
 //!
 //! Why a crate of its own: the Worker is built for size (opt-level "s"), and at "s" LLVM neither
-//! unrolls nor schedules this loop well: the same source ran 2.6× slower in V8 than at opt-level
-//! 3 (BENCHMARKS.md). Cargo sets optimisation per crate, so the kernel lives here and the Worker
+//! unrolls nor schedules this loop well: the same source ran 3.2× slower in V8 than at opt-level
+//! 3 (a micro-benchmark of the matmuls of one 20-token embedding, 2026-11-28; BENCHMARKS.md). Cargo sets optimisation per crate, so the kernel lives here and the Worker
 //! profile builds just this crate at opt-level 3.
 //!
 //! The algorithm: each row of `x` is quantized to 14-bit integers with its own scale (8 bits fail
