@@ -3,8 +3,9 @@
 //!
 //! Why a crate of its own: the Worker is built for size (opt-level "s"), and at "s" LLVM neither
 //! unrolls nor schedules this loop well: the same source ran 3.2× slower in V8 than at opt-level
-//! 3 (a micro-benchmark of the matmuls of one 20-token embedding, 2026-11-28; BENCHMARKS.md). Cargo sets optimisation per crate, so the kernel lives here and the Worker
-//! profile builds just this crate at opt-level 3.
+//! 3 (a micro-benchmark of the matmuls of one 20-token embedding, 2026-11-28; BENCHMARKS.md).
+//! Cargo sets optimisation per crate, so the kernel lives here and the Worker profile builds
+//! just this crate at opt-level 3.
 //!
 //! The algorithm: each row of `x` is quantized to 14-bit integers with its own scale (8 bits fail
 //! the encoder's parity; 14 keep the i32 sums of a 2048-long row from overflowing), the weights are
