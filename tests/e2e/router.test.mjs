@@ -245,9 +245,11 @@ describe('semantic routing and embeddings', () => {
     const phases = body.encoder_load_phases_ms;
     const steps = ['fetch_tokenizer', 'tokenizer', 'fetch_encoder', 'decode', 'graph', 'typing', 'int8', 'optimise', 'index'];
     assert.deepEqual(Object.keys(phases).sort(), [...steps].sort());
-    // Consecutive steps: together they are the load (give or take the clock's rounding).
+    // Consecutive steps: together they are most of the load (the moments between them, a
+    // garbage collection say, belong to none) and never more than it, as overlapping steps would.
     const sum = steps.reduce((total, step) => total + phases[step], 0);
-    assert.ok(Math.abs(sum - body.encoder_load_ms) <= 10, `${sum} vs ${body.encoder_load_ms}`);
+    const load = body.encoder_load_ms;
+    assert.ok(sum <= load + 5 && sum >= 0.9 * load - 10, `steps add up to ${sum} ms, the load took ${load} ms`);
   });
 });
 
