@@ -4,30 +4,16 @@
 // load, first embedding), with the load's steps as /healthz reports them; embed times from the
 // Server-Timing header (performance.now() in local workerd) over 100 requests; memory from
 // /healthz after them. Prints JSON: the median run's figures, and every run's.
-import { readFileSync } from 'node:fs';
 import { startStack } from '../tests/e2e/harness.mjs';
+import { config, prompts, route as post } from './workerd_load.mjs';
 
 const runs = Number(process.env.RUNS ?? 3);
-const config = readFileSync(new URL('../switchyard.toml', import.meta.url), 'utf8').replace(
-  'auth_keys = ["SWITCHYARD_KEY"]',
-  'auth_keys = ["ROUTER_KEY"]',
-);
-const prompts = [
-  'How do I write a SQL join across three tables?',
-  'Tell me a joke about Python and the people who love it',
-  "What's a good way to plan a weekend hiking trip in the Alps with kids?",
-  "Can you refactor this Rust function so it doesn't clone the vector on every call?",
-];
 
 async function measure() {
   const stack = await startStack({ config });
   const route = async (text) => {
     const started = performance.now();
-    const res = await fetch(`${stack.base}/v1/route`, {
-      method: 'POST',
-      headers: { authorization: 'Bearer sk-router-e2e-0123456789', 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: text }] }),
-    });
+    const res = await post(stack.base, text);
     const body = await res.json();
     if (res.status !== 200) throw new Error(JSON.stringify(body));
     const timing = Object.fromEntries(

@@ -4,28 +4,13 @@
 //   CARGO_PROFILE_WORKER_STRIP=false bash scripts/build-worker.sh
 //   SWITCHYARD_SKIP_BUILD=1 node scripts/profile_workerd.mjs
 // (then rebuild normally: the stripped build is the one that fits the size budget).
-import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { startStack } from '../tests/e2e/harness.mjs';
+import { config, prompts, route as post } from './workerd_load.mjs';
 
 const requests = Number(process.env.REQUESTS ?? 200);
-const config = readFileSync(new URL('../switchyard.toml', import.meta.url), 'utf8').replace(
-  'auth_keys = ["SWITCHYARD_KEY"]',
-  'auth_keys = ["ROUTER_KEY"]',
-);
-const prompts = [
-  'How do I write a SQL join across three tables?',
-  'Tell me a joke about Python and the people who love it',
-  "What's a good way to plan a weekend hiking trip in the Alps with kids?",
-  "Can you refactor this Rust function so it doesn't clone the vector on every call?",
-];
 const stack = await startStack({ config });
-const route = (text) =>
-  fetch(`${stack.base}/v1/route`, {
-    method: 'POST',
-    headers: { authorization: 'Bearer sk-router-e2e-0123456789', 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: text }] }),
-  }).then((res) => res.text());
+const route = (text) => post(stack.base, text).then((res) => res.text());
 try {
   await route(prompts[0]); // loads the encoder, outside the profile
   const [target] = await (await fetch(`http://127.0.0.1:${stack.inspectorPort}/json`)).json();
