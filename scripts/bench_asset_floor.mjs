@@ -4,7 +4,7 @@
 // a trivial first request (isolate start), then of the download request, split into the time
 // inside the handler and the time until its (tiny) response reached the client. Prints JSON.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -48,7 +48,11 @@ async function measure() {
     const deadline = Date.now() + 90_000;
     for (;;) {
       const open = await new Promise((done) => {
-        const socket = net.connect(port, '127.0.0.1', () => done(socket.destroy() || true)).on('error', () => done(false));
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.destroy();
+          done(true);
+        });
+        socket.on('error', () => done(false));
       });
       if (open) break;
       if (Date.now() > deadline) throw new Error('wrangler dev did not start within 90 s');
@@ -75,6 +79,7 @@ async function measure() {
     try {
       process.kill(-child.pid, 'SIGTERM');
     } catch {}
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
