@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePort } from '../tests/e2e/harness.mjs';
 
 const root = resolve(new URL('..', import.meta.url).pathname);
 const runs = Number(process.env.RUNS ?? 3);
@@ -29,14 +30,6 @@ const worker = `export default {
     return Response.json({ bytes, entered, left: Date.now() });
   },
 };`;
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address();
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 async function measure() {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-floor-'));

@@ -135,8 +135,8 @@ async fn load(env: &Env, router: &Router) -> Result<(Encoder, ExemplarIndex), St
     let fetched = now_ms();
     let mut encoder =
         Encoder::from_onnx(tokenizer, JsBytesReader::new(encoder), now_ms).map_err(|e| e.to_string())?;
-    // Consecutive, so they add up to (nearly) the load: the encoder's download overlaps the first two,
-    // and `fetch_encoder` is what was left of it.
+    // Consecutive, so they add up to (nearly) the load: the encoder's download starts with the
+    // tokenizer's, and `fetch_encoder` is what was left of it once the tokenizer was parsed.
     let phases = [
         ("fetch_tokenizer", tokenizer_fetched - started),
         ("tokenizer", tokenizer_parsed - tokenizer_fetched),
