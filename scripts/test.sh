@@ -16,4 +16,5 @@ echo "== building the Worker"
 bash scripts/build-worker.sh
 
 echo "== end-to-end tests (wrangler dev + fake upstream + openai client)"
-node --test --test-concurrency=1 tests/e2e/
+# Each test has a timeout (package.json `test:e2e`), each request a deadline (tests/e2e/harness.mjs).
+npm run --silent test:e2e

@@ -8,7 +8,9 @@ import { mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test as nodeTest } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
 import { startFakeUpstream } from './fake-upstream.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -16,6 +18,50 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 export const ROUTER_KEY = 'sk-router-e2e-0123456789';
 export const UPSTREAM_KEY = 'sk-upstream-e2e-secret-9876543210';
 export const ALLOWED_ORIGIN = 'https://app.example';
+
+/**
+ * Longest a test waits for one answer, body included. A request the Worker leaves unanswered
+ * then fails the test in seconds, naming the URL, instead of holding the run until CI gives up.
+ * Every upstream wait in the test config is far shorter.
+ */
+export const REQUEST_DEADLINE_MS = 30_000;
+
+/**
+ * Longest one e2e test may run (`SWITCHYARD_E2E_TEST_TIMEOUT_MS` overrides it). node's own
+ * `--test-timeout` bounds a whole file, not each test in it, so the e2e files take `test` from
+ * here; package.json's `test:e2e` still bounds each file, as a last resort.
+ */
+export const TEST_TIMEOUT_MS = Number(process.env.SWITCHYARD_E2E_TEST_TIMEOUT_MS) || 60_000;
+
+/** `node:test`'s `test` with the per-test timeout. */
+export function test(name, fn) {
+  return nodeTest(name, { timeout: TEST_TIMEOUT_MS }, fn);
+}
+
+/** `fetch` with the harness's deadline: rejects with the URL and the deadline when it passes. */
+export async function fetchWithDeadline(url, init = {}, deadlineMs = REQUEST_DEADLINE_MS) {
+  const signal = AbortSignal.timeout(deadlineMs);
+  try {
+    const res = await fetch(url, { ...init, signal });
+    // Read the body under the same deadline, so a stream that stalls fails too.
+    const body = await res.arrayBuffer();
+    return new Response(res.status === 204 || res.status === 304 ? null : body, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: res.headers,
+    });
+  } catch (e) {
+    if (signal.aborted) {
+      throw new Error(`no complete answer from ${init.method ?? 'GET'} ${url} within ${deadlineMs} ms`);
+    }
+    throw e;
+  }
+}
+
+/** The official openai client pointed at the router, with the harness's deadline and no retries. */
+export function openaiClient(base, apiKey = ROUTER_KEY) {
+  return new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0, timeout: REQUEST_DEADLINE_MS });
+}
 
 export function testConfig(upstreamUrl) {
   return `
@@ -241,8 +287,7 @@ export async function startStack({ config } = {}) {
       throw new Error(`wrangler dev exited with ${child.exitCode}; see tests/e2e/.logs/wrangler-${port}.log`);
     }
     try {
-      const res = await fetch(`${base}/healthz`);
-      await res.text();
+      await fetchWithDeadline(`${base}/healthz`, {}, 5_000);
       break;
     } catch {}
     if (Date.now() > deadline) {

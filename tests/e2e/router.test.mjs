@@ -3,16 +3,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { after, before, describe, test } from 'node:test';
-import OpenAI from 'openai';
-import { ALLOWED_ORIGIN, ROUTER_KEY, UPSTREAM_KEY, startStack } from './harness.mjs';
+import { after, before, describe } from 'node:test';
+import { ALLOWED_ORIGIN, ROUTER_KEY, UPSTREAM_KEY, fetchWithDeadline, openaiClient, startStack, test } from './harness.mjs';
 
 let stack;
 let client;
 
 before(async () => {
   stack = await startStack();
-  client = new OpenAI({ baseURL: `${stack.base}/v1`, apiKey: ROUTER_KEY, maxRetries: 0 });
+  client = openaiClient(stack.base);
 });
 
 after(async () => {
@@ -32,7 +31,7 @@ function readGolden() {
 }
 
 async function post(path, body, headers = {}) {
-  const res = await fetch(`${stack.base}${path}`, {
+  const res = await fetchWithDeadline(`${stack.base}${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
@@ -237,7 +236,7 @@ describe('semantic routing and embeddings', () => {
   });
 
   test('/healthz reports the loaded encoder, its load step by step, and the wasm memory', async () => {
-    const body = await (await fetch(`${stack.base}/healthz`)).json();
+    const body = await (await fetchWithDeadline(`${stack.base}/healthz`)).json();
     assert.equal(body.encoder, 'ready');
     assert.ok(body.memory_bytes > 20_000_000, `memory_bytes ${body.memory_bytes}`);
     // The file is decoded out of a JS buffer, so wasm memory stays well under the 64 MiB budget.
@@ -281,7 +280,7 @@ describe('route, models, health', () => {
   });
 
   test('GET /healthz reports status and wasm memory without auth', async () => {
-    const res = await fetch(`${stack.base}/healthz`);
+    const res = await fetchWithDeadline(`${stack.base}/healthz`);
     const body = await res.json();
     assert.equal(res.status, 200);
     assert.equal(body.status, 'ok');
@@ -297,7 +296,7 @@ describe('auth', () => {
   });
 
   test('a wrong key is a 401 through the openai client too', async () => {
-    const wrong = new OpenAI({ baseURL: `${stack.base}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
+    const wrong = openaiClient(stack.base, 'sk-wrong');
     await assert.rejects(wrong.chat.completions.create({ model: 'auto', messages: user('hi') }), (err) => {
       assert.equal(err.status, 401);
       return true;
@@ -310,7 +309,7 @@ describe('auth', () => {
 
 describe('CORS', () => {
   test('a preflight from an allowed origin is answered', async () => {
-    const res = await fetch(`${stack.base}/v1/chat/completions`, {
+    const res = await fetchWithDeadline(`${stack.base}/v1/chat/completions`, {
       method: 'OPTIONS',
       headers: {
         origin: ALLOWED_ORIGIN,
@@ -325,7 +324,7 @@ describe('CORS', () => {
   });
 
   test('a preflight from another origin is refused', async () => {
-    const res = await fetch(`${stack.base}/v1/chat/completions`, {
+    const res = await fetchWithDeadline(`${stack.base}/v1/chat/completions`, {
       method: 'OPTIONS',
       headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
     });
@@ -376,7 +375,7 @@ describe('bad input gets a 4xx in OpenAI form', () => {
   test('unknown paths and wrong methods', async () => {
     const missing = await post('/v1/completions', { prompt: 'hi' });
     assertOpenAIError(missing, 404, 'invalid_request_error');
-    const res = await fetch(`${stack.base}/v1/chat/completions`, { headers: { authorization: `Bearer ${ROUTER_KEY}` } });
+    const res = await fetchWithDeadline(`${stack.base}/v1/chat/completions`, { headers: { authorization: `Bearer ${ROUTER_KEY}` } });
     assert.equal(res.status, 405);
     assert.equal((await res.json()).error.code, 'method_not_allowed');
   });
@@ -465,7 +464,7 @@ describe('an invalid SWITCHYARD_CONFIG', () => {
 
   test('every request gets a 500 naming the file, line and reason', async () => {
     for (const path of ['/healthz', '/v1/models']) {
-      const res = await fetch(`${broken.base}${path}`);
+      const res = await fetchWithDeadline(`${broken.base}${path}`);
       const body = await res.json();
       assert.equal(res.status, 500);
       assert.equal(body.error.type, 'server_error');

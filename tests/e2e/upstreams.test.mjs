@@ -2,16 +2,15 @@
 // and every scripted fault of the fake upstream, with the official `openai` client as the caller.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, beforeEach, describe, test } from 'node:test';
-import OpenAI from 'openai';
-import { ROUTER_KEY, UPSTREAM_KEY, startStack } from './harness.mjs';
+import { after, before, beforeEach, describe } from 'node:test';
+import { ROUTER_KEY, UPSTREAM_KEY, fetchWithDeadline, openaiClient, startStack, test } from './harness.mjs';
 
 let stack;
 let client;
 
 before(async () => {
   stack = await startStack();
-  client = new OpenAI({ baseURL: `${stack.base}/v1`, apiKey: ROUTER_KEY, maxRetries: 0 });
+  client = openaiClient(stack.base);
 });
 
 after(async () => {
@@ -46,7 +45,7 @@ async function collect(stream) {
 }
 
 async function rawStream(body) {
-  const res = await fetch(`${stack.base}/v1/chat/completions`, {
+  const res = await fetchWithDeadline(`${stack.base}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json' },
     body: JSON.stringify({ ...body, stream: true }),
@@ -248,7 +247,7 @@ describe('fallbacks', () => {
 
   test('/v1/route shows the fallback plan without calling anything', async () => {
     const prompt = 'please summarise this: ' + 'lorem ipsum dolor sit amet '.repeat(20);
-    const res = await fetch(`${stack.base}/v1/route`, {
+    const res = await fetchWithDeadline(`${stack.base}/v1/route`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'skipping', messages: user(prompt) }),
