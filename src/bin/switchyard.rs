@@ -163,7 +163,8 @@ mod cli {
     }
 
     fn build_index(router: &Router, encoder: &Encoder) -> Result<ExemplarIndex, String> {
-        let total: usize = router.config.routes.iter().map(|r| r.get_ref().exemplars.len()).sum();
+        let total: usize =
+            router.config.routes.iter().filter_map(|r| r.semantic.as_ref()).map(|s| s.exemplars.len()).sum();
         let bar = progress(total, "embedding exemplars");
         let index = ExemplarIndex::build(&router.config, |text| {
             bar.inc(1);
@@ -223,7 +224,7 @@ mod cli {
                 let predicted = router
                     .decide(request, Some(Semantic { query: embedding, index }))
                     .map(|d| d.route)
-                    .unwrap_or_else(|_| router.config.default_route().to_string());
+                    .unwrap_or_else(|_| router.config.default_route.clone());
                 (row.label.clone(), predicted)
             })
             .collect()
@@ -264,7 +265,7 @@ mod cli {
                     router.config.routes.len(),
                     router.config.models.len(),
                     router.config.providers.len(),
-                    router.config.default_route()
+                    router.config.default_route.as_str()
                 );
                 Ok(())
             }
@@ -330,7 +331,7 @@ mod cli {
                 let rows = read_rows(data)?;
                 let embedded = embed_rows(&router, &encoder, &rows)?;
                 let pairs = predictions(&router, &index, &rows, &embedded);
-                let report = EvalReport::compute(router.config.default_route(), &pairs);
+                let report = EvalReport::compute(router.config.default_route.as_str(), &pairs);
                 if *json {
                     println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
                 } else {
@@ -366,23 +367,23 @@ mod cli {
         let start: BTreeMap<String, f32> = config
             .routes
             .iter()
-            .map(|r| r.get_ref())
-            .filter(|r| !r.exemplars.is_empty())
-            .map(|r| (r.name.get_ref().clone(), config.threshold(r)))
+            .filter_map(|r| Some((r.name.clone(), r.semantic.as_ref()?.threshold)))
             .collect();
-        let before =
-            EvalReport::compute(config.default_route(), &predictions(&router, &index, &rows, &embedded))
-                .accuracy;
-        let (fitted, after) = fit_thresholds(
-            &start,
-            &scores,
-            |thresholds| {
-                set_thresholds(&mut router, thresholds);
-                let pairs = predictions(&router, &index, &rows, &embedded);
-                EvalReport::compute(router.config.default_route(), &pairs).accuracy
-            },
-            8,
-        );
+        let before = EvalReport::compute(
+            config.default_route.as_str(),
+            &predictions(&router, &index, &rows, &embedded),
+        )
+        .accuracy;
+        let mut accuracy = |thresholds: &BTreeMap<String, f32>| {
+            set_thresholds(&mut router, thresholds);
+            let pairs = predictions(&router, &index, &rows, &embedded);
+            EvalReport::compute(router.config.default_route.as_str(), &pairs).accuracy
+        };
+        let (fitted, _) = fit_thresholds(&start, &scores, &mut accuracy, 8);
+        // The file gets three decimals: report the accuracy of exactly what is written.
+        let fitted: BTreeMap<String, f32> =
+            fitted.into_iter().map(|(route, t)| (route, (t * 1000.0).round() / 1000.0)).collect();
+        let after = accuracy(&fitted);
         println!("accuracy {before:.3} -> {after:.3}");
         for (route, t) in &fitted {
             println!("  {route:<16} threshold {:.3} -> {t:.3}", start[route]);
@@ -400,7 +401,7 @@ mod cli {
         for table in routes.iter_mut() {
             let name = table.get("name").and_then(|n| n.as_str()).map(str::to_string);
             if let Some(t) = name.and_then(|n| fitted.get(&n)) {
-                table["threshold"] = toml_edit::value(((*t as f64) * 1000.0).round() / 1000.0);
+                table["threshold"] = toml_edit::value(format!("{t:.3}").parse::<f64>().unwrap_or(*t as f64));
             }
         }
         std::fs::write(&path, doc.to_string())
@@ -411,9 +412,8 @@ mod cli {
 
     fn set_thresholds(router: &mut Router, thresholds: &BTreeMap<String, f32>) {
         for route in router.config.routes.iter_mut() {
-            let route = route.get_mut();
-            if let Some(t) = thresholds.get(route.name.get_ref()) {
-                route.threshold = Some(toml::Spanned::new(0..0, *t));
+            if let (Some(semantic), Some(t)) = (route.semantic.as_mut(), thresholds.get(&route.name)) {
+                semantic.threshold = *t;
             }
         }
     }

@@ -58,31 +58,30 @@ pub fn models_json(router: &Router) -> Value {
         "object": "model",
         "created": 0,
         "owned_by": "switchyard",
-        "switchyard": {"kind": "router", "default_route": config.default_route()},
+        "switchyard": {"kind": "router", "default_route": config.default_route},
     })];
-    for route in config.routes.iter().map(|r| r.get_ref()) {
+    for route in &config.routes {
         data.push(json!({
-            "id": route.name.get_ref(),
+            "id": route.name,
             "object": "model",
             "created": 0,
             "owned_by": "switchyard",
             "switchyard": {
                 "kind": "route",
                 "description": route.description,
-                "models": route.models.iter().map(|m| m.get_ref()).collect::<Vec<_>>(),
+                "models": route.models,
             },
         }));
     }
-    for (name, model) in &config.models {
-        let m = model.get_ref();
+    for (name, m) in &config.models {
         data.push(json!({
             "id": name,
             "object": "model",
             "created": 0,
-            "owned_by": m.provider.get_ref(),
+            "owned_by": m.provider,
             "switchyard": {
                 "kind": "model",
-                "upstream": m.upstream_id(name),
+                "upstream": m.upstream,
                 "context_window": m.context_window,
                 "tier": m.tier,
                 "price_per_million": {"input": m.price.input, "output": m.price.output},

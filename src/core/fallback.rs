@@ -7,7 +7,7 @@
 //! upstream's `retry-after`), fall back to the next model, or give up and return the error.
 //! The Worker carries this out; the decisions are here, where they are tested.
 
-use crate::core::config::{Config, UpstreamConfig};
+use crate::core::config::{Config, UpstreamPolicy};
 use crate::core::decision::Decision;
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::providers;
@@ -58,7 +58,7 @@ pub fn plan(
             let Some(model) = config.model(name) else {
                 return (name.clone(), Some(Skip::Unsupported("unknown_model")));
             };
-            let provider = config.provider(model.provider.get_ref());
+            let provider = config.provider(&model.provider);
             let skip = if needed > u64::from(model.context_window) {
                 Some(Skip::ContextWindow { needed, window: model.context_window })
             } else if let Some(feature) = provider.and_then(|p| providers::unsupported(p.kind, request)) {
@@ -86,7 +86,7 @@ pub enum Next {
 
 /// Decides after the `retries_done`-th retry of a model failed with `error`. `jitter` is a random
 /// number in [0, 1).
-pub fn after_failure(policy: &UpstreamConfig, error: &RouterError, retries_done: u32, jitter: f64) -> Next {
+pub fn after_failure(policy: &UpstreamPolicy, error: &RouterError, retries_done: u32, jitter: f64) -> Next {
     if !error.falls_back() {
         return Next::Fail;
     }
@@ -103,7 +103,7 @@ pub fn after_failure(policy: &UpstreamConfig, error: &RouterError, retries_done:
 
 /// "Equal jitter": half the capped exponential delay, plus a random share of the other half, so
 /// that retries from many isolates spread out but never come back at once.
-pub fn backoff_ms(policy: &UpstreamConfig, retries_done: u32, jitter: f64) -> u64 {
+pub fn backoff_ms(policy: &UpstreamPolicy, retries_done: u32, jitter: f64) -> u64 {
     let exponential = policy.backoff_base_ms.saturating_mul(1u64 << retries_done.min(20));
     let cap = exponential.min(policy.backoff_max_ms);
     let jitter = jitter.clamp(0.0, 1.0);

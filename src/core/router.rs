@@ -18,20 +18,18 @@
 //!
 //! Any other `model` is a 404 `model_not_found`, as OpenAI answers it.
 
-use crate::core::config::{Config, ConfigError, RouteConfig};
+use crate::core::config::{Config, ConfigError, Route};
 use crate::core::decision::{Decision, Level, Signals};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::request::ChatRequest;
-use crate::core::rules::RouteRules;
 use crate::core::semantic::{routing_text, ExemplarIndex};
 use crate::core::tokens::estimate_request_tokens;
 use std::collections::BTreeMap;
 
-/// A config compiled for serving: built once per isolate, then shared by every request.
+/// A config ready for serving: built once per isolate, then shared by every request.
 #[derive(Debug)]
 pub struct Router {
     pub config: Config,
-    rules: Vec<RouteRules>,
 }
 
 /// What level 2 needs to score a request: the embedding of [`Router::routing_text`] and the
@@ -43,27 +41,14 @@ pub struct Semantic<'a> {
 }
 
 impl Router {
-    /// Parses, validates and compiles a config; `file` names it in errors.
+    /// Parses, validates and resolves a config; `file` names it in errors.
     pub fn from_toml(file: &str, text: &str) -> Result<Router, ConfigError> {
-        let config = Config::parse(file, text)?;
-        let rules = config
-            .routes
-            .iter()
-            .map(|r| {
-                RouteRules::compile(r.get_ref()).map_err(|e| ConfigError {
-                    file: file.to_string(),
-                    line: 0,
-                    column: 0,
-                    message: format!("route {:?}: {e}", r.get_ref().name.get_ref()),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Router { config, rules })
+        Ok(Router { config: Config::parse(file, text)? })
     }
 
     /// Whether any route has exemplars, i.e. whether level 2 needs an encoder and an index.
     pub fn uses_semantics(&self) -> bool {
-        self.config.routes.iter().any(|r| !r.get_ref().exemplars.is_empty())
+        self.config.uses_semantics()
     }
 
     /// Whether deciding `request` involves embedding its text (`model` is `auto` and some route
@@ -129,14 +114,17 @@ impl Router {
         let semantic = semantic
             .filter(|_| self.uses_semantics())
             .map(|s| s.index.scores(s.query, config.semantic.aggregation, config.semantic.top_k));
-        let outcomes: Vec<_> = self.rules.iter().map(|r| r.evaluate(text, signals.prompt_tokens)).collect();
+        let outcomes: Vec<_> =
+            config.routes.iter().map(|r| r.rules.evaluate(&r.name, text, signals.prompt_tokens)).collect();
         // Semantic confirmation of a keyword match: the route clears its threshold and no other
         // route is more similar ("a joke about Python" is closer to `creative` than to `code`).
-        let confirmed_by_meaning = |route: &RouteConfig| {
-            let Some(scores) = semantic.as_ref() else { return false };
-            let Some(&own) = scores.get(route.name.get_ref()) else { return false };
-            own >= config.threshold(route)
-                && scores.iter().all(|(other, &score)| other == route.name.get_ref() || score <= own)
+        let confirmed_by_meaning = |route: &Route| {
+            let (Some(scores), Some(settings)) = (semantic.as_ref(), route.semantic.as_ref()) else {
+                return false;
+            };
+            let Some(&own) = scores.get(&route.name) else { return false };
+            own >= settings.threshold
+                && scores.iter().all(|(other, &score)| *other == route.name || score <= own)
         };
         // The semantic winner: the best-scoring route that has exemplars and no keywords, within
         // its token bounds, if it clears its threshold.
@@ -144,39 +132,35 @@ impl Router {
             config
                 .routes
                 .iter()
-                .map(|r| r.get_ref())
                 .zip(&outcomes)
-                .filter(|(r, o)| !r.exemplars.is_empty() && r.keywords.is_empty() && o.tokens_in_bounds)
-                .filter_map(|(r, _)| scores.get(r.name.get_ref()).map(|s| (r, *s)))
+                .filter(|(r, o)| r.matched_by_meaning() && o.tokens_in_bounds)
+                .filter_map(|(r, _)| Some((r, *scores.get(&r.name)?, r.semantic.as_ref()?.threshold)))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
-                .filter(|(r, s)| *s >= config.threshold(r))
-                .map(|(r, _)| r.name.get_ref().clone())
+                .filter(|(_, score, threshold)| score >= threshold)
+                .map(|(r, _, _)| r.name.clone())
         });
         let mut reasons = Vec::new();
         let mut chosen = None;
-        for (route, outcome) in config.routes.iter().map(|r| r.get_ref()).zip(&outcomes) {
-            let name = route.name.get_ref();
-            let matched = if !route.keywords.is_empty() {
-                let confirmed = !route.semantic_confirm || semantic.is_none() || confirmed_by_meaning(route);
-                if outcome.matched && !confirmed {
+        for (route, outcome) in config.routes.iter().zip(&outcomes) {
+            let name = &route.name;
+            let matched = if route.rules.has_keywords() {
+                let confirm = route.semantic.as_ref().filter(|s| s.confirm_keywords);
+                let confirmed = confirm.is_none() || semantic.is_none() || confirmed_by_meaning(route);
+                if let (true, false, Some(settings)) = (outcome.matched, confirmed, confirm) {
                     reasons.push(format!(
                         "route {name:?}: keyword matched but by meaning the request is not a {name:?} request \
                          (score below {:.2} or another route more similar)",
-                        config.threshold(route)
+                        settings.threshold
                     ));
                 }
                 outcome.matched && confirmed
-            } else if !route.exemplars.is_empty() {
+            } else if route.semantic.is_some() {
                 winner.as_deref() == Some(name.as_str())
             } else {
                 outcome.matched
             };
             if matched {
-                let level = if route.keywords.is_empty() && !route.exemplars.is_empty() {
-                    Level::Semantic
-                } else {
-                    Level::Rules
-                };
+                let level = if route.matched_by_meaning() { Level::Semantic } else { Level::Rules };
                 chosen = Some((name.clone(), level, outcome.clone()));
                 break;
             }
@@ -208,7 +192,7 @@ impl Router {
             }
             None => {
                 reasons.insert(0, "no route matched".to_string());
-                (config.default_route().to_string(), Level::Default)
+                (config.default_route.clone(), Level::Default)
             }
         };
         reasons.extend(exclusions);
@@ -218,11 +202,11 @@ impl Router {
         // Rules-only routes score 1.0/0.0 for matched; routes with exemplars get their semantic score.
         let mut scores: BTreeMap<String, f32> = BTreeMap::new();
         let mut rule_outcomes = Vec::new();
-        for ((outcome, rules), route) in outcomes.into_iter().zip(&self.rules).zip(&config.routes) {
-            if !rules.has_rules() {
+        for (outcome, route) in outcomes.into_iter().zip(&config.routes) {
+            if !route.rules.has_rules() {
                 continue;
             }
-            if route.get_ref().exemplars.is_empty() {
+            if route.semantic.is_none() {
                 scores.insert(outcome.route.clone(), if outcome.matched { 1.0 } else { 0.0 });
             }
             rule_outcomes.push(outcome);
@@ -244,11 +228,7 @@ impl Router {
         reasons: Vec<String>,
     ) -> Decision {
         // Validation guarantees the route exists and lists at least one model.
-        let candidates: Vec<String> = self
-            .config
-            .route(route)
-            .map(|r| r.models.iter().map(|m| m.get_ref().clone()).collect())
-            .unwrap_or_default();
+        let candidates: Vec<String> = self.config.route(route).map(|r| r.models.clone()).unwrap_or_default();
         Decision {
             route: route.to_string(),
             model: candidates.first().cloned().unwrap_or_default(),

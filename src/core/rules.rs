@@ -6,18 +6,32 @@
 //! exclusion does. Exclusions are how level 1 avoids the obvious traps ("Tell me a joke about
 //! Python" is not a coding request); level 2 confirms by meaning what regexes cannot.
 
-use crate::core::config::RouteConfig;
 use regex::Regex;
 use serde::Serialize;
 
-/// A route's level-1 rules, with regexes compiled once per isolate.
-#[derive(Debug, Clone)]
+/// Inclusive bounds on a prompt's counted tokens; either side may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenBounds {
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+}
+
+impl TokenBounds {
+    pub fn is_set(&self) -> bool {
+        self.min.is_some() || self.max.is_some()
+    }
+
+    pub fn contains(&self, tokens: u64) -> bool {
+        self.min.is_none_or(|min| tokens >= min) && self.max.is_none_or(|max| tokens <= max)
+    }
+}
+
+/// A route's level-1 rules, with regexes compiled once per isolate (by config compilation).
+#[derive(Debug, Clone, Default)]
 pub struct RouteRules {
-    pub route: String,
-    keywords: Vec<Regex>,
-    unless: Vec<Regex>,
-    min_tokens: Option<u64>,
-    max_tokens: Option<u64>,
+    pub keywords: Vec<Regex>,
+    pub unless: Vec<Regex>,
+    pub tokens: TokenBounds,
 }
 
 /// What the rules of one route said about one request; reported in `/v1/route` signals.
@@ -42,38 +56,23 @@ pub struct KeywordHit {
 }
 
 impl RouteRules {
-    /// Compiles a validated route's rules. Config validation has already compiled each regex
-    /// once, so an error here means the config was not validated.
-    pub fn compile(route: &RouteConfig) -> Result<RouteRules, regex::Error> {
-        let compile = |patterns: &[toml::Spanned<String>]| {
-            patterns.iter().map(|p| Regex::new(p.get_ref())).collect::<Result<Vec<_>, _>>()
-        };
-        Ok(RouteRules {
-            route: route.name.get_ref().clone(),
-            keywords: compile(&route.keywords)?,
-            unless: compile(&route.unless)?,
-            min_tokens: route.min_tokens.as_ref().map(|t| *t.get_ref()),
-            max_tokens: route.max_tokens,
-        })
-    }
-
     /// Whether the route has any level-1 rule at all; a route without one never matches here.
     pub fn has_rules(&self) -> bool {
-        !self.keywords.is_empty() || self.min_tokens.is_some() || self.max_tokens.is_some()
+        !self.keywords.is_empty() || self.tokens.is_set()
     }
 
     pub fn has_keywords(&self) -> bool {
         !self.keywords.is_empty()
     }
 
-    pub fn evaluate(&self, latest_user_text: &str, prompt_tokens: u64) -> RuleOutcome {
-        let tokens_in_bounds = self.min_tokens.is_none_or(|min| prompt_tokens >= min)
-            && self.max_tokens.is_none_or(|max| prompt_tokens <= max);
+    /// The rules of route `route` applied to the latest user message and the prompt's tokens.
+    pub fn evaluate(&self, route: &str, latest_user_text: &str, prompt_tokens: u64) -> RuleOutcome {
+        let tokens_in_bounds = self.tokens.contains(prompt_tokens);
         let keyword = first_hit(&self.keywords, latest_user_text);
         let excluded_by = if keyword.is_some() { first_hit(&self.unless, latest_user_text) } else { None };
         let keywords_ok = self.keywords.is_empty() || (keyword.is_some() && excluded_by.is_none());
         RuleOutcome {
-            route: self.route.clone(),
+            route: route.to_string(),
             matched: self.has_rules() && tokens_in_bounds && keywords_ok,
             keyword,
             excluded_by,

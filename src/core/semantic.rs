@@ -9,7 +9,7 @@
 //! The index records a hash of everything it was computed from (the encoder's id and every
 //! route's exemplars), so an index built for another config is detected, never silently used.
 
-use crate::core::config::{Aggregation, Config};
+use crate::core::config::{Aggregation, Config, RouteSemantic};
 use crate::core::request::{ChatRequest, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -63,9 +63,9 @@ pub fn index_hash(config: &Config) -> String {
         }
     };
     feed(ENCODER_ID.as_bytes());
-    for route in config.routes.iter().map(|r| r.get_ref()).filter(|r| !r.exemplars.is_empty()) {
-        feed(route.name.get_ref().as_bytes());
-        for exemplar in &route.exemplars {
+    for (route, semantic) in with_exemplars(config) {
+        feed(route.as_bytes());
+        for exemplar in &semantic.exemplars {
             feed(exemplar.as_bytes());
         }
     }
@@ -80,14 +80,14 @@ impl ExemplarIndex {
     ) -> Result<ExemplarIndex, E> {
         let mut routes = BTreeMap::new();
         let mut dimensions = 0;
-        for route in config.routes.iter().map(|r| r.get_ref()).filter(|r| !r.exemplars.is_empty()) {
-            let mut vectors = Vec::with_capacity(route.exemplars.len());
-            for exemplar in &route.exemplars {
+        for (route, semantic) in with_exemplars(config) {
+            let mut vectors = Vec::with_capacity(semantic.exemplars.len());
+            for exemplar in &semantic.exemplars {
                 let v = embed(exemplar)?;
                 dimensions = v.len();
                 vectors.push(v);
             }
-            routes.insert(route.name.get_ref().clone(), vectors);
+            routes.insert(route.to_string(), vectors);
         }
         Ok(ExemplarIndex { config_hash: index_hash(config), encoder: ENCODER_ID.into(), dimensions, routes })
     }
@@ -127,6 +127,11 @@ impl ExemplarIndex {
             })
             .collect()
     }
+}
+
+/// Every route with exemplars, by name, in config order.
+fn with_exemplars(config: &Config) -> impl Iterator<Item = (&str, &RouteSemantic)> {
+    config.routes.iter().filter_map(|r| r.semantic.as_ref().map(|s| (r.name.as_str(), s)))
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

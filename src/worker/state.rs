@@ -61,9 +61,14 @@ fn load(env: &Env) -> Result<State, ConfigError> {
         _ => ("builtin", Router::from_toml("switchyard.toml", BUILTIN_CONFIG)?),
     };
     let config = &router.config;
-    let key_names: Vec<&str> = config.server.auth_keys.iter().map(|k| k.get_ref().as_str()).collect();
+    let key_names: Vec<&str> = config.server.auth_keys.iter().map(String::as_str).collect();
     let keys = RouterKeys::resolve(&key_names, |name| secret(env, name));
-    let origins: Vec<String> = config.server.cors_origins.iter().map(|o| o.get_ref().clone()).collect();
     let secret_values = config.secret_names().into_iter().filter_map(|name| secret(env, name)).collect();
-    Ok(State { cors: CorsPolicy::new(&origins), keys, config_source: source, secret_values, router })
+    Ok(State {
+        cors: CorsPolicy::new(&config.server.cors_origins),
+        keys,
+        config_source: source,
+        secret_values,
+        router,
+    })
 }

@@ -7,7 +7,7 @@
 //! model that accepts the request and then fails or stalls before saying anything is still
 //! replaced by the next; after that first byte, failures end the stream with an error event.
 
-use crate::core::config::{ModelConfig, ProviderConfig};
+use crate::core::config::{Model, Provider};
 use crate::core::decision::Decision;
 use crate::core::error::{parse_retry_after, ErrorKind, RouterError};
 use crate::core::fallback::{self, Attempt, Next, Skip};
@@ -117,13 +117,13 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
     let config = &state.router.config;
     let internal =
         |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
-    let model: &ModelConfig = config.model(name).ok_or_else(|| CallError::Failed(internal("model")))?;
-    let provider_name = model.provider.get_ref();
-    let provider: &ProviderConfig =
+    let model: &Model = config.model(name).ok_or_else(|| CallError::Failed(internal("model")))?;
+    let provider_name = &model.provider;
+    let provider: &Provider =
         config.provider(provider_name).ok_or_else(|| CallError::Failed(internal("provider")))?;
-    let api_key = provider.api_key.as_ref().and_then(|k| secret(env, k.get_ref()));
-    let base_url = provider.base_url.get_ref().trim_end_matches('/');
-    let upstream_model = model.upstream_id(name);
+    let api_key = provider.api_key.as_ref().and_then(|k| secret(env, k));
+    let base_url = provider.base_url.as_str();
+    let upstream_model = model.upstream.as_str();
     let target = Target {
         kind: provider.kind,
         base_url,
@@ -132,7 +132,7 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
         default_max_tokens: model.max_output_tokens,
     };
     let outgoing = providers::build_request(&target, request).map_err(Untranslatable)?;
-    let timeout_ms = model.timeout_ms(&config.upstream);
+    let timeout_ms = model.timeout_ms;
     let idle_ms = config.upstream.idle_timeout_ms;
     let started = js_sys::Date::now();
 
@@ -142,7 +142,7 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
     }
     for (header, secret_name) in &provider.headers {
         // The plan skipped this model if any of these secrets were missing.
-        if let Some(value) = secret(env, secret_name.get_ref()) {
+        if let Some(value) = secret(env, secret_name) {
             let _ = headers.set(header, &value);
         }
     }

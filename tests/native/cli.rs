@@ -40,3 +40,107 @@ fn route_prints_the_decision_as_json() {
     assert!(!ok);
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
+
+/// A scratch folder for one test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Two routes matched by meaning, with thresholds set so high that nothing matches, and a
+/// default route; the comment must survive `fit`'s rewrite.
+const FIT_CONFIG: &str = r#"
+[providers.local]
+kind = "openai"
+base_url = "http://localhost:11434/v1"
+
+[models.m]
+provider = "local"
+context_window = 8192
+
+# Poems and stories.
+[[routes]]
+name = "creative"
+models = ["m"]
+exemplars = ["Write a short poem about the sea", "Write a haiku about autumn leaves", "Tell me a bedtime story about a fox"]
+threshold = 0.95
+
+[[routes]]
+name = "code"
+models = ["m"]
+exemplars = ["Fix this Python function that crashes", "How do I write a SQL join?", "Why does my Rust code not compile?"]
+threshold = 0.95
+
+[[routes]]
+name = "chat"
+models = ["m"]
+
+[default]
+route = "chat"
+"#;
+
+const FIT_ROWS: &str = r#"{"text": "Write a poem about the mountains at dawn", "label": "creative"}
+{"text": "Compose a limerick about a clumsy cat", "label": "creative"}
+{"text": "Tell me a story about a dragon who loves books", "label": "creative"}
+{"text": "Write a sonnet about the moon", "label": "creative"}
+{"text": "My JavaScript loop never ends, what is wrong?", "label": "code"}
+{"text": "How do I sort a list of tuples in Python?", "label": "code"}
+{"text": "Write a SQL query that counts orders per customer", "label": "code"}
+{"text": "Why does this C++ code segfault?", "label": "code"}
+{"text": "What is the capital of Canada?", "label": "chat"}
+{"text": "How long should I boil an egg?", "label": "chat"}
+{"text": "What time zone is Tokyo in?", "label": "chat"}
+{"text": "Recommend a good running shoe for beginners", "label": "chat"}
+"#;
+
+/// The `accuracy` field of `switchyard eval --json` under a config file.
+fn eval_accuracy(config: &std::path::Path, rows: &std::path::Path) -> f64 {
+    let (ok, stdout, stderr) =
+        switchyard(&["--config", config.to_str().unwrap(), "eval", "--json", rows.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["accuracy"].as_f64().unwrap()
+}
+
+#[test]
+fn fit_writes_thresholds_that_load_and_give_the_accuracy_it_reports() {
+    let dir = scratch("fit");
+    let (config, rows) = (dir.join("fit.toml"), dir.join("rows.jsonl"));
+    std::fs::write(&config, FIT_CONFIG).unwrap();
+    std::fs::write(&rows, FIT_ROWS).unwrap();
+    let before = eval_accuracy(&config, &rows);
+    assert!((before - 4.0 / 12.0).abs() < 1e-9, "only the default route matches at 0.95: {before}");
+
+    // A dry run prints the same thresholds and writes nothing.
+    let (ok, dry, stderr) =
+        switchyard(&["--config", config.to_str().unwrap(), "fit", "--dry-run", rows.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), FIT_CONFIG);
+
+    let (ok, stdout, stderr) =
+        switchyard(&["--config", config.to_str().unwrap(), "fit", rows.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with(&dry), "fit printed\n{stdout}\nthe dry run printed\n{dry}");
+    let reported: Vec<f64> = stdout.lines().next().unwrap()["accuracy ".len()..]
+        .split(" -> ")
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert!((reported[0] - before).abs() < 1e-3, "{stdout}");
+
+    // The written file loads, keeps its comments and the untouched keys, and its thresholds are
+    // the ones fit printed, rounded to three decimals.
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.contains("# Poems and stories."), "{written}");
+    let loaded = switchyard::core::config::Config::parse("fit.toml", &written).unwrap();
+    for route in ["creative", "code"] {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(route)).unwrap();
+        let printed: f32 = line.rsplit(" -> ").next().unwrap().trim().parse().unwrap();
+        let threshold = loaded.route(route).unwrap().semantic.as_ref().unwrap().threshold;
+        assert!((threshold - printed).abs() <= 5e-4, "{route}: wrote {threshold}, printed {printed}");
+        assert!(threshold < 0.95, "{route}: threshold not lowered: {threshold}");
+    }
+    // Routing with the written config scores what fit said it would.
+    let after = eval_accuracy(&config, &rows);
+    assert!(after > before, "accuracy {before} -> {after}");
+    assert!((after - reported[1]).abs() < 0.01, "fit reported {}, eval gives {after}", reported[1]);
+}

@@ -30,7 +30,7 @@ fn error_for(from: &str, to: &str) -> String {
 #[test]
 fn the_builtin_config_is_valid() {
     let config = Config::parse("switchyard.toml", BUILTIN_CONFIG).unwrap();
-    assert!(config.route(config.default_route()).is_some());
+    assert!(config.route(&config.default_route).is_some());
 }
 
 #[test]
@@ -38,7 +38,70 @@ fn a_minimal_config_is_valid_and_fills_defaults() {
     let config = Config::parse("test.toml", VALID).unwrap();
     assert!(config.server.auth_keys.is_empty());
     assert_eq!(config.server.max_body_bytes, switchyard::core::config::DEFAULT_MAX_BODY_BYTES);
-    assert_eq!(config.model("m").unwrap().upstream_id("m"), "m");
+    assert_eq!(config.model("m").unwrap().upstream, "m");
+}
+
+/// Defaults and references are resolved by validation, once: nothing downstream reads a raw value.
+#[test]
+fn validation_resolves_defaults_names_and_regexes() {
+    let text = r#"
+[providers.p]
+kind = "openai"
+base_url = "http://localhost:11434/v1/"
+
+[models.m]
+provider = "p"
+upstream = "llama3.2:3b"
+context_window = 8192
+
+[models.slow]
+provider = "p"
+context_window = 8192
+timeout_ms = 90000
+
+[[routes]]
+name = "code"
+models = ["m", "slow"]
+keywords = ['(?i)\bsql\b']
+unless = ['(?i)\bjoke\b']
+min_tokens = 3
+max_tokens = 900
+exemplars = ["Write a SQL join"]
+semantic_confirm = true
+
+[[routes]]
+name = "poems"
+models = ["m"]
+exemplars = ["Write a poem"]
+threshold = 0.4
+
+[[routes]]
+name = "r"
+models = ["m"]
+
+[default]
+route = "r"
+
+[semantic]
+threshold = 0.3
+
+[upstream]
+timeout_ms = 5000
+"#;
+    let config = Config::parse("test.toml", text).unwrap();
+    assert_eq!(config.provider("p").unwrap().base_url, "http://localhost:11434/v1");
+    let (m, slow) = (config.model("m").unwrap(), config.model("slow").unwrap());
+    assert_eq!((m.upstream.as_str(), m.timeout_ms), ("llama3.2:3b", 5000));
+    assert_eq!((slow.upstream.as_str(), slow.timeout_ms), ("slow", 90000));
+
+    let code = config.route("code").unwrap();
+    assert_eq!((code.rules.tokens.min, code.rules.tokens.max), (Some(3), Some(900)));
+    assert!(code.rules.keywords[0].is_match("a SQL query") && code.rules.unless[0].is_match("a joke"));
+    let semantic = code.semantic.as_ref().unwrap();
+    assert_eq!((semantic.threshold, semantic.confirm_keywords), (0.3, true));
+    assert_eq!(config.route("poems").unwrap().semantic.as_ref().unwrap().threshold, 0.4);
+    assert!(config.route("r").unwrap().semantic.is_none());
+    assert!(!config.route("r").unwrap().rules.has_rules());
 }
 
 #[test]
@@ -77,7 +140,8 @@ fn dangling_references_point_at_the_reference() {
 #[test]
 fn bad_regexes_are_rejected_with_their_line() {
     let err = error_for(r#"models = ["m"]"#, "models = [\"m\"]\nkeywords = ['(unclosed']");
-    assert!(err.starts_with("test.toml:13:"), "{err}");
+    // The pattern itself: validation compiles each regex once, where its place is still known.
+    assert!(err.starts_with("test.toml:13:13: "), "{err}");
     assert!(err.contains("invalid regex"), "{err}");
 }
 

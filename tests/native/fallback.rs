@@ -1,7 +1,7 @@
 //! The fallback and retry policy: which models are called, skipped, retried or given up on.
 
 use serde_json::json;
-use switchyard::core::config::UpstreamConfig;
+use switchyard::core::config::UpstreamPolicy;
 use switchyard::core::error::{ErrorKind, RouterError};
 use switchyard::core::fallback::{self, after_failure, backoff_ms, plan, Attempt, Next, Skip};
 use switchyard::core::request::ChatRequest;
@@ -85,8 +85,8 @@ fn when_every_model_is_skipped_the_error_says_why() {
     assert_eq!(fallback::skipped_header(&attempts).as_deref(), Some("m=missing_secret"));
 }
 
-fn policy() -> UpstreamConfig {
-    UpstreamConfig {
+fn policy() -> UpstreamPolicy {
+    UpstreamPolicy {
         max_retries: 2,
         backoff_base_ms: 100,
         backoff_max_ms: 1000,

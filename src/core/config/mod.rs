@@ -1,0 +1,237 @@
+//! The routing config, resolved: what every other part of Switchyard reads.
+//!
+//! `switchyard.toml` is parsed into private serde structs ([`raw`]) that keep source spans, so
+//! that [`validate`] can report each problem as `FILE:LINE:COLUMN`; validation then resolves it
+//! once into the plain types below: names checked, defaults applied, regexes compiled, `base_url`
+//! trimmed, each route's settings grouped by the level that reads them. No span or raw type
+//! leaves this module, so routing and execution code reads values, never re-checks them.
+//!
+//! A new level adds its own group to [`Route`] (and its section to `raw.rs`), leaving the others
+//! alone: level 1 is [`RouteRules`], level 2 is [`RouteSemantic`].
+
+mod raw;
+mod validate;
+
+use crate::core::rules::RouteRules;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Default request-body limit: room for a ~1M-character prompt plus JSON overhead.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest timeout or wait the config may set: one hour.
+pub const MAX_WAIT_MS: u64 = 3_600_000;
+
+/// Route names with a fixed meaning in the `model` field.
+pub const RESERVED_NAMES: [&str; 2] = ["auto", "explicit"];
+
+/// A config problem with the place it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A validated, compiled config, built once per isolate (or CLI run) and shared by every request.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub providers: BTreeMap<String, Provider>,
+    pub models: BTreeMap<String, Model>,
+    /// In config order, which is routing priority.
+    pub routes: Vec<Route>,
+    /// The route a request goes to when no route matches.
+    pub default_route: String,
+    pub semantic: SemanticSettings,
+    pub upstream: UpstreamPolicy,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Names of secrets holding accepted bearer keys. Empty: no auth (local development only).
+    pub auth_keys: Vec<String>,
+    /// Origins allowed to call from a browser; `"*"` allows any.
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI or any server speaking its Chat Completions API (Ollama, llama.cpp, vLLM).
+    Openai,
+    /// Anthropic's Messages API (`POST {base_url}/messages`).
+    Anthropic,
+    /// Google's Gemini API (`{base_url}/models/{model}:generateContent`).
+    Gemini,
+}
+
+/// `[providers.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub kind: ProviderKind,
+    /// Without a trailing slash.
+    pub base_url: String,
+    /// Name of the secret holding the upstream key; none for keyless local servers.
+    pub api_key: Option<String>,
+    /// Extra request headers, each naming the secret that holds its value.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Provider {
+    /// Names of every secret this provider's requests need.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.api_key.iter().chain(self.headers.values()).map(String::as_str)
+    }
+}
+
+/// How capable (and costly) a model is. Ordered: level 4 escalates to a higher tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Small,
+    Medium,
+    Large,
+    Frontier,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+}
+
+impl Price {
+    /// USD for a call with these token counts.
+    pub fn cost_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.input + completion_tokens as f64 * self.output) / 1_000_000.0
+    }
+}
+
+/// `[models.NAME]`, with the upstream id and timeout resolved.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// A key of [`Config::providers`].
+    pub provider: String,
+    /// The model id sent upstream (the table key when the config sets none).
+    pub upstream: String,
+    pub context_window: u32,
+    pub price: Price,
+    pub tier: Tier,
+    /// Time allowed for this model to start answering (its own, else `[upstream] timeout_ms`).
+    pub timeout_ms: u64,
+    /// `max_tokens` sent when the client sets none and the upstream requires one (Anthropic).
+    pub max_output_tokens: u32,
+}
+
+/// One `[[routes]]` entry, its settings grouped by the level that reads them.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub description: String,
+    /// Preferred model first, then fallbacks in order; never empty.
+    pub models: Vec<String>,
+    /// Level 1: token bounds and keyword rules.
+    pub rules: RouteRules,
+    /// Level 2: exemplars and threshold, when the route has exemplars.
+    pub semantic: Option<RouteSemantic>,
+}
+
+/// A route's level-2 settings.
+#[derive(Debug, Clone)]
+pub struct RouteSemantic {
+    /// Sentences typical of the route; never empty.
+    pub exemplars: Vec<String>,
+    /// The least score for the route to match (its own, else `[semantic] threshold`).
+    pub threshold: f32,
+    /// Keyword matches count only when, by meaning too, this is the route.
+    pub confirm_keywords: bool,
+}
+
+impl Route {
+    /// Routes with exemplars and no keywords are matched by meaning alone (level 2).
+    pub fn matched_by_meaning(&self) -> bool {
+        self.semantic.is_some() && !self.rules.has_keywords()
+    }
+}
+
+/// How level 2 scores a route from the similarities of the request to its exemplars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// The best single exemplar.
+    Max,
+    /// The mean of the `top_k` best exemplars: one lucky exemplar counts for less.
+    TopKMean,
+}
+
+/// `[semantic]`, less the default threshold (resolved into each route).
+#[derive(Debug, Clone, Copy)]
+pub struct SemanticSettings {
+    pub aggregation: Aggregation,
+    pub top_k: usize,
+    /// A latest user message with fewer words than this is embedded with the previous one.
+    pub follow_up_words: usize,
+}
+
+/// `[upstream]`: how upstream calls are timed, retried and backed off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamPolicy {
+    /// Default time for a model to start answering (models may set their own).
+    pub timeout_ms: u64,
+    /// Longest silence once a model has started answering.
+    pub idle_timeout_ms: u64,
+    /// Extra tries of the same model after a retryable failure, before falling back.
+    pub max_retries: u32,
+    /// Backoff before retry n (0-based) is drawn from [cap/2, cap], cap = min(max, base * 2^n).
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// An upstream asking for a longer wait than this is not retried: the next model is tried.
+    pub max_retry_after_ms: u64,
+}
+
+impl Config {
+    /// Parses, validates and compiles `text`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        validate::parse(file, text)
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.models.get(name)
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.get(name)
+    }
+
+    /// Whether any route has exemplars, i.e. whether level 2 needs an encoder and an index.
+    pub fn uses_semantics(&self) -> bool {
+        self.routes.iter().any(|r| r.semantic.is_some())
+    }
+
+    /// Names of every secret the config refers to (router keys and upstream keys).
+    pub fn secret_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.server.auth_keys.iter().map(String::as_str).collect();
+        names.extend(self.providers.values().flat_map(Provider::secret_names));
+        names
+    }
+}

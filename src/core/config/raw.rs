@@ -1,0 +1,212 @@
+//! `switchyard.toml` as written: the serde structs, with source spans and the file's defaults.
+//!
+//! Private to the config module. Fields whose problems are found after parsing keep their span
+//! (`Spanned`) so that [`super::validate`] can point an error at the line; nothing here leaves
+//! the module: validation turns these into the plain types of [`super`].
+
+use super::{Aggregation, Price, ProviderKind, Tier, DEFAULT_MAX_BODY_BYTES};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfigFile {
+    #[serde(default)]
+    pub(super) server: ServerSection,
+    pub(super) providers: BTreeMap<String, Spanned<ProviderSection>>,
+    pub(super) models: BTreeMap<String, Spanned<ModelSection>>,
+    pub(super) routes: Vec<Spanned<RouteSection>>,
+    pub(super) default: DefaultSection,
+    #[serde(default)]
+    pub(super) semantic: SemanticSection,
+    #[serde(default)]
+    pub(super) upstream: UpstreamSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServerSection {
+    #[serde(default)]
+    pub(super) auth_keys: Vec<Spanned<String>>,
+    #[serde(default = "default_cors_origins")]
+    pub(super) cors_origins: Vec<Spanned<String>>,
+    #[serde(default = "default_max_body_bytes")]
+    pub(super) max_body_bytes: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            auth_keys: Vec::new(),
+            cors_origins: default_cors_origins(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+fn default_cors_origins() -> Vec<Spanned<String>> {
+    vec![Spanned::new(0..0, "*".to_string())]
+}
+
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProviderSection {
+    pub(super) kind: ProviderKind,
+    pub(super) base_url: Spanned<String>,
+    pub(super) api_key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ModelSection {
+    pub(super) provider: Spanned<String>,
+    pub(super) upstream: Option<String>,
+    pub(super) context_window: u32,
+    #[serde(default = "free")]
+    pub(super) price: Price,
+    #[serde(default = "default_tier")]
+    pub(super) tier: Tier,
+    pub(super) timeout_ms: Option<u64>,
+    #[serde(default = "default_max_output_tokens")]
+    pub(super) max_output_tokens: u32,
+}
+
+fn default_max_output_tokens() -> u32 {
+    4096
+}
+
+fn free() -> Price {
+    Price { input: 0.0, output: 0.0 }
+}
+
+fn default_tier() -> Tier {
+    Tier::Medium
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RouteSection {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) description: String,
+    pub(super) models: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) keywords: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) unless: Vec<Spanned<String>>,
+    pub(super) min_tokens: Option<Spanned<u64>>,
+    pub(super) max_tokens: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(super) exemplars: Vec<String>,
+    pub(super) threshold: Option<Spanned<f32>>,
+    #[serde(default)]
+    pub(super) semantic_confirm: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DefaultSection {
+    pub(super) route: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SemanticSection {
+    #[serde(default = "default_aggregation")]
+    pub(super) aggregation: Aggregation,
+    #[serde(default = "default_top_k")]
+    pub(super) top_k: usize,
+    #[serde(default = "default_threshold")]
+    pub(super) threshold: f32,
+    #[serde(default = "default_follow_up_words")]
+    pub(super) follow_up_words: usize,
+}
+
+impl Default for SemanticSection {
+    fn default() -> Self {
+        SemanticSection {
+            aggregation: default_aggregation(),
+            top_k: default_top_k(),
+            threshold: default_threshold(),
+            follow_up_words: default_follow_up_words(),
+        }
+    }
+}
+
+fn default_aggregation() -> Aggregation {
+    Aggregation::TopKMean
+}
+
+fn default_top_k() -> usize {
+    2
+}
+
+fn default_threshold() -> f32 {
+    0.5
+}
+
+fn default_follow_up_words() -> usize {
+    5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpstreamSection {
+    #[serde(default = "default_timeout_ms")]
+    pub(super) timeout_ms: u64,
+    #[serde(default = "default_idle_timeout_ms")]
+    pub(super) idle_timeout_ms: u64,
+    #[serde(default = "default_max_retries")]
+    pub(super) max_retries: u32,
+    #[serde(default = "default_backoff_base_ms")]
+    pub(super) backoff_base_ms: u64,
+    #[serde(default = "default_backoff_max_ms")]
+    pub(super) backoff_max_ms: u64,
+    #[serde(default = "default_max_retry_after_ms")]
+    pub(super) max_retry_after_ms: u64,
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        UpstreamSection {
+            timeout_ms: default_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_retries: default_max_retries(),
+            backoff_base_ms: default_backoff_base_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            max_retry_after_ms: default_max_retry_after_ms(),
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_max_retries() -> u32 {
+    1
+}
+
+fn default_backoff_base_ms() -> u64 {
+    250
+}
+
+fn default_backoff_max_ms() -> u64 {
+    4_000
+}
+
+fn default_max_retry_after_ms() -> u64 {
+    10_000
+}

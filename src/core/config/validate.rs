@@ -1,0 +1,367 @@
+//! Validation: the parsed file checked and turned into the plain types of [`super`].
+//!
+//! A router with a typo in its config must not half-work, so the whole file is checked up front:
+//! unknown keys, dangling model and provider references, regexes that do not compile, impossible
+//! bounds. Each problem is reported as `FILE:LINE:COLUMN: reason`. This is also where defaults
+//! are applied, names resolved and regexes compiled, once, so nothing downstream re-checks or
+//! re-reads a raw value.
+
+use super::raw::{
+    ConfigFile, ModelSection, ProviderSection, RouteSection, SemanticSection, ServerSection, UpstreamSection,
+};
+use super::{
+    Config, ConfigError, Model, Provider, Route, RouteSemantic, SemanticSettings, Server, UpstreamPolicy,
+    MAX_WAIT_MS, RESERVED_NAMES,
+};
+use crate::core::rules::{RouteRules, TokenBounds};
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use toml::Spanned;
+
+/// Headers the router sets itself, which a provider's `headers` may not replace.
+const RESERVED_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "content-type",
+    "accept",
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "anthropic-version",
+    "transfer-encoding",
+];
+
+/// A problem and the bytes of the file it is about.
+type Problem = (Range<usize>, String);
+
+impl Default for UpstreamPolicy {
+    /// The policy of a config without `[upstream]`.
+    fn default() -> Self {
+        upstream_policy(&UpstreamSection::default())
+    }
+}
+
+/// Parses, checks and compiles `text`; `file` names it in errors.
+pub(super) fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let at = |span: Range<usize>, message: String| {
+        let (line, column) = line_column(text, span.start);
+        ConfigError { file: file.to_string(), line, column, message }
+    };
+    let parsed: ConfigFile = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        at(span, e.message().trim().to_string())
+    })?;
+    compile(parsed).map_err(|(span, message)| at(span, message))
+}
+
+/// Checks every section, then builds the [`Config`].
+fn compile(file: ConfigFile) -> Result<Config, Problem> {
+    let server = server(&file.server)?;
+    let providers = file
+        .providers
+        .iter()
+        .map(|(name, p)| Ok((name.clone(), provider(name, p.get_ref())?)))
+        .collect::<Result<BTreeMap<_, _>, Problem>>()?;
+    let upstream = upstream(&file.upstream)?;
+    let models = file
+        .models
+        .iter()
+        .map(|(name, m)| Ok((name.clone(), model(name, m, &file.providers, &upstream)?)))
+        .collect::<Result<BTreeMap<_, _>, Problem>>()?;
+    let semantic = semantic(&file.semantic)?;
+    if file.routes.is_empty() {
+        return Err((0..0, "at least one [[routes]] entry is required".into()));
+    }
+    let mut routes: Vec<Route> = Vec::with_capacity(file.routes.len());
+    for section in &file.routes {
+        let route = route(section, &models, file.semantic.threshold)?;
+        if routes.iter().any(|r| r.name == route.name) {
+            return Err((section.get_ref().name.span(), format!("route {:?} is defined twice", route.name)));
+        }
+        routes.push(route);
+    }
+    let default_route = file.default.route.get_ref().clone();
+    if !routes.iter().any(|r| r.name == default_route) {
+        return Err((file.default.route.span(), format!("default.route: unknown route {default_route:?}")));
+    }
+    Ok(Config { server, providers, models, routes, default_route, semantic, upstream })
+}
+
+fn server(section: &ServerSection) -> Result<Server, Problem> {
+    for key in &section.auth_keys {
+        check_secret_name(key, "server.auth_keys")?;
+    }
+    for origin in &section.cors_origins {
+        let o = origin.get_ref();
+        if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+            return Err((
+                origin.span(),
+                format!("cors origin {o:?} must be \"*\" or start with http:// or https://"),
+            ));
+        }
+    }
+    if section.max_body_bytes < 1024 {
+        return Err((0..0, "server.max_body_bytes must be at least 1024".into()));
+    }
+    Ok(Server {
+        auth_keys: section.auth_keys.iter().map(|k| k.get_ref().clone()).collect(),
+        cors_origins: section.cors_origins.iter().map(|o| o.get_ref().clone()).collect(),
+        max_body_bytes: section.max_body_bytes,
+    })
+}
+
+fn provider(name: &str, section: &ProviderSection) -> Result<Provider, Problem> {
+    let url = section.base_url.get_ref();
+    let parsed = url::Url::parse(url).map_err(|e| {
+        (section.base_url.span(), format!("providers.{name}.base_url {url:?} is not a URL: {e}"))
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err((
+            section.base_url.span(),
+            format!("providers.{name}.base_url must be http:// or https://"),
+        ));
+    }
+    if let Some(key) = &section.api_key {
+        check_secret_name(key, &format!("providers.{name}.api_key"))?;
+    }
+    for (header, secret) in &section.headers {
+        let lower = header.to_ascii_lowercase();
+        let token =
+            !header.is_empty() && header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !token || RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err((
+                secret.span(),
+                format!("providers.{name}.headers: {header:?} is not a header name the router lets you set"),
+            ));
+        }
+        check_secret_name(secret, &format!("providers.{name}.headers.{header}"))?;
+    }
+    Ok(Provider {
+        kind: section.kind,
+        base_url: url.trim_end_matches('/').to_string(),
+        api_key: section.api_key.as_ref().map(|k| k.get_ref().clone()),
+        headers: section.headers.iter().map(|(h, s)| (h.clone(), s.get_ref().clone())).collect(),
+    })
+}
+
+fn model(
+    name: &str,
+    spanned: &Spanned<ModelSection>,
+    providers: &BTreeMap<String, Spanned<ProviderSection>>,
+    upstream: &UpstreamPolicy,
+) -> Result<Model, Problem> {
+    let m = spanned.get_ref();
+    let here = |message: String| Err((spanned.span(), message));
+    if !providers.contains_key(m.provider.get_ref()) {
+        return Err((
+            m.provider.span(),
+            format!("models.{name}.provider: unknown provider {:?}", m.provider.get_ref()),
+        ));
+    }
+    if m.context_window == 0 {
+        return here(format!("models.{name}.context_window must be positive"));
+    }
+    if !(m.price.input >= 0.0 && m.price.output >= 0.0) {
+        return here(format!("models.{name}.price must not be negative"));
+    }
+    if RESERVED_NAMES.contains(&name) || !is_header_safe(name) {
+        return here(format!(
+            "model name {name:?} is reserved or has characters other than letters, digits and ._:/@+-"
+        ));
+    }
+    if m.timeout_ms.is_some_and(|ms| ms > MAX_WAIT_MS) {
+        return Err(too_long());
+    }
+    if m.timeout_ms == Some(0) || m.max_output_tokens == 0 {
+        return here(format!("models.{name}: timeout_ms and max_output_tokens must be positive"));
+    }
+    Ok(Model {
+        provider: m.provider.get_ref().clone(),
+        upstream: m.upstream.clone().unwrap_or_else(|| name.to_string()),
+        context_window: m.context_window,
+        price: m.price,
+        tier: m.tier,
+        timeout_ms: m.timeout_ms.unwrap_or(upstream.timeout_ms),
+        max_output_tokens: m.max_output_tokens,
+    })
+}
+
+fn route(
+    spanned: &Spanned<RouteSection>,
+    models: &BTreeMap<String, Model>,
+    default_threshold: f32,
+) -> Result<Route, Problem> {
+    let r = spanned.get_ref();
+    let name = r.name.get_ref();
+    if RESERVED_NAMES.contains(&name.as_str()) || !is_header_safe(name) {
+        return Err((
+            r.name.span(),
+            format!(
+                "route name {name:?} is reserved or has characters other than letters, digits and ._:/@+-"
+            ),
+        ));
+    }
+    if models.contains_key(name) {
+        return Err((
+            r.name.span(),
+            format!(
+                "route {name:?} has the same name as a model; the `model` field could not tell them apart"
+            ),
+        ));
+    }
+    if r.models.is_empty() {
+        return Err((spanned.span(), format!("route {name:?} lists no models")));
+    }
+    for model in &r.models {
+        if !models.contains_key(model.get_ref()) {
+            return Err((model.span(), format!("route {name:?}: unknown model {:?}", model.get_ref())));
+        }
+    }
+    let rules = route_rules(name, r)?;
+    let semantic = route_semantic(name, r, default_threshold)?;
+    Ok(Route {
+        name: name.clone(),
+        description: r.description.clone(),
+        models: r.models.iter().map(|m| m.get_ref().clone()).collect(),
+        rules,
+        semantic,
+    })
+}
+
+/// Level 1: regexes compiled here, once.
+fn route_rules(name: &str, r: &RouteSection) -> Result<RouteRules, Problem> {
+    let compile = |patterns: &[Spanned<String>]| {
+        patterns
+            .iter()
+            .map(|p| {
+                Regex::new(p.get_ref()).map_err(|e| {
+                    (p.span(), format!("route {name:?}: invalid regex: {}", one_line(&e.to_string())))
+                })
+            })
+            .collect::<Result<Vec<_>, Problem>>()
+    };
+    let tokens = TokenBounds {
+        min: r.min_tokens.as_ref().map(|t| *t.get_ref()),
+        max: r.max_tokens.as_ref().map(|t| *t.get_ref()),
+    };
+    if let (Some(min), Some(max)) = (&r.min_tokens, tokens.max) {
+        if *min.get_ref() > max {
+            return Err((min.span(), format!("route {name:?}: min_tokens is above max_tokens")));
+        }
+    }
+    Ok(RouteRules { keywords: compile(&r.keywords)?, unless: compile(&r.unless)?, tokens })
+}
+
+/// Level 2: `None` for a route without exemplars.
+fn route_semantic(
+    name: &str,
+    r: &RouteSection,
+    default_threshold: f32,
+) -> Result<Option<RouteSemantic>, Problem> {
+    if let Some(threshold) = &r.threshold {
+        if !(-1.0..=1.0).contains(threshold.get_ref()) {
+            return Err((threshold.span(), format!("route {name:?}: threshold must be in [-1, 1]")));
+        }
+    }
+    if r.semantic_confirm && (r.exemplars.is_empty() || r.keywords.is_empty()) {
+        return Err((
+            r.name.span(),
+            format!("route {name:?}: semantic_confirm needs both keywords and exemplars"),
+        ));
+    }
+    if r.exemplars.iter().any(|e| e.trim().is_empty()) {
+        return Err((r.name.span(), format!("route {name:?}: an exemplar is empty")));
+    }
+    Ok((!r.exemplars.is_empty()).then(|| RouteSemantic {
+        exemplars: r.exemplars.clone(),
+        threshold: r.threshold.as_ref().map_or(default_threshold, |t| *t.get_ref()),
+        confirm_keywords: r.semantic_confirm,
+    }))
+}
+
+fn semantic(section: &SemanticSection) -> Result<SemanticSettings, Problem> {
+    if section.top_k == 0 {
+        return Err((0..0, "semantic.top_k must be at least 1".into()));
+    }
+    if !(-1.0..=1.0).contains(&section.threshold) {
+        return Err((0..0, "semantic.threshold must be in [-1, 1]".into()));
+    }
+    Ok(SemanticSettings {
+        aggregation: section.aggregation,
+        top_k: section.top_k,
+        follow_up_words: section.follow_up_words,
+    })
+}
+
+fn upstream(u: &UpstreamSection) -> Result<UpstreamPolicy, Problem> {
+    // Timers take milliseconds as a 32-bit int: anything near that would fire at once.
+    let longest = [u.timeout_ms, u.idle_timeout_ms, u.backoff_max_ms, u.max_retry_after_ms];
+    if longest.iter().any(|&ms| ms > MAX_WAIT_MS) {
+        return Err(too_long());
+    }
+    if u.timeout_ms == 0 || u.idle_timeout_ms == 0 {
+        return Err((0..0, "upstream.timeout_ms and upstream.idle_timeout_ms must be positive".into()));
+    }
+    if u.max_retries > 10 {
+        return Err((0..0, "upstream.max_retries must be at most 10".into()));
+    }
+    if u.backoff_base_ms > u.backoff_max_ms {
+        return Err((0..0, "upstream.backoff_base_ms must not exceed upstream.backoff_max_ms".into()));
+    }
+    Ok(upstream_policy(u))
+}
+
+fn upstream_policy(u: &UpstreamSection) -> UpstreamPolicy {
+    UpstreamPolicy {
+        timeout_ms: u.timeout_ms,
+        idle_timeout_ms: u.idle_timeout_ms,
+        max_retries: u.max_retries,
+        backoff_base_ms: u.backoff_base_ms,
+        backoff_max_ms: u.backoff_max_ms,
+        max_retry_after_ms: u.max_retry_after_ms,
+    }
+}
+
+fn too_long() -> Problem {
+    (0..0, format!("upstream waits and timeouts must be at most {MAX_WAIT_MS} ms (one hour)"))
+}
+
+/// Secret names look like environment variables; anything else is probably a pasted key.
+fn check_secret_name(name: &Spanned<String>, field: &str) -> Result<(), Problem> {
+    let n = name.get_ref();
+    let valid = !n.is_empty()
+        && n.len() <= 64
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !n.starts_with(|c: char| c.is_ascii_digit());
+    if valid {
+        Ok(())
+    } else {
+        // Never echo the value: it may be a real key pasted by mistake.
+        Err((
+            name.span(),
+            format!("{field} must name a secret (letters, digits, _), not hold a key; store the key with `wrangler secret put NAME`"),
+        ))
+    }
+}
+
+/// Route and model names travel in response headers, so they are kept to a safe alphabet.
+fn is_header_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._:/@+-".contains(c))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    (line, column)
+}
