@@ -13,16 +13,22 @@ fn main() -> std::process::ExitCode {
 mod cli {
     use clap::{Parser, Subcommand};
     use indicatif::{ProgressBar, ProgressStyle};
+    use std::cell::OnceCell;
     use std::collections::BTreeMap;
     use std::io::{BufRead, Read};
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
+    use std::rc::Rc;
     use std::time::Instant;
     use switchyard::core::api::route_json;
+    use switchyard::core::config::Config;
+    use switchyard::core::decide::{decide, Requested, AUTO};
+    use switchyard::core::decision::{Decision, SemanticSignal, Signals};
     use switchyard::core::evaluation::{fit_thresholds, parse_rows, EvalReport, LabelledRow};
+    use switchyard::core::pipeline::{self, Embedder};
     use switchyard::core::request::ChatRequest;
-    use switchyard::core::router::{Router, Semantic};
-    use switchyard::core::semantic::ExemplarIndex;
+    use switchyard::core::semantic::{ExemplarIndex, SemanticModel};
+    use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
     use switchyard::embed::Encoder;
     use switchyard::BUILTIN_CONFIG;
@@ -118,15 +124,15 @@ mod cli {
         }
     }
 
-    fn load_router(cli: &Cli) -> Result<(Router, Option<PathBuf>), String> {
-        load_router_from(cli.config.as_deref())
+    fn load_config(cli: &Cli) -> Result<(Config, Option<PathBuf>), String> {
+        load_config_from(cli.config.as_deref())
     }
 
-    fn load_router_from(config: Option<&Path>) -> Result<(Router, Option<PathBuf>), String> {
+    fn load_config_from(config: Option<&Path>) -> Result<(Config, Option<PathBuf>), String> {
         let (path, text) = config_source(config)?;
         let name =
             path.as_ref().map_or("switchyard.toml (built in)".to_string(), |p| p.display().to_string());
-        Ok((Router::from_toml(&name, &text).map_err(|e| e.to_string())?, path))
+        Ok((Config::parse(&name, &text).map_err(|e| e.to_string())?, path))
     }
 
     fn load_encoder(model_dir: &Path) -> Result<Encoder, String> {
@@ -147,32 +153,79 @@ mod cli {
         bar
     }
 
-    /// The exemplar index: `index.json` when it matches the config, else the exemplars embedded
-    /// now (saying so).
-    fn load_index(router: &Router, encoder: &Encoder, model_dir: &Path) -> Result<ExemplarIndex, String> {
-        let path = model_dir.join("index.json");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            match ExemplarIndex::from_json(&text)
-                .and_then(|index| index.check(&router.config).map(|()| index))
-            {
-                Ok(index) => return Ok(index),
-                Err(e) => eprintln!("note: {}: {e}; embedding the exemplars now", path.display()),
-            }
-        }
-        build_index(router, encoder)
+    fn exemplar_count(config: &Config) -> usize {
+        config.routes.iter().filter_map(|r| r.semantic.as_ref()).map(|s| s.exemplars.len()).sum()
     }
 
-    fn build_index(router: &Router, encoder: &Encoder) -> Result<ExemplarIndex, String> {
-        let total: usize =
-            router.config.routes.iter().filter_map(|r| r.semantic.as_ref()).map(|s| s.exemplars.len()).sum();
-        let bar = progress(total, "embedding exemplars");
-        let index = ExemplarIndex::build(&router.config, |text| {
-            bar.inc(1);
-            encoder.embed(text)
-        })
-        .map_err(|e| e.to_string())?;
-        bar.finish_and_clear();
-        Ok(index)
+    /// Level 2 from the model folder, loaded the first time the pipeline asks for it: the encoder,
+    /// and `index.json` when it was built for the config, else the exemplars embedded now.
+    struct ModelDir<'c> {
+        dir: PathBuf,
+        config: &'c Config,
+        loaded: OnceCell<Result<Rc<SemanticModel<Encoder>>, String>>,
+    }
+
+    impl<'c> ModelDir<'c> {
+        fn new(dir: &Path, config: &'c Config) -> ModelDir<'c> {
+            ModelDir { dir: dir.to_path_buf(), config, loaded: OnceCell::new() }
+        }
+
+        fn read(&self) -> Result<SemanticModel<Encoder>, String> {
+            let encoder = load_encoder(&self.dir)?;
+            let path = self.dir.join("index.json");
+            let shipped = std::fs::read_to_string(&path).ok();
+            let mut bar = None;
+            let (model, rejected) = SemanticModel::load(encoder, self.config, shipped.as_deref(), || {
+                bar.get_or_insert_with(|| progress(exemplar_count(self.config), "embedding exemplars")).inc(1)
+            })?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if let Some(reason) = rejected {
+                eprintln!("note: {}: {reason}; embedded the exemplars instead", path.display());
+            }
+            Ok(model)
+        }
+    }
+
+    impl ModelDir<'_> {
+        /// Loads level 2 now, failing when it cannot be (for `fit`, which has nothing to fit without).
+        fn load_now(&self) -> Result<(), String> {
+            ready(self.load()).map(|_| ())
+        }
+    }
+
+    impl Embedder for ModelDir<'_> {
+        type Encoder = Encoder;
+
+        async fn load(&self) -> Result<Rc<SemanticModel<Encoder>>, String> {
+            self.loaded.get_or_init(|| self.read().map(Rc::new)).clone()
+        }
+    }
+
+    /// Runs a pipeline future: its only waits are [`ModelDir`] loads, which finish when first
+    /// polled, so the CLI needs no async runtime.
+    fn ready<F: std::future::Future>(future: F) -> F::Output {
+        pipeline::run_ready(future).expect("the CLI's embedder never waits")
+    }
+
+    /// A clock for the pipeline's phases.
+    fn clock() -> impl Fn() -> f64 {
+        let started = Instant::now();
+        move || started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// The decision for `request`, by the same pipeline the Worker runs; when level 2 cannot run,
+    /// routed by the other levels, and stderr says why.
+    fn route(config: &Config, request: &ChatRequest, embedder: &ModelDir) -> Result<Decision, String> {
+        let now = clock();
+        let mut watch = Stopwatch::since(0.0, &now);
+        let decision =
+            ready(pipeline::route(config, request, embedder, &mut watch)).map_err(|e| e.message)?;
+        if let SemanticSignal::Unavailable(reason) = &decision.signals.semantic {
+            eprintln!("note: semantic routing is unavailable: {reason}");
+        }
+        Ok(decision)
     }
 
     fn user_request(model: &str, text: &str) -> Result<ChatRequest, String> {
@@ -183,50 +236,44 @@ mod cli {
         .map_err(|e| e.message)
     }
 
-    fn read_rows(path: &Path) -> Result<Vec<LabelledRow>, String> {
+    fn read_rows(config: &Config, path: &Path) -> Result<Vec<LabelledRow>, String> {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        parse_rows(&path.display().to_string(), &text)
+        let rows = parse_rows(&path.display().to_string(), &text)?;
+        if let Some(row) = rows.iter().find(|row| config.route(&row.label).is_none()) {
+            return Err(format!("label {:?} is not a route of the config", row.label));
+        }
+        Ok(rows)
     }
 
-    /// Every row's request and routing-text embedding, computed once.
-    fn embed_rows(
-        router: &Router,
-        encoder: &Encoder,
+    /// Every row's signals as a `model: "auto"` request, gathered once by the routing pipeline
+    /// (this is where the rows are embedded); `eval` and `fit` then only decide.
+    fn gather_rows(
+        config: &Config,
+        embedder: &ModelDir,
         rows: &[LabelledRow],
-    ) -> Result<Vec<(ChatRequest, Vec<f32>)>, String> {
-        for row in rows {
-            if router.config.route(&row.label).is_none() {
-                return Err(format!("label {:?} is not a route of the config", row.label));
-            }
-        }
+    ) -> Result<Vec<Signals>, String> {
+        let now = clock();
         let bar = progress(rows.len(), "embedding rows");
-        let mut out = Vec::with_capacity(rows.len());
+        let mut gathered = Vec::with_capacity(rows.len());
         for row in rows {
-            let request = user_request("auto", &row.text)?;
-            let embedding = encoder.embed(&router.routing_text(&request)).map_err(|e| e.to_string())?;
-            out.push((request, embedding));
+            let request = user_request(AUTO, &row.text)?;
+            let mut watch = Stopwatch::since(now(), &now);
+            gathered.push(ready(pipeline::gather(config, &request, Requested::Auto, embedder, &mut watch)));
             bar.inc(1);
         }
         bar.finish_and_clear();
-        Ok(out)
+        if let Some(SemanticSignal::Unavailable(reason)) = gathered.first().map(|s| &s.semantic) {
+            eprintln!("note: semantic routing is unavailable: {reason}; rows are routed by the other levels");
+        }
+        Ok(gathered)
     }
 
-    fn predictions(
-        router: &Router,
-        index: &ExemplarIndex,
-        rows: &[LabelledRow],
-        embedded: &[(ChatRequest, Vec<f32>)],
-    ) -> Vec<(String, String)> {
+    /// `(label, predicted route)` for every row, decided from its gathered signals.
+    fn predictions(config: &Config, rows: &[LabelledRow], gathered: &[Signals]) -> Vec<(String, String)> {
         rows.iter()
-            .zip(embedded)
-            .map(|(row, (request, embedding))| {
-                let predicted = router
-                    .decide(request, Some(Semantic { query: embedding, index }))
-                    .map(|d| d.route)
-                    .unwrap_or_else(|_| router.config.default_route.clone());
-                (row.label.clone(), predicted)
-            })
+            .zip(gathered)
+            .map(|(row, signals)| (row.label.clone(), decide(config, Requested::Auto, signals.clone()).route))
             .collect()
     }
 
@@ -259,18 +306,18 @@ mod cli {
     fn run(cli: Cli) -> Result<(), String> {
         match &cli.command {
             Command::CheckConfig { file } => {
-                let (router, _) = load_router_from(file.as_deref().or(cli.config.as_deref()))?;
+                let (config, _) = load_config_from(file.as_deref().or(cli.config.as_deref()))?;
                 println!(
                     "ok: {} routes, {} models, {} providers; default route {:?}",
-                    router.config.routes.len(),
-                    router.config.models.len(),
-                    router.config.providers.len(),
-                    router.config.default_route.as_str()
+                    config.routes.len(),
+                    config.models.len(),
+                    config.providers.len(),
+                    config.default_route
                 );
                 Ok(())
             }
             Command::Route { model, request, prompt } => {
-                let (router, _) = load_router(&cli)?;
+                let (config, _) = load_config(&cli)?;
                 let request = match (request, prompt) {
                     (Some(path), _) => {
                         let bytes = std::fs::read(path)
@@ -280,18 +327,9 @@ mod cli {
                     (None, Some(prompt)) => user_request(model, prompt)?,
                     (None, None) => return Err("give a prompt or --request FILE".into()),
                 };
-                let semantic = if router.needs_embedding(&request) {
-                    let encoder = load_encoder(&cli.model_dir)?;
-                    let index = load_index(&router, &encoder, &cli.model_dir)?;
-                    let query = encoder.embed(&router.routing_text(&request)).map_err(|e| e.to_string())?;
-                    Some((query, index))
-                } else {
-                    None
-                };
-                let semantic = semantic.as_ref().map(|(query, index)| Semantic { query, index });
-                let decision = router.decide(&request, semantic).map_err(|e| e.message)?;
+                let decision = route(&config, &request, &ModelDir::new(&cli.model_dir, &config))?;
                 // Secrets are Worker secrets at the edge; here, environment variables stand in.
-                let plan = switchyard::core::fallback::plan(&router.config, &decision, &request, |name| {
+                let plan = switchyard::core::fallback::plan(&config, &decision, &request, |name| {
                     std::env::var_os(name).is_some_and(|v| !v.is_empty())
                 });
                 let json = route_json(&decision, &[], &plan);
@@ -314,9 +352,15 @@ mod cli {
                 Ok(())
             }
             Command::BuildIndex { out } => {
-                let (router, _) = load_router(&cli)?;
+                let (config, _) = load_config(&cli)?;
                 let encoder = load_encoder(&cli.model_dir)?;
-                let index = build_index(&router, &encoder)?;
+                let bar = progress(exemplar_count(&config), "embedding exemplars");
+                let index = ExemplarIndex::build(&config, |text| {
+                    bar.inc(1);
+                    encoder.embed(text)
+                })
+                .map_err(|e| e.to_string())?;
+                bar.finish_and_clear();
                 let out = out.clone().unwrap_or_else(|| cli.model_dir.join("index.json"));
                 std::fs::write(&out, index.to_json())
                     .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
@@ -325,13 +369,11 @@ mod cli {
                 Ok(())
             }
             Command::Eval { data, json } => {
-                let (router, _) = load_router(&cli)?;
-                let encoder = load_encoder(&cli.model_dir)?;
-                let index = load_index(&router, &encoder, &cli.model_dir)?;
-                let rows = read_rows(data)?;
-                let embedded = embed_rows(&router, &encoder, &rows)?;
-                let pairs = predictions(&router, &index, &rows, &embedded);
-                let report = EvalReport::compute(router.config.default_route.as_str(), &pairs);
+                let (config, _) = load_config(&cli)?;
+                let rows = read_rows(&config, data)?;
+                let gathered = gather_rows(&config, &ModelDir::new(&cli.model_dir, &config), &rows)?;
+                let report =
+                    EvalReport::compute(&config.default_route, &predictions(&config, &rows, &gathered));
                 if *json {
                     println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
                 } else {
@@ -345,23 +387,24 @@ mod cli {
     }
 
     fn fit(cli: &Cli, data: &Path, dry_run: bool) -> Result<(), String> {
-        let (mut router, path) = load_router(cli)?;
+        let (mut config, path) = load_config(cli)?;
         let Some(path) = path.filter(|_| !dry_run).or_else(|| dry_run.then(PathBuf::new)) else {
             return Err("fit writes thresholds into a config file: pass --config FILE".into());
         };
-        if !router.uses_semantics() {
+        if !config.uses_semantics() {
             return Err("no route has exemplars: nothing to fit".into());
         }
-        let encoder = load_encoder(&cli.model_dir)?;
-        let index = load_index(&router, &encoder, &cli.model_dir)?;
-        let rows = read_rows(data)?;
-        let embedded = embed_rows(&router, &encoder, &rows)?;
-        let config = &router.config;
+        let rows = read_rows(&config, data)?;
+        // Gathered once: the search below only decides, with each candidate set of thresholds.
+        let gathered = {
+            let embedder = ModelDir::new(&cli.model_dir, &config);
+            embedder.load_now()?;
+            gather_rows(&config, &embedder, &rows)?
+        };
         let mut scores: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-        for (_, embedding) in &embedded {
-            for (route, score) in index.scores(embedding, config.semantic.aggregation, config.semantic.top_k)
-            {
-                scores.entry(route).or_default().push(score);
+        for signals in &gathered {
+            for (route, score) in signals.semantic.scores().into_iter().flatten() {
+                scores.entry(route.clone()).or_default().push(*score);
             }
         }
         let start: BTreeMap<String, f32> = config
@@ -369,15 +412,11 @@ mod cli {
             .iter()
             .filter_map(|r| Some((r.name.clone(), r.semantic.as_ref()?.threshold)))
             .collect();
-        let before = EvalReport::compute(
-            config.default_route.as_str(),
-            &predictions(&router, &index, &rows, &embedded),
-        )
-        .accuracy;
+        let before =
+            EvalReport::compute(&config.default_route, &predictions(&config, &rows, &gathered)).accuracy;
         let mut accuracy = |thresholds: &BTreeMap<String, f32>| {
-            set_thresholds(&mut router, thresholds);
-            let pairs = predictions(&router, &index, &rows, &embedded);
-            EvalReport::compute(router.config.default_route.as_str(), &pairs).accuracy
+            set_thresholds(&mut config, thresholds);
+            EvalReport::compute(&config.default_route, &predictions(&config, &rows, &gathered)).accuracy
         };
         let (fitted, _) = fit_thresholds(&start, &scores, &mut accuracy, 8);
         // The file gets three decimals: report the accuracy of exactly what is written.
@@ -410,8 +449,8 @@ mod cli {
         Ok(())
     }
 
-    fn set_thresholds(router: &mut Router, thresholds: &BTreeMap<String, f32>) {
-        for route in router.config.routes.iter_mut() {
+    fn set_thresholds(config: &mut Config, thresholds: &BTreeMap<String, f32>) {
+        for route in config.routes.iter_mut() {
             if let (Some(semantic), Some(t)) = (route.semantic.as_mut(), thresholds.get(&route.name)) {
                 semantic.threshold = *t;
             }

@@ -3,22 +3,12 @@
 //! Kept here, platform-free, so the CLI, the native tests and the Worker produce byte-for-byte the
 //! same `/v1/route` decision and `/v1/models` list.
 
+use crate::core::config::Config;
+use crate::core::decide::AUTO;
 use crate::core::decision::Decision;
 use crate::core::fallback::Skip;
-use crate::core::router::Router;
+use crate::core::timing::Phase;
 use serde_json::{json, Value};
-
-/// One phase of request handling, for `Server-Timing` and `timing_ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct Phase {
-    pub name: &'static str,
-    pub ms: f64,
-}
-
-/// `Server-Timing` header value: `parse;dur=0.2, route;dur=0.1, upstream;dur=412.0`.
-pub fn server_timing(phases: &[Phase]) -> String {
-    phases.iter().map(|p| format!("{};dur={:.2}", p.name, p.ms)).collect::<Vec<_>>().join(", ")
-}
 
 /// The decision headers every routed response carries.
 pub fn decision_headers(decision: &Decision) -> Vec<(&'static str, String)> {
@@ -51,10 +41,9 @@ pub fn route_json(decision: &Decision, phases: &[Phase], plan: &[(String, Option
 }
 
 /// The `GET /v1/models` body: `auto`, then every route, then every model, in OpenAI list form.
-pub fn models_json(router: &Router) -> Value {
-    let config = &router.config;
+pub fn models_json(config: &Config) -> Value {
     let mut data = vec![json!({
-        "id": "auto",
+        "id": AUTO,
         "object": "model",
         "created": 0,
         "owned_by": "switchyard",

@@ -39,16 +39,53 @@ impl Level {
     }
 }
 
-/// Everything the levels observed, for explaining a decision.
+/// Everything the levels observed about a request: gathered by the pipeline
+/// ([`crate::core::pipeline`]), read by [`crate::core::decide`], and shown in `/v1/route`.
+/// A new level adds its own field here.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Signals {
     pub prompt_tokens: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
+    /// Level 1: the outcome of every route that has rules, in config order.
     pub rules: Vec<RuleOutcome>,
-    /// Whether level 2 scored the request (absent when no route has exemplars).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub semantic_available: Option<bool>,
+    /// Level 2, shown as `semantic_available` (absent when no route has exemplars); the scores
+    /// themselves are the decision's `scores`.
+    #[serde(rename = "semantic_available", skip_serializing_if = "SemanticSignal::not_used")]
+    pub semantic: SemanticSignal,
+}
+
+/// What level 2 made of a request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum SemanticSignal {
+    /// Level 2 does not apply: no route has exemplars, or the request named its model.
+    #[default]
+    NotUsed,
+    /// Level 2 applies but could not run (the encoder could not be loaded or failed); the reason
+    /// is for the log, not for clients.
+    Unavailable(String),
+    /// Every route with exemplars, and its score.
+    Scored(BTreeMap<String, f32>),
+}
+
+impl SemanticSignal {
+    pub fn not_used(&self) -> bool {
+        matches!(self, SemanticSignal::NotUsed)
+    }
+
+    pub fn scores(&self) -> Option<&BTreeMap<String, f32>> {
+        match self {
+            SemanticSignal::Scored(scores) => Some(scores),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for SemanticSignal {
+    /// `true` when scored, `false` when unavailable (`NotUsed` is skipped).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bool(matches!(self, SemanticSignal::Scored(_)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -8,6 +8,9 @@
 //!
 //! The index records a hash of everything it was computed from (the encoder's id and every
 //! route's exemplars), so an index built for another config is detected, never silently used.
+//!
+//! The encoder itself is not named here: level 2 reads it through [`Encode`], which `src/embed`'s
+//! encoder implements, so the same routing code runs natively, in the Worker and in tests.
 
 use crate::core::config::{Aggregation, Config, RouteSemantic};
 use crate::core::request::{ChatRequest, Role};
@@ -126,6 +129,61 @@ impl ExemplarIndex {
                 (route.clone(), aggregate(&mut similarities, aggregation, top_k))
             })
             .collect()
+    }
+}
+
+/// Turns text into a unit vector: what level 2 needs of an encoder.
+pub trait Encode {
+    fn token_ids(&self, text: &str) -> Result<Vec<u32>, String>;
+    fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>, String>;
+
+    fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+        self.embed_ids(&self.token_ids(text)?)
+    }
+}
+
+/// A borrowed encoder encodes: tests and tools share one loaded model.
+impl<E: Encode + ?Sized> Encode for &E {
+    fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
+        (**self).token_ids(text)
+    }
+
+    fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>, String> {
+        (**self).embed_ids(ids)
+    }
+}
+
+/// An encoder and the exemplar index its embeddings are compared with: all that level 2 needs.
+pub struct SemanticModel<E> {
+    pub encoder: E,
+    pub index: ExemplarIndex,
+}
+
+impl<E: Encode> SemanticModel<E> {
+    /// Pairs `encoder` with `shipped` (the index `switchyard build-index` wrote) when that was
+    /// built for `config`'s exemplars; else embeds the exemplars now, calling `on_exemplar` after
+    /// each. The second value says why the shipped index was not used, for the caller to report.
+    /// The Worker and the CLI both load level 2 through this.
+    pub fn load(
+        encoder: E,
+        config: &Config,
+        shipped: Option<&str>,
+        mut on_exemplar: impl FnMut(),
+    ) -> Result<(SemanticModel<E>, Option<IndexError>), String> {
+        let usable = shipped
+            .map(|text| ExemplarIndex::from_json(text).and_then(|index| index.check(config).map(|()| index)));
+        let (index, rejected) = match usable {
+            Some(Ok(index)) => (index, None),
+            rejected => {
+                let index = ExemplarIndex::build(config, |text| {
+                    let v = encoder.embed(text);
+                    on_exemplar();
+                    v
+                })?;
+                (index, rejected.and_then(Result::err))
+            }
+        };
+        Ok((SemanticModel { encoder, index }, rejected))
     }
 }
 

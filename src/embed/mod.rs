@@ -130,6 +130,17 @@ impl Encoder {
     }
 }
 
+/// Level 2 reads the encoder through this trait, so core routing never names tract.
+impl crate::core::semantic::Encode for Encoder {
+    fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
+        Encoder::token_ids(self, text).map_err(|e| e.to_string())
+    }
+
+    fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>, String> {
+        Encoder::embed_ids(self, ids).map_err(|e| e.to_string())
+    }
+}
+
 /// The model's tokenizer from its `tokenizer.json`, set up as sentence-transformers runs it.
 pub fn load_tokenizer(json: &[u8]) -> Result<Tokenizer, EmbedError> {
     let mut tokenizer = Tokenizer::from_bytes(json).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;

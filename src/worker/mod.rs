@@ -10,14 +10,15 @@ mod semantic;
 mod state;
 mod upstream;
 
-use crate::core::api::{decision_headers, models_json, route_json, server_timing, Phase};
-use crate::core::decision::Decision;
+use crate::core::api::{decision_headers, models_json, route_json};
+use crate::core::decision::{Decision, SemanticSignal};
 use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::fallback;
+use crate::core::pipeline;
 use crate::core::providers::Usage;
 use crate::core::request::ChatRequest;
-use crate::core::router::Semantic;
+use crate::core::timing::{server_timing, Phase, Stopwatch};
 use crate::embed::DIMENSIONS;
 use http::now_ms;
 use serde_json::json;
@@ -57,14 +58,13 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
         (Method::Get, "/healthz") => Ok(health(state)),
         (Method::Get, "/v1/models") => {
             authorize(&req, state)?;
-            Ok(http::json(200, &models_json(&state.router)))
+            Ok(http::json(200, &models_json(&state.config)))
         }
         (Method::Post, "/v1/route") => {
             authorize(&req, state)?;
             let (request, decision, phases) = decide(&mut req, env, state, started).await?;
-            let plan = fallback::plan(&state.router.config, &decision, &request, |name| {
-                state::secret(env, name).is_some()
-            });
+            let plan =
+                fallback::plan(&state.config, &decision, &request, |name| state::secret(env, name).is_some());
             let mut response = http::json(200, &route_json(&decision, &phases, &plan));
             annotate(&mut response, &decision, &phases);
             Ok(response)
@@ -85,54 +85,26 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
     }
 }
 
-/// Reads, validates and routes a chat request body. Level 2 runs when the request is routed
-/// (`model: "auto"`) and some route has exemplars; if the encoder cannot be loaded the request is
-/// routed by rules alone (the decision's signals and the log say so) rather than refused.
+/// Reads, validates and routes a chat request body through the routing pipeline, the same one
+/// the CLI runs. Level 2 loads the encoder from the model assets on first use; if it cannot, the
+/// request is routed by the other levels (the decision says so, the log says why) rather than
+/// refused.
 async fn decide(
     req: &mut Request,
     env: &Env,
     state: &State,
     started: f64,
 ) -> Result<(ChatRequest, Decision, Vec<Phase>), RouterError> {
-    let bytes = body::read_limited(req, state.router.config.server.max_body_bytes).await?;
+    let bytes = body::read_limited(req, state.config.server.max_body_bytes).await?;
     let request = ChatRequest::parse(&bytes)?;
-    let mut clock = now_ms();
-    let mut phases = vec![Phase { name: "parse", ms: clock - started }];
-    let mut lap = |name: &'static str, phases: &mut Vec<Phase>| {
-        let now = now_ms();
-        phases.push(Phase { name, ms: now - clock });
-        clock = now;
-    };
-    let router = &state.router;
-    let mut query = None;
-    let mut engine = None;
-    if router.needs_embedding(&request) {
-        match semantic::engine(env, router).await {
-            Ok(loaded) => {
-                lap("load", &mut phases);
-                let ids = loaded.encoder.token_ids(&router.routing_text(&request));
-                lap("tokenize", &mut phases);
-                match ids.and_then(|ids| loaded.encoder.embed_ids(&ids)) {
-                    Ok(embedding) => query = Some(embedding),
-                    Err(e) => log_error(&RouterError::new(ErrorKind::Unavailable, e.to_string())),
-                }
-                lap("embed", &mut phases);
-                engine = Some(loaded);
-            }
-            Err(e) => {
-                log_error(&e);
-                lap("load", &mut phases);
-            }
-        }
+    let mut watch = Stopwatch::since(started, &now_ms);
+    watch.lap("parse");
+    let embedder = semantic::AssetEmbedder { env, config: &state.config };
+    let decision = pipeline::route(&state.config, &request, &embedder, &mut watch).await?;
+    if let SemanticSignal::Unavailable(reason) = &decision.signals.semantic {
+        log_error(&RouterError::new(ErrorKind::Unavailable, reason.clone()));
     }
-    let semantic = match (&query, &engine) {
-        (Some(query), Some(engine)) => Some(Semantic { query, index: &engine.index }),
-        _ => None,
-    };
-    let decision = router.decide(&request, semantic)?;
-    lap("route", &mut phases);
-    phases.retain(|p| p.name != "load" || p.ms > 0.0);
-    Ok((request, decision, phases))
+    Ok((request, decision, watch.phases))
 }
 
 /// Calls the upstreams for a decided chat request and shapes the client's response: the answer
@@ -173,7 +145,7 @@ async fn chat(
             http::error(&error)
         }
         Ok(Answered { body: Body::Whole(completion), model }) => {
-            let price = state.router.config.model(&model).map(|m| m.price);
+            let price = state.config.model(&model).map(|m| m.price);
             let cost =
                 completion.usage.zip(price).map(|(u, p)| p.cost_usd(u.prompt_tokens, u.completion_tokens));
             if let Some(cost) = cost {
@@ -231,10 +203,10 @@ async fn embeddings(
     state: &State,
     started: f64,
 ) -> Result<Response, RouterError> {
-    let bytes = body::read_limited(req, state.router.config.server.max_body_bytes).await?;
+    let bytes = body::read_limited(req, state.config.server.max_body_bytes).await?;
     let request = EmbeddingsRequest::parse(&bytes, DIMENSIONS)?;
     let parsed = now_ms();
-    let engine = semantic::engine(env, &state.router).await?;
+    let engine = semantic::engine(env, &state.config).await?;
     let loaded = now_ms();
     let mut tokens = 0;
     let mut vectors = Vec::with_capacity(request.inputs.len());
@@ -290,7 +262,7 @@ fn annotate(response: &mut Response, decision: &Decision, phases: &[Phase]) {
 }
 
 fn health(state: &State) -> Response {
-    let config = &state.router.config;
+    let config = &state.config;
     http::json(
         200,
         &json!({

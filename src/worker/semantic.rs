@@ -9,9 +9,10 @@
 //! differ from the ones it was built for (a `SWITCHYARD_CONFIG` with other routes), the exemplars
 //! are embedded at load instead, and the log says so.
 
+use crate::core::config::Config;
 use crate::core::error::{ErrorKind, RouterError};
-use crate::core::router::Router;
-use crate::core::semantic::ExemplarIndex;
+use crate::core::pipeline::Embedder;
+use crate::core::semantic::SemanticModel;
 use crate::embed::{load_tokenizer, Encoder};
 use crate::worker::http::now_ms;
 use futures_util::future::try_join;
@@ -29,11 +30,24 @@ const ASSETS_BINDING: &str = "MODEL";
 const ENCODER_ASSET: &str = "https://model.assets/encoder.onnx";
 const TOKENIZER_ASSET: &str = "https://model.assets/tokenizer.json";
 
-pub struct Engine {
-    pub encoder: Encoder,
-    pub index: ExemplarIndex,
-    /// How long the load took, for /healthz.
-    pub load_ms: f64,
+/// Level 2's encoder and index as the Worker has them: [`Embedder`] for the routing pipeline.
+pub struct AssetEmbedder<'a> {
+    pub env: &'a Env,
+    pub config: &'a Config,
+}
+
+impl Embedder for AssetEmbedder<'_> {
+    type Encoder = Encoder;
+
+    async fn load(&self) -> Result<Rc<SemanticModel<Encoder>>, String> {
+        engine(self.env, self.config).await.map_err(|e| e.message)
+    }
+}
+
+/// The loaded model, and how long the load took (for /healthz).
+struct Engine {
+    model: Rc<SemanticModel<Encoder>>,
+    load_ms: f64,
 }
 
 thread_local! {
@@ -56,46 +70,52 @@ pub fn load_ms() -> Option<f64> {
 
 /// How long each step of the load took (fetch, tokenizer, decode, …), for /healthz and the log.
 pub fn load_phases() -> Option<serde_json::Map<String, serde_json::Value>> {
-    loaded(phases_json)
+    loaded(|engine| phases_json(&engine.model.encoder))
 }
 
-fn phases_json(engine: &Engine) -> serde_json::Map<String, serde_json::Value> {
-    engine.encoder.load_phases.iter().map(|(name, ms)| (name.to_string(), serde_json::json!(ms))).collect()
+fn phases_json(encoder: &Encoder) -> serde_json::Map<String, serde_json::Value> {
+    encoder.load_phases.iter().map(|(name, ms)| (name.to_string(), serde_json::json!(ms))).collect()
 }
 
 fn loaded<T>(read: impl FnOnce(&Engine) -> T) -> Option<T> {
     ENGINE.with(|e| e.borrow().as_ref().and_then(|r| r.as_ref().ok()).map(|engine| read(engine)))
 }
 
-/// The isolate's engine, loading it on first call. A failed load is remembered (the isolate is
-/// recycled eventually) so a broken model does not cost every request a 23 MB fetch.
-pub async fn engine(env: &Env, router: &Router) -> Result<Rc<Engine>, RouterError> {
-    if let Some(loaded) = ENGINE.with(|e| e.borrow().clone()) {
-        return loaded.map_err(unavailable);
+/// The isolate's encoder and index, loading them on first call. A failed load is remembered (the
+/// isolate is recycled eventually) so a broken model does not cost every request a 23 MB fetch.
+pub async fn engine(env: &Env, config: &Config) -> Result<Rc<SemanticModel<Encoder>>, RouterError> {
+    if let Some(loaded) = cached() {
+        return loaded;
     }
     let lock = LOADING.with(Rc::clone);
     let _guard = lock.lock().await;
-    if let Some(loaded) = ENGINE.with(|e| e.borrow().clone()) {
-        return loaded.map_err(unavailable);
+    if let Some(loaded) = cached() {
+        return loaded;
     }
     let started = now_ms();
-    let loaded = load(env, router)
+    let loaded = load(env, config)
         .await
-        .map(|(encoder, index)| Rc::new(Engine { encoder, index, load_ms: now_ms() - started }));
+        .map(|model| Rc::new(Engine { model: Rc::new(model), load_ms: now_ms() - started }));
     match &loaded {
         Ok(engine) => worker::console_log!(
             "{}",
             serde_json::json!({
                 "event": "encoder_loaded",
                 "load_ms": engine.load_ms,
-                "phases_ms": phases_json(engine),
-                "int8_matmuls": engine.encoder.int8_matmuls,
+                "phases_ms": phases_json(&engine.model.encoder),
+                "int8_matmuls": engine.model.encoder.int8_matmuls,
             })
         ),
         Err(e) => worker::console_error!("{}", serde_json::json!({"event": "encoder_failed", "message": e})),
     }
-    ENGINE.with(|e| *e.borrow_mut() = Some(loaded.clone()));
-    loaded.map_err(unavailable)
+    ENGINE.with(|e| *e.borrow_mut() = Some(loaded));
+    cached().unwrap_or_else(|| Err(unavailable("the load left nothing behind".into())))
+}
+
+fn cached() -> Option<Result<Rc<SemanticModel<Encoder>>, RouterError>> {
+    ENGINE
+        .with(|e| e.borrow().clone())
+        .map(|loaded| loaded.map(|engine| engine.model.clone()).map_err(unavailable))
 }
 
 /// One model file, read whole into a JavaScript buffer: one allocation outside wasm memory
@@ -116,7 +136,7 @@ fn unavailable(message: String) -> RouterError {
     RouterError::new(ErrorKind::Unavailable, format!("the embedding model is unavailable: {message}"))
 }
 
-async fn load(env: &Env, router: &Router) -> Result<(Encoder, ExemplarIndex), String> {
+async fn load(env: &Env, config: &Config) -> Result<SemanticModel<Encoder>, String> {
     let started = now_ms();
     let assets =
         env.assets(ASSETS_BINDING).map_err(|e| format!("no {ASSETS_BINDING} assets binding: {e}"))?;
@@ -144,19 +164,15 @@ async fn load(env: &Env, router: &Router) -> Result<(Encoder, ExemplarIndex), St
     ];
     encoder.load_phases.splice(0..0, phases);
     let index_started = now_ms();
-    let index =
-        match ExemplarIndex::from_json(BUILTIN_INDEX).and_then(|i| i.check(&router.config).map(|()| i)) {
-            Ok(index) => index,
-            Err(reason) => {
-                worker::console_log!(
-                    "{}",
-                    serde_json::json!({"event": "index_rebuilt", "reason": reason.to_string()})
-                );
-                ExemplarIndex::build(&router.config, |text| encoder.embed(text)).map_err(|e| e.to_string())?
-            }
-        };
-    encoder.load_phases.push(("index", now_ms() - index_started));
-    Ok((encoder, index))
+    let (mut model, rejected) = SemanticModel::load(encoder, config, Some(BUILTIN_INDEX), || {})?;
+    if let Some(reason) = rejected {
+        worker::console_log!(
+            "{}",
+            serde_json::json!({"event": "index_rebuilt", "reason": reason.to_string()})
+        );
+    }
+    model.encoder.load_phases.push(("index", now_ms() - index_started));
+    Ok(model)
 }
 
 /// A `bytes::Buf` over a JavaScript byte array, copied into wasm memory one window at a time.

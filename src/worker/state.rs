@@ -1,4 +1,4 @@
-//! What one isolate builds once and every request then shares: the compiled router, the router
+//! What one isolate builds once and every request then shares: the resolved config, the router
 //! keys and the CORS policy.
 //!
 //! The config comes from the `SWITCHYARD_CONFIG` variable when set, else the built-in
@@ -6,10 +6,9 @@
 //! answers the same clear 500 (file, line, reason) instead of the isolate crashing.
 
 use crate::core::auth::RouterKeys;
-use crate::core::config::ConfigError;
+use crate::core::config::{Config, ConfigError};
 use crate::core::cors::CorsPolicy;
 use crate::core::error::{ErrorKind, RouterError};
-use crate::core::router::Router;
 use crate::BUILTIN_CONFIG;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -19,7 +18,7 @@ use worker::Env;
 pub const CONFIG_VAR: &str = "SWITCHYARD_CONFIG";
 
 pub struct State {
-    pub router: Router,
+    pub config: Config,
     pub keys: RouterKeys,
     pub cors: CorsPolicy,
     /// Where the config came from: `builtin` or `SWITCHYARD_CONFIG`.
@@ -56,11 +55,10 @@ pub fn secret(env: &Env, name: &str) -> Option<String> {
 }
 
 fn load(env: &Env) -> Result<State, ConfigError> {
-    let (source, router) = match env.var(CONFIG_VAR).map(|v| v.to_string()) {
-        Ok(text) if !text.trim().is_empty() => (CONFIG_VAR, Router::from_toml(CONFIG_VAR, &text)?),
-        _ => ("builtin", Router::from_toml("switchyard.toml", BUILTIN_CONFIG)?),
+    let (source, config) = match env.var(CONFIG_VAR).map(|v| v.to_string()) {
+        Ok(text) if !text.trim().is_empty() => (CONFIG_VAR, Config::parse(CONFIG_VAR, &text)?),
+        _ => ("builtin", Config::parse("switchyard.toml", BUILTIN_CONFIG)?),
     };
-    let config = &router.config;
     let key_names: Vec<&str> = config.server.auth_keys.iter().map(String::as_str).collect();
     let keys = RouterKeys::resolve(&key_names, |name| secret(env, name));
     let secret_values = config.secret_names().into_iter().filter_map(|name| secret(env, name)).collect();
@@ -69,6 +67,6 @@ fn load(env: &Env) -> Result<State, ConfigError> {
         keys,
         config_source: source,
         secret_values,
-        router,
+        config,
     })
 }

@@ -45,7 +45,7 @@ pub struct Outcome {
 
 /// Calls the decision's models in order until one answers.
 pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &Decision) -> Outcome {
-    let config = &state.router.config;
+    let config = &state.config;
     let plan = fallback::plan(config, decision, request, |name| secret(env, name).is_some());
     let mut attempts = Vec::new();
     let mut last_error = None;
@@ -114,7 +114,7 @@ enum CallError {
 
 /// One call to one model.
 async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Result<Body, CallError> {
-    let config = &state.router.config;
+    let config = &state.config;
     let internal =
         |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
     let model: &Model = config.model(name).ok_or_else(|| CallError::Failed(internal("model")))?;

@@ -1,11 +1,11 @@
 //! The fallback and retry policy: which models are called, skipped, retried or given up on.
 
 use serde_json::json;
+use switchyard::core::config::Config;
 use switchyard::core::config::UpstreamPolicy;
 use switchyard::core::error::{ErrorKind, RouterError};
 use switchyard::core::fallback::{self, after_failure, backoff_ms, plan, Attempt, Next, Skip};
 use switchyard::core::request::ChatRequest;
-use switchyard::core::router::Router;
 
 const CONFIG: &str = r#"
 [providers.local]
@@ -42,26 +42,26 @@ models = ["tiny", "sonnet", "flash"]
 route = "chat"
 "#;
 
-fn decide(body: serde_json::Value) -> (Router, ChatRequest, switchyard::core::decision::Decision) {
-    let router = Router::from_toml("test.toml", CONFIG).unwrap();
+fn decide(body: serde_json::Value) -> (Config, ChatRequest, switchyard::core::decision::Decision) {
+    let config = Config::parse("test.toml", CONFIG).unwrap();
     let request = ChatRequest::from_value(body).unwrap();
-    let decision = router.decide(&request, None).unwrap();
-    (router, request, decision)
+    let decision = crate::routing::decide(&config, &crate::routing::without_encoder(), &request).unwrap();
+    (config, request, decision)
 }
 
 #[test]
 fn models_that_cannot_serve_the_request_are_skipped_with_a_reason() {
-    let (router, request, decision) = decide(json!({
+    let (config, request, decision) = decide(json!({
         "messages": [{"role": "user", "content": "hello"}],
         "max_tokens": 200,
         "response_format": {"type": "json_object"},
     }));
-    let planned = plan(&router.config, &decision, &request, |name| name == "GEMINI_API_KEY");
+    let planned = plan(&config, &decision, &request, |name| name == "GEMINI_API_KEY");
     assert!(matches!(planned[0], (ref m, Some(Skip::ContextWindow { window: 100, .. })) if m == "tiny"));
     assert_eq!(planned[1], ("sonnet".to_string(), Some(Skip::Unsupported("response_format"))));
     assert_eq!(planned[2], ("flash".to_string(), None));
 
-    let planned = plan(&router.config, &decision, &request, |_| false);
+    let planned = plan(&config, &decision, &request, |_| false);
     assert_eq!(planned[2], ("flash".to_string(), Some(Skip::MissingSecret("GEMINI_API_KEY".into()))));
 }
 

@@ -2,15 +2,20 @@
 //! and with level 2 (the real encoder and the committed exemplar index).
 
 use crate::embedding::encoder;
-use switchyard::core::decision::{Decision, Level};
+use std::rc::Rc;
+use switchyard::core::config::Config;
+use switchyard::core::decision::{Decision, Level, SemanticSignal};
+use switchyard::core::error::RouterError;
 use switchyard::core::evaluation::{parse_rows, EvalReport};
+use switchyard::core::pipeline::{self, run_ready};
 use switchyard::core::request::ChatRequest;
-use switchyard::core::router::{Router, Semantic};
-use switchyard::core::semantic::{ExemplarIndex, IndexError};
+use switchyard::core::semantic::{routing_text, ExemplarIndex, IndexError, SemanticModel};
+use switchyard::core::timing::Stopwatch;
+use switchyard::embed::Encoder;
 use switchyard::BUILTIN_CONFIG;
 
-fn router() -> Router {
-    Router::from_toml("switchyard.toml", BUILTIN_CONFIG).unwrap()
+fn builtin() -> Config {
+    Config::parse("switchyard.toml", BUILTIN_CONFIG).unwrap()
 }
 
 fn index() -> ExemplarIndex {
@@ -26,35 +31,52 @@ fn user(model: &str, prompt: &str) -> ChatRequest {
     .unwrap()
 }
 
-/// Level 1 only, as when the encoder is unavailable.
-fn route_by_rules(model: &str, prompt: &str) -> Decision {
-    router().decide(&user(model, prompt), None).unwrap()
+/// Level 2 as the pipeline gets it: the real encoder with `index`, or the reason it is missing.
+pub type Level2 = Result<Rc<SemanticModel<&'static Encoder>>, String>;
+
+fn with_encoder(index: ExemplarIndex) -> Level2 {
+    Ok(Rc::new(SemanticModel { encoder: encoder(), index }))
 }
 
-/// Levels 1 and 2 with `router`.
-fn route_with(router: &Router, index: &ExemplarIndex, request: &ChatRequest) -> Decision {
-    let query = encoder().embed(&router.routing_text(request)).unwrap();
-    router.decide(request, Some(Semantic { query: &query, index })).unwrap()
+pub fn without_encoder() -> Level2 {
+    Err("no encoder in this test".to_string())
+}
+
+/// The routing pipeline, as the Worker and the CLI run it.
+pub fn decide(config: &Config, level2: &Level2, request: &ChatRequest) -> Result<Decision, RouterError> {
+    let now = || 0.0;
+    let mut watch = Stopwatch::since(0.0, &now);
+    run_ready(pipeline::route(config, request, level2, &mut watch)).expect("a loaded model never waits")
+}
+
+/// Level 1 only, as when the encoder is unavailable.
+fn route_by_rules(model: &str, prompt: &str) -> Decision {
+    decide(&builtin(), &without_encoder(), &user(model, prompt)).unwrap()
+}
+
+/// Levels 1 and 2 with `config`.
+fn route_with(config: &Config, level2: &Level2, request: &ChatRequest) -> Decision {
+    decide(config, level2, request).unwrap()
 }
 
 fn route(prompt: &str) -> Decision {
-    route_with(&router(), &index(), &user("auto", prompt))
+    route_with(&builtin(), &with_encoder(index()), &user("auto", prompt))
 }
 
 #[test]
 fn the_committed_index_matches_the_builtin_config() {
-    index().check(&router().config).expect("model/index.json is stale: run `switchyard build-index`");
+    index().check(&builtin()).expect("model/index.json is stale: run `switchyard build-index`");
 }
 
 #[test]
 fn an_index_built_for_other_exemplars_is_refused() {
     let changed =
         BUILTIN_CONFIG.replace("Write a short poem about the sea", "Write a long poem about the sea");
-    let router = Router::from_toml("changed.toml", &changed).unwrap();
-    assert!(matches!(index().check(&router.config), Err(IndexError::Stale { .. })));
+    let config = Config::parse("changed.toml", &changed).unwrap();
+    assert!(matches!(index().check(&config), Err(IndexError::Stale { .. })));
     // Thresholds are not part of the hash: fitting them keeps the index valid.
     let refitted = BUILTIN_CONFIG.replace("[semantic]\n", "[semantic]\n# refitted\n");
-    index().check(&Router::from_toml("t.toml", &refitted).unwrap().config).unwrap();
+    index().check(&Config::parse("t.toml", &refitted).unwrap()).unwrap();
 }
 
 #[test]
@@ -88,14 +110,15 @@ fn semantic_confirmation_not_an_exclusion_list_keeps_jokes_off_the_code_route() 
         "",
     );
     assert_ne!(no_exclusions, BUILTIN_CONFIG, "the unless list was not removed");
-    let router = Router::from_toml("no-unless.toml", &no_exclusions).unwrap();
+    let config = Config::parse("no-unless.toml", &no_exclusions).unwrap();
+    let level2 = with_encoder(index());
     for prompt in ["Tell me a joke about Python", "Write a funny poem about SQL databases"] {
-        let decision = route_with(&router, &index(), &user("auto", prompt));
+        let decision = route_with(&config, &level2, &user("auto", prompt));
         assert_ne!(decision.route, "code", "{prompt:?}: {:?}", decision.reasons);
         assert!(decision.reasons.iter().any(|r| r.contains("by meaning")), "{:?}", decision.reasons);
     }
     let decision =
-        route_with(&router, &index(), &user("auto", "Fix this Python function that crashes on empty input"));
+        route_with(&config, &level2, &user("auto", "Fix this Python function that crashes on empty input"));
     assert_eq!(decision.route, "code");
 }
 
@@ -106,7 +129,7 @@ fn every_route_is_scored_in_the_decision() {
         assert!(decision.scores.contains_key(r), "{:?}", decision.scores);
     }
     assert!(decision.scores["reasoning"] > decision.scores["creative"]);
-    assert_eq!(decision.signals.semantic_available, Some(true));
+    assert!(matches!(decision.signals.semantic, SemanticSignal::Scored(_)));
 }
 
 #[test]
@@ -114,12 +137,12 @@ fn the_labelled_set_is_routed_well() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/routing_eval.jsonl"))
         .unwrap();
     let rows = parse_rows("routing_eval.jsonl", &text).unwrap();
-    let (router, index) = (router(), index());
+    let (config, level2) = (builtin(), with_encoder(index()));
     let pairs: Vec<_> = rows
         .iter()
-        .map(|r| (r.label.clone(), route_with(&router, &index, &user("auto", &r.text)).route))
+        .map(|r| (r.label.clone(), route_with(&config, &level2, &user("auto", &r.text)).route))
         .collect();
-    let report = EvalReport::compute(&router.config.default_route, &pairs);
+    let report = EvalReport::compute(&config.default_route, &pairs);
     eprintln!("held-out routing accuracy {:.3}, macro-F1 {:.3}", report.accuracy, report.macro_f1);
     // BENCHMARKS.md reports the measured value; this guards against regressions.
     assert!(report.accuracy >= 0.75, "accuracy {}", report.accuracy);
@@ -137,9 +160,12 @@ fn a_short_follow_up_is_embedded_with_the_previous_question() {
         ],
     }))
     .unwrap();
-    let router = router();
-    assert_eq!(router.routing_text(&request), "Write a limerick about a cat\nanother one?");
-    assert_eq!(route_with(&router, &index(), &request).route, "creative");
+    let config = builtin();
+    assert_eq!(
+        routing_text(&request, config.semantic.follow_up_words),
+        "Write a limerick about a cat\nanother one?"
+    );
+    assert_eq!(route_with(&config, &with_encoder(index()), &request).route, "creative");
 }
 
 #[test]
@@ -149,7 +175,7 @@ fn without_the_encoder_rules_still_route() {
     // The exclusion list is the level-1 fallback for jokes.
     let decision = route_by_rules("auto", "Tell me a joke about Python");
     assert_eq!((decision.route.as_str(), decision.level), ("chat", Level::Default));
-    assert_eq!(decision.signals.semantic_available, Some(false));
+    assert_eq!(decision.signals.semantic, SemanticSignal::Unavailable("no encoder in this test".into()));
     assert!(decision.reasons.iter().any(|r| r.contains("semantic routing was unavailable")));
 }
 
@@ -190,7 +216,7 @@ fn explicit_models_and_routes_skip_routing() {
 
 #[test]
 fn unknown_models_are_404() {
-    let err = router().decide(&user("gpt-17", "hi"), None).unwrap_err();
+    let err = decide(&builtin(), &without_encoder(), &user("gpt-17", "hi")).unwrap_err();
     assert_eq!(err.status(), 404);
     assert_eq!(err.to_openai_json()["error"]["code"], "model_not_found");
 }
@@ -207,5 +233,5 @@ fn keywords_look_at_the_latest_user_message_only() {
         ],
     }))
     .unwrap();
-    assert_ne!(router().decide(&request, None).unwrap().route, "code");
+    assert_ne!(decide(&builtin(), &without_encoder(), &request).unwrap().route, "code");
 }

@@ -1,0 +1,224 @@
+//! The decision: gathered [`Signals`] in, one [`Decision`] out. Pure, so every entry point that
+//! gathers the same signals makes the same decision.
+//!
+//! Order of precedence, first hit wins:
+//! 1. `model` names a configured model: that model answers, no routing (level `explicit`).
+//! 2. `model` names a route: that route's models answer (level `explicit`).
+//! 3. `model` is `"auto"`: routes are tried in config order and the first that matches wins;
+//!    config order is priority, so put narrow routes first. A route matches when
+//!    - it has keywords: its rules hold (token bounds, a keyword, no `unless`) and, with
+//!      `semantic_confirm`, its semantic score clears its threshold and no other route scores
+//!      higher (level `rules`);
+//!    - it has exemplars but no keywords: it is the meaning winner, the best-scoring such route
+//!      within its token bounds that clears its threshold (level `semantic`);
+//!    - it has only token bounds: the prompt is within them (level `rules`).
+//! 4. Nothing matched: the default route (level `default`).
+//!
+//! When level 2 could not run, semantic conditions are skipped: exemplar-only routes do not match
+//! and keyword routes need no confirmation.
+//!
+//! Where later levels go: a trained classifier is another source of the meaning winner (consulted
+//! before exemplar scores, above its confidence); an LLM router answers only when nothing in step
+//! 3 matched, before the default. Each reads its own field of [`Signals`].
+
+use crate::core::config::{Config, Route};
+use crate::core::decision::{Decision, Level, SemanticSignal, Signals};
+use crate::core::rules::RuleOutcome;
+use std::collections::BTreeMap;
+
+/// What the request's `model` field asked for, resolved against the config.
+#[derive(Debug, Clone, Copy)]
+pub enum Requested<'c> {
+    /// `"auto"` (or no `model`): route it.
+    Auto,
+    /// A route name: use that route's models.
+    Route(&'c Route),
+    /// A model name from `[models]`: use that model alone.
+    Model(&'c str),
+}
+
+/// The `model` value that asks Switchyard to route.
+pub const AUTO: &str = "auto";
+
+impl<'c> Requested<'c> {
+    /// `None` when `model` names nothing the config knows.
+    pub fn resolve(config: &'c Config, model: &str) -> Option<Requested<'c>> {
+        if model == AUTO {
+            Some(Requested::Auto)
+        } else if let Some((name, _)) = config.models.get_key_value(model) {
+            Some(Requested::Model(name))
+        } else {
+            config.route(model).map(Requested::Route)
+        }
+    }
+}
+
+/// The decision for a request that asked for `requested`, from what the levels observed.
+pub fn decide(config: &Config, requested: Requested, signals: Signals) -> Decision {
+    match requested {
+        Requested::Model(model) => Decision {
+            route: "explicit".into(),
+            model: model.to_string(),
+            candidates: vec![model.to_string()],
+            level: Level::Explicit,
+            scores: BTreeMap::new(),
+            signals,
+            reasons: vec![format!("the request named model {model:?}")],
+        },
+        Requested::Route(route) => Verdict {
+            route,
+            level: Level::Explicit,
+            reasons: vec![format!("the request named route {:?}", route.name)],
+        }
+        .into_decision(signals, BTreeMap::new()),
+        Requested::Auto => decide_auto(config, signals),
+    }
+}
+
+/// A route chosen, at a level, with the reasons.
+struct Verdict<'c> {
+    route: &'c Route,
+    level: Level,
+    reasons: Vec<String>,
+}
+
+impl Verdict<'_> {
+    fn into_decision(self, signals: Signals, scores: BTreeMap<String, f32>) -> Decision {
+        Decision {
+            route: self.route.name.clone(),
+            model: self.route.models.first().cloned().unwrap_or_default(),
+            candidates: self.route.models.clone(),
+            level: self.level,
+            scores,
+            signals,
+            reasons: self.reasons,
+        }
+    }
+}
+
+fn decide_auto(config: &Config, signals: Signals) -> Decision {
+    let semantic = signals.semantic.scores();
+    let winner = meaning_winner(config, &signals);
+    let mut unconfirmed = Vec::new();
+    let mut chosen = None;
+    for route in &config.routes {
+        let outcome = outcome_of(&signals, route);
+        let matched = if route.rules.has_keywords() {
+            let confirmed = match (route.semantic.as_ref(), semantic) {
+                (Some(s), Some(scores)) if s.confirm_keywords => {
+                    confirmed_by_meaning(route, s.threshold, scores)
+                }
+                _ => true,
+            };
+            if outcome.is_some_and(|o| o.matched) && !confirmed {
+                unconfirmed.push(format!(
+                    "route {:?}: keyword matched but by meaning the request is not a {:?} request \
+                     (score below {:.2} or another route more similar)",
+                    route.name,
+                    route.name,
+                    route.semantic.as_ref().map_or(0.0, |s| s.threshold)
+                ));
+            }
+            outcome.is_some_and(|o| o.matched) && confirmed
+        } else if route.semantic.is_some() {
+            winner == Some(route.name.as_str())
+        } else {
+            outcome.is_some_and(|o| o.matched)
+        };
+        if matched {
+            let level = if route.matched_by_meaning() { Level::Semantic } else { Level::Rules };
+            chosen = Some((route, level, outcome));
+            break;
+        }
+    }
+    let mut reasons = match chosen {
+        Some((route, level, outcome)) => match_reasons(route, level, outcome, &signals),
+        None => vec!["no route matched".to_string()],
+    };
+    reasons.extend(unconfirmed);
+    reasons.extend(exclusion_reasons(&signals));
+    if matches!(signals.semantic, SemanticSignal::Unavailable(_)) {
+        reasons.push("semantic routing was unavailable: routed by rules alone".to_string());
+    }
+    let scores = route_scores(config, &signals);
+    let verdict = match chosen {
+        Some((route, level, _)) => Verdict { route, level, reasons },
+        None => Verdict { route: default_route(config), level: Level::Default, reasons },
+    };
+    verdict.into_decision(signals, scores)
+}
+
+/// The rules' outcome for `route`, when it has rules.
+fn outcome_of<'s>(signals: &'s Signals, route: &Route) -> Option<&'s RuleOutcome> {
+    signals.rules.iter().find(|o| o.route == route.name)
+}
+
+/// Level 2's pick among the routes matched by meaning alone: the best-scoring one within its
+/// token bounds, if it clears its threshold.
+fn meaning_winner<'c>(config: &'c Config, signals: &Signals) -> Option<&'c str> {
+    let scores = signals.semantic.scores()?;
+    config
+        .routes
+        .iter()
+        .filter(|r| r.matched_by_meaning() && outcome_of(signals, r).is_none_or(|o| o.tokens_in_bounds))
+        .filter_map(|r| Some((r, *scores.get(&r.name)?, r.semantic.as_ref()?.threshold)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .filter(|(_, score, threshold)| score >= threshold)
+        .map(|(r, _, _)| r.name.as_str())
+}
+
+/// Semantic confirmation of a keyword match: the route clears its threshold and no other route is
+/// more similar ("a joke about Python" is closer to `creative` than to `code`).
+fn confirmed_by_meaning(route: &Route, threshold: f32, scores: &BTreeMap<String, f32>) -> bool {
+    let Some(&own) = scores.get(&route.name) else { return false };
+    own >= threshold && scores.iter().all(|(other, &score)| *other == route.name || score <= own)
+}
+
+/// Why the chosen route matched, most telling first.
+fn match_reasons(
+    route: &Route,
+    level: Level,
+    outcome: Option<&RuleOutcome>,
+    signals: &Signals,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let keyword = outcome.and_then(|o| o.keyword.as_ref());
+    if let Some(hit) = keyword {
+        reasons.push(format!("keyword /{}/ matched {:?}", hit.pattern, hit.text));
+    }
+    if let Some(score) = signals.semantic.scores().and_then(|s| s.get(&route.name)) {
+        reasons.push(format!("semantic score {score:.3} for route {:?}", route.name));
+    }
+    if level == Level::Rules && keyword.is_none() {
+        reasons.push(format!("prompt of ~{} tokens is within the route's bounds", signals.prompt_tokens));
+    }
+    reasons
+}
+
+fn exclusion_reasons(signals: &Signals) -> impl Iterator<Item = String> + '_ {
+    signals.rules.iter().filter_map(|o| {
+        let hit = o.excluded_by.as_ref()?;
+        Some(format!("route {:?} was excluded by /{}/ matching {:?}", o.route, hit.pattern, hit.text))
+    })
+}
+
+/// Every route's score: the semantic score for routes with exemplars (when level 2 ran), 1.0/0.0
+/// for whether a rules-only route matched.
+fn route_scores(config: &Config, signals: &Signals) -> BTreeMap<String, f32> {
+    let semantic = signals.semantic.scores();
+    let mut scores: BTreeMap<String, f32> = signals
+        .rules
+        .iter()
+        .filter(|o| config.route(&o.route).is_some_and(|r| r.semantic.is_none()))
+        .map(|o| (o.route.clone(), if o.matched { 1.0 } else { 0.0 }))
+        .collect();
+    if let Some(semantic) = semantic {
+        scores.extend(semantic.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    scores
+}
+
+fn default_route(config: &Config) -> &Route {
+    // Config compilation guarantees the default route exists.
+    config.route(&config.default_route).unwrap_or(&config.routes[0])
+}

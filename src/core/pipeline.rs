@@ -1,0 +1,137 @@
+//! Routing, the one way every entry point does it: gather the signals of each level that applies,
+//! then [`decide`]. The Worker's chat and `/v1/route`, and the CLI's `route`, `eval` and `fit`, all
+//! call [`route`], so the same request and config get the same decision everywhere.
+//!
+//! Levels that need the platform get it through a small trait the platform implements: level 2's
+//! encoder is an [`Embedder`] (the Worker fetches the model from its assets on first use; the CLI
+//! reads the model folder). A new level adds one signal source here (a field of [`Signals`],
+//! filled in [`gather`]) and one rule in [`decide`]; the Worker's handler does not change.
+
+use crate::core::config::Config;
+use crate::core::decide::{decide, Requested};
+use crate::core::decision::{Decision, SemanticSignal, Signals};
+use crate::core::error::{ErrorKind, RouterError};
+use crate::core::request::ChatRequest;
+use crate::core::rules::RuleOutcome;
+use crate::core::semantic::{routing_text, Encode, SemanticModel};
+use crate::core::timing::Stopwatch;
+use crate::core::tokens::estimate_request_tokens;
+use std::future::Future;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+/// Level 2's encoder and exemplar index, as the platform provides them.
+#[allow(async_fn_in_trait)] // Futures stay on one thread: the Worker's isolate, or the CLI's.
+pub trait Embedder {
+    type Encoder: Encode;
+
+    /// The encoder and index, loaded on first use and kept; an error says why level 2 cannot run
+    /// (the request is then routed by the other levels).
+    async fn load(&self) -> Result<Rc<SemanticModel<Self::Encoder>>, String>;
+}
+
+/// A model already loaded, or the reason there is none: the tests' embedder.
+impl<E: Encode> Embedder for Result<Rc<SemanticModel<E>>, String> {
+    type Encoder = E;
+
+    async fn load(&self) -> Result<Rc<SemanticModel<E>>, String> {
+        self.clone()
+    }
+}
+
+/// Runs a pipeline future to its end when its embedder never waits (a model already loaded, or
+/// loaded synchronously, as the CLI reads its model folder): no async runtime needed. `None` if
+/// it would wait.
+pub fn run_ready<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
+/// Routes `request`: resolves its `model` field (404 when it names nothing), gathers the signals,
+/// decides. Phases `load` (first use of the encoder), `tokenize`, `embed` and `route` are timed
+/// on `watch`.
+pub async fn route(
+    config: &Config,
+    request: &ChatRequest,
+    embedder: &impl Embedder,
+    watch: &mut Stopwatch<'_>,
+) -> Result<Decision, RouterError> {
+    let requested =
+        Requested::resolve(config, &request.model).ok_or_else(|| model_not_found(&request.model))?;
+    let signals = gather(config, request, requested, embedder, watch).await;
+    let decision = decide(config, requested, signals);
+    watch.lap("route");
+    Ok(decision)
+}
+
+/// Every level's observations. Only a routed request (`"auto"`) is looked at beyond its size.
+pub async fn gather(
+    config: &Config,
+    request: &ChatRequest,
+    requested: Requested<'_>,
+    embedder: &impl Embedder,
+    watch: &mut Stopwatch<'_>,
+) -> Signals {
+    let mut signals = Signals {
+        prompt_tokens: estimate_request_tokens(request),
+        max_output_tokens: request.max_output_tokens,
+        ..Signals::default()
+    };
+    if !matches!(requested, Requested::Auto) {
+        return signals;
+    }
+    signals.rules = rule_outcomes(config, request, signals.prompt_tokens);
+    if config.uses_semantics() {
+        signals.semantic = semantic_signal(config, request, embedder, watch).await;
+    }
+    signals
+}
+
+/// Level 1: every route that has rules, applied to the latest user message.
+fn rule_outcomes(config: &Config, request: &ChatRequest, prompt_tokens: u64) -> Vec<RuleOutcome> {
+    let text = request.latest_user_text();
+    config
+        .routes
+        .iter()
+        .filter(|r| r.rules.has_rules())
+        .map(|r| r.rules.evaluate(&r.name, text, prompt_tokens))
+        .collect()
+}
+
+/// Level 2: the routing text embedded and scored against every route's exemplars.
+async fn semantic_signal(
+    config: &Config,
+    request: &ChatRequest,
+    embedder: &impl Embedder,
+    watch: &mut Stopwatch<'_>,
+) -> SemanticSignal {
+    let loaded = embedder.load().await;
+    watch.lap_if_any("load");
+    let model = match loaded {
+        Ok(model) => model,
+        Err(reason) => return SemanticSignal::Unavailable(reason),
+    };
+    let ids = model.encoder.token_ids(&routing_text(request, config.semantic.follow_up_words));
+    watch.lap("tokenize");
+    let embedding = ids.and_then(|ids| model.encoder.embed_ids(&ids));
+    watch.lap("embed");
+    match embedding {
+        Ok(query) => SemanticSignal::Scored(model.index.scores(
+            &query,
+            config.semantic.aggregation,
+            config.semantic.top_k,
+        )),
+        Err(reason) => SemanticSignal::Unavailable(reason),
+    }
+}
+
+fn model_not_found(model: &str) -> RouterError {
+    RouterError::new(
+        ErrorKind::ModelNotFound,
+        format!("The model `{model}` does not exist. Use \"auto\", a route name or a model id from GET /v1/models."),
+    )
+    .with_param("model")
+}
