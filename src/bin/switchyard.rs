@@ -60,7 +60,7 @@ mod cli {
         /// Print the routing decision for a prompt, as POST /v1/route would.
         Route {
             /// The `model` field: auto, a route name or a model id.
-            #[arg(long, default_value = "auto")]
+            #[arg(long, default_value = AUTO)]
             model: String,
             /// Read a whole chat request body (JSON) from this file instead of a prompt.
             #[arg(long, conflicts_with = "prompt")]

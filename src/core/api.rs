@@ -10,15 +10,6 @@ use crate::core::fallback::Skip;
 use crate::core::timing::Phase;
 use serde_json::{json, Value};
 
-/// The decision headers every routed response carries.
-pub fn decision_headers(decision: &Decision) -> Vec<(&'static str, String)> {
-    vec![
-        ("x-switchyard-route", decision.route.clone()),
-        ("x-switchyard-model", decision.model.clone()),
-        ("x-switchyard-level", decision.level.as_str().to_string()),
-    ]
-}
-
 /// The `POST /v1/route` body. `plan` is `fallback::plan`'s answer: the models that would be
 /// called in order, and the ones that would be skipped, with why.
 pub fn route_json(decision: &Decision, phases: &[Phase], plan: &[(String, Option<Skip>)]) -> Value {

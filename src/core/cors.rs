@@ -4,8 +4,7 @@
 //! decision headers and `Server-Timing` are exposed so browser code can read which model
 //! answered and how long each phase took.
 
-/// Response headers a cross-origin caller may read.
-pub const EXPOSED_HEADERS: &str = "x-switchyard-route, x-switchyard-model, x-switchyard-level, x-switchyard-attempts, x-switchyard-skipped, x-switchyard-cost-usd, server-timing";
+use crate::core::headers;
 
 #[derive(Debug, Clone)]
 pub struct CorsPolicy {
@@ -40,7 +39,7 @@ impl CorsPolicy {
         }
         if let Some(allowed) = origin.and_then(|o| self.allowed_origin(o)) {
             headers.push(("access-control-allow-origin", allowed.clone()));
-            headers.push(("access-control-expose-headers", EXPOSED_HEADERS.to_string()));
+            headers.push(("access-control-expose-headers", headers::EXPOSED.join(", ")));
             headers.push(("timing-allow-origin", allowed));
         }
         headers

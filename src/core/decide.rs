@@ -40,6 +40,9 @@ pub enum Requested<'c> {
 /// The `model` value that asks Switchyard to route.
 pub const AUTO: &str = "auto";
 
+/// The decision's route when the request named a model rather than a route.
+pub const EXPLICIT_ROUTE: &str = "explicit";
+
 impl<'c> Requested<'c> {
     /// `None` when `model` names nothing the config knows.
     pub fn resolve(config: &'c Config, model: &str) -> Option<Requested<'c>> {
@@ -57,7 +60,7 @@ impl<'c> Requested<'c> {
 pub fn decide(config: &Config, requested: Requested, signals: Signals) -> Decision {
     match requested {
         Requested::Model(model) => Decision {
-            route: "explicit".into(),
+            route: EXPLICIT_ROUTE.into(),
             model: model.to_string(),
             candidates: vec![model.to_string()],
             level: Level::Explicit,

@@ -14,6 +14,7 @@ pub mod embeddings_api;
 pub mod error;
 pub mod evaluation;
 pub mod fallback;
+pub mod headers;
 pub mod pipeline;
 pub mod providers;
 pub mod relay;

@@ -6,6 +6,7 @@
 //! field we do not interpret (`tools`, `response_format`, vendor extensions) reaches the upstream
 //! exactly as the client sent it; only `model` is rewritten.
 
+use crate::core::decide::AUTO;
 use crate::core::error::RouterError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -122,7 +123,7 @@ impl ChatRequest {
             Some(_) => {
                 return Err(RouterError::invalid_request("model must not be empty").with_param("model"))
             }
-            None => "auto".to_string(),
+            None => AUTO.to_string(),
         };
         let tools_text = [wire.tools, wire.functions]
             .into_iter()

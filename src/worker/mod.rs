@@ -10,11 +10,12 @@ mod semantic;
 mod state;
 mod upstream;
 
-use crate::core::api::{decision_headers, models_json, route_json};
+use crate::core::api::{models_json, route_json};
 use crate::core::decision::{Decision, SemanticSignal};
 use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::fallback;
+use crate::core::headers::{self, answer_headers, decision_headers, format_cost};
 use crate::core::pipeline;
 use crate::core::providers::Usage;
 use crate::core::request::ChatRequest;
@@ -122,15 +123,9 @@ async fn chat(
     phases.push(Phase { name: "upstream", ms: now_ms() - upstream_started });
     let attempts = fallback::attempts_header(&outcome.attempts);
     let skipped = fallback::skipped_header(&outcome.attempts);
-    let mut headers = decision_headers(&decision);
     let answered_by = outcome.result.as_ref().map(|a| a.model.clone()).ok();
-    if let Some(model) = &answered_by {
-        headers.retain(|(name, _)| *name != "x-switchyard-model");
-        headers.push(("x-switchyard-model", model.clone()));
-    }
-    headers.extend(attempts.clone().map(|v| ("x-switchyard-attempts", v)));
-    headers.extend(skipped.clone().map(|v| ("x-switchyard-skipped", v)));
-    headers.push(("server-timing", server_timing(&phases)));
+    let mut headers =
+        answer_headers(&decision, answered_by.as_deref(), attempts.clone(), skipped.clone(), &phases);
     let mut log = decision_log(&decision, &phases);
     log.insert("model".into(), json!(answered_by.as_deref().unwrap_or(&decision.model)));
     log.insert("attempts".into(), json!(attempts));
@@ -149,7 +144,7 @@ async fn chat(
             let cost =
                 completion.usage.zip(price).map(|(u, p)| p.cost_usd(u.prompt_tokens, u.completion_tokens));
             if let Some(cost) = cost {
-                headers.push(("x-switchyard-cost-usd", format_cost(cost)));
+                headers.push((headers::COST_USD, format_cost(cost)));
             }
             log.insert("status".into(), json!(200));
             add_usage(&mut log, completion.usage, cost);
@@ -182,13 +177,6 @@ async fn chat(
     };
     http::set_headers(&mut response, headers);
     response
-}
-
-/// Cost in USD as a header value: plain decimal, enough digits for one token of a cheap model.
-fn format_cost(cost: f64) -> String {
-    let text = format!("{cost:.10}");
-    let text = text.trim_end_matches('0');
-    text.strip_suffix('.').map_or_else(|| text.to_string(), |t| format!("{t}.0"))
 }
 
 fn add_usage(log: &mut serde_json::Map<String, serde_json::Value>, usage: Option<Usage>, cost: Option<f64>) {
@@ -230,7 +218,7 @@ async fn embeddings(
     }
     phases.push(Phase { name: "embed", ms: embedded - loaded });
     let mut response = http::json(200, &embeddings_json(&vectors, request.format, tokens));
-    http::set_headers(&mut response, [("server-timing", server_timing(&phases))]);
+    http::set_headers(&mut response, [(headers::SERVER_TIMING, server_timing(&phases))]);
     Ok(response)
 }
 
@@ -256,9 +244,7 @@ fn preflight(req: &Request, state: &State) -> Result<Response, RouterError> {
 }
 
 fn annotate(response: &mut Response, decision: &Decision, phases: &[Phase]) {
-    let mut headers = decision_headers(decision);
-    headers.push(("server-timing", server_timing(phases)));
-    http::set_headers(response, headers);
+    http::set_headers(response, decision_headers(decision, phases));
 }
 
 fn health(state: &State) -> Response {

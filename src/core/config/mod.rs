@@ -12,6 +12,7 @@
 mod raw;
 mod validate;
 
+use crate::core::decide::{AUTO, EXPLICIT_ROUTE};
 use crate::core::rules::RouteRules;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_WAIT_MS: u64 = 3_600_000;
 
 /// Route names with a fixed meaning in the `model` field.
-pub const RESERVED_NAMES: [&str; 2] = ["auto", "explicit"];
+pub const RESERVED_NAMES: [&str; 2] = [AUTO, EXPLICIT_ROUTE];
 
 /// A config problem with the place it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
