@@ -144,3 +144,65 @@ fn fit_writes_thresholds_that_load_and_give_the_accuracy_it_reports() {
     assert!(after > before, "accuracy {before} -> {after}");
     assert!((after - reported[1]).abs() < 0.01, "fit reported {}, eval gives {after}", reported[1]);
 }
+
+/// The same decision everywhere, by construction: the CLI binary and the library route one set
+/// of requests through the one pipeline, and print the same `/v1/route` JSON.
+#[test]
+fn the_cli_and_the_library_make_the_same_decisions() {
+    use crate::routing::{builtin, decide, index, with_encoder};
+    use switchyard::core::{api::route_json, fallback::plan, request::ChatRequest};
+    let user = |text: &str| serde_json::json!({"role": "user", "content": text});
+    let cases = [
+        ("explicit", serde_json::json!({"model": "big", "messages": [user("Write SQL")]})),
+        ("explicit", serde_json::json!({"model": "code", "messages": [user("hello")]})),
+        ("rules", serde_json::json!({"messages": [user("Write a SQL query for the top customers")]})),
+        ("semantic", serde_json::json!({"model": "auto", "messages": [user("Write a poem about my cat")]})),
+        (
+            "default",
+            serde_json::json!({"model": "auto", "messages": [user("What's the capital of Australia?")]}),
+        ),
+        (
+            "semantic",
+            serde_json::json!({"model": "auto", "messages": [
+                user("Write a limerick about a cat"),
+                {"role": "assistant", "content": "There once was a cat..."},
+                user("another one?"),
+            ]}),
+        ),
+    ];
+    let dir = scratch("same-decisions");
+    let (config, level2) = (builtin(), with_encoder(index()));
+    for (i, (level, body)) in cases.into_iter().enumerate() {
+        let file = dir.join(format!("request-{i}.json"));
+        std::fs::write(&file, body.to_string()).unwrap();
+        let (ok, stdout, stderr) = switchyard(&["route", "--request", file.to_str().unwrap()]);
+        assert!(ok, "{stderr}");
+        let from_cli: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+
+        let request = ChatRequest::from_value(body.clone()).unwrap();
+        let decision = decide(&config, &level2, &request).unwrap();
+        let planned =
+            plan(&config, &decision, &request, |name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+        // Byte for byte: what the CLI prints is the library's decision as /v1/route shows it.
+        let from_library = serde_json::to_string_pretty(&route_json(&decision, &[], &planned)).unwrap();
+        assert_eq!(stdout.trim_end(), from_library, "{body}");
+        assert_eq!(from_cli["level"], level, "{body}: {from_cli}");
+    }
+}
+
+#[test]
+fn without_the_encoder_the_cli_routes_by_rules_as_the_worker_does() {
+    let missing = scratch("no-model").join("nowhere");
+    let (ok, stdout, stderr) = switchyard(&[
+        "--model-dir",
+        missing.to_str().unwrap(),
+        "route",
+        "Write a SQL query for the top customers",
+    ]);
+    assert!(ok, "{stderr}");
+    let decision: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((decision["route"].as_str(), decision["level"].as_str()), (Some("code"), Some("rules")));
+    assert_eq!(decision["signals"]["semantic_available"], false);
+    assert!(decision["reasons"].to_string().contains("semantic routing was unavailable"), "{decision}");
+    assert!(stderr.contains("semantic routing is unavailable: cannot read"), "{stderr}");
+}

@@ -14,11 +14,11 @@ use switchyard::core::timing::Stopwatch;
 use switchyard::embed::Encoder;
 use switchyard::BUILTIN_CONFIG;
 
-fn builtin() -> Config {
+pub fn builtin() -> Config {
     Config::parse("switchyard.toml", BUILTIN_CONFIG).unwrap()
 }
 
-fn index() -> ExemplarIndex {
+pub fn index() -> ExemplarIndex {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/model/index.json")).unwrap();
     ExemplarIndex::from_json(&text).unwrap()
 }
@@ -34,7 +34,7 @@ fn user(model: &str, prompt: &str) -> ChatRequest {
 /// Level 2 as the pipeline gets it: the real encoder with `index`, or the reason it is missing.
 pub type Level2 = Result<Rc<SemanticModel<&'static Encoder>>, String>;
 
-fn with_encoder(index: ExemplarIndex) -> Level2 {
+pub fn with_encoder(index: ExemplarIndex) -> Level2 {
     Ok(Rc::new(SemanticModel { encoder: encoder(), index }))
 }
 
