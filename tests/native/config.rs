@@ -209,6 +209,31 @@ fn provider_headers_name_secrets_and_cannot_replace_the_routers_own() {
     assert!(!e.to_string().contains("sk-live-abc"));
 }
 
+/// The `FILE:LINE:COLUMN: ` prefix of the first place `needle` stands in `text`.
+fn place_of(file: &str, text: &str, needle: &str) -> String {
+    let offset = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the text"));
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..offset].matches('\n').count() + 1;
+    let key = text[line_start..].find(" = ").unwrap() + " = ".len() + 1;
+    format!("{file}:{line}:{key}: ")
+}
+
+#[test]
+fn out_of_range_settings_point_at_their_value() {
+    for (from, to, says) in [
+        ("max_retries = 1", "max_retries = 11", "upstream.max_retries must be at most 10"),
+        ("backoff_max_ms = 4000", "backoff_max_ms = 3600001", "at most 3600000 ms"),
+        ("top_k = 2", "top_k = 0", "semantic.top_k must be at least 1"),
+        ("max_body_bytes = 4194304", "max_body_bytes = 100", "server.max_body_bytes must be at least 1024"),
+    ] {
+        let text = BUILTIN_CONFIG.replacen(from, to, 1);
+        assert_ne!(text, BUILTIN_CONFIG, "{from:?} is not in the built-in config");
+        let err = Config::parse("t.toml", &text).unwrap_err().to_string();
+        assert!(err.starts_with(&place_of("t.toml", &text, to)), "{to}: {err}");
+        assert!(err.contains(says), "{err}");
+    }
+}
+
 #[test]
 fn upstream_policy_is_validated() {
     let text = switchyard::BUILTIN_CONFIG.replace("backoff_max_ms = 4000", "backoff_max_ms = 100");

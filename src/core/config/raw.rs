@@ -1,7 +1,8 @@
 //! `switchyard.toml` as written: the serde structs, with source spans and the file's defaults.
 //!
 //! Private to the config module. Fields whose problems are found after parsing keep their span
-//! (`Spanned`) so that [`super::validate`] can point an error at the line; nothing here leaves
+//! (`Spanned`) so that [`super::validate`] can point an error at the line (defaults have no place:
+//! an error about one points at the top of the file); nothing here leaves
 //! the module: validation turns these into the plain types of [`super`].
 
 use super::{Aggregation, Price, ProviderKind, Tier, DEFAULT_MAX_BODY_BYTES};
@@ -33,7 +34,7 @@ pub(super) struct ServerSection {
     #[serde(default = "default_cors_origins")]
     pub(super) cors_origins: Vec<Spanned<String>>,
     #[serde(default = "default_max_body_bytes")]
-    pub(super) max_body_bytes: usize,
+    pub(super) max_body_bytes: Spanned<usize>,
 }
 
 impl Default for ServerSection {
@@ -41,17 +42,22 @@ impl Default for ServerSection {
         ServerSection {
             auth_keys: Vec::new(),
             cors_origins: default_cors_origins(),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: default_max_body_bytes(),
         }
     }
 }
 
 fn default_cors_origins() -> Vec<Spanned<String>> {
-    vec![Spanned::new(0..0, "*".to_string())]
+    vec![unspanned("*".to_string())]
 }
 
-fn default_max_body_bytes() -> usize {
-    DEFAULT_MAX_BODY_BYTES
+/// A default: a value the file does not hold, so it has no place in it.
+fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
+fn default_max_body_bytes() -> Spanned<usize> {
+    unspanned(DEFAULT_MAX_BODY_BYTES)
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,9 +129,9 @@ pub(super) struct SemanticSection {
     #[serde(default = "default_aggregation")]
     pub(super) aggregation: Aggregation,
     #[serde(default = "default_top_k")]
-    pub(super) top_k: usize,
+    pub(super) top_k: Spanned<usize>,
     #[serde(default = "default_threshold")]
-    pub(super) threshold: f32,
+    pub(super) threshold: Spanned<f32>,
     #[serde(default = "default_follow_up_words")]
     pub(super) follow_up_words: usize,
 }
@@ -145,12 +151,12 @@ fn default_aggregation() -> Aggregation {
     Aggregation::TopKMean
 }
 
-fn default_top_k() -> usize {
-    2
+fn default_top_k() -> Spanned<usize> {
+    unspanned(2)
 }
 
-fn default_threshold() -> f32 {
-    0.5
+fn default_threshold() -> Spanned<f32> {
+    unspanned(0.5)
 }
 
 fn default_follow_up_words() -> usize {
@@ -161,17 +167,17 @@ fn default_follow_up_words() -> usize {
 #[serde(deny_unknown_fields)]
 pub(super) struct UpstreamSection {
     #[serde(default = "default_timeout_ms")]
-    pub(super) timeout_ms: u64,
+    pub(super) timeout_ms: Spanned<u64>,
     #[serde(default = "default_idle_timeout_ms")]
-    pub(super) idle_timeout_ms: u64,
+    pub(super) idle_timeout_ms: Spanned<u64>,
     #[serde(default = "default_max_retries")]
-    pub(super) max_retries: u32,
+    pub(super) max_retries: Spanned<u32>,
     #[serde(default = "default_backoff_base_ms")]
-    pub(super) backoff_base_ms: u64,
+    pub(super) backoff_base_ms: Spanned<u64>,
     #[serde(default = "default_backoff_max_ms")]
-    pub(super) backoff_max_ms: u64,
+    pub(super) backoff_max_ms: Spanned<u64>,
     #[serde(default = "default_max_retry_after_ms")]
-    pub(super) max_retry_after_ms: u64,
+    pub(super) max_retry_after_ms: Spanned<u64>,
 }
 
 impl Default for UpstreamSection {
@@ -187,26 +193,26 @@ impl Default for UpstreamSection {
     }
 }
 
-fn default_timeout_ms() -> u64 {
-    60_000
+fn default_timeout_ms() -> Spanned<u64> {
+    unspanned(60_000)
 }
 
-fn default_idle_timeout_ms() -> u64 {
-    60_000
+fn default_idle_timeout_ms() -> Spanned<u64> {
+    unspanned(60_000)
 }
 
-fn default_max_retries() -> u32 {
-    1
+fn default_max_retries() -> Spanned<u32> {
+    unspanned(1)
 }
 
-fn default_backoff_base_ms() -> u64 {
-    250
+fn default_backoff_base_ms() -> Spanned<u64> {
+    unspanned(250)
 }
 
-fn default_backoff_max_ms() -> u64 {
-    4_000
+fn default_backoff_max_ms() -> Spanned<u64> {
+    unspanned(4_000)
 }
 
-fn default_max_retry_after_ms() -> u64 {
-    10_000
+fn default_max_retry_after_ms() -> Spanned<u64> {
+    unspanned(10_000)
 }

@@ -75,7 +75,7 @@ fn compile(file: ConfigFile) -> Result<Config, Problem> {
     }
     let mut routes: Vec<Route> = Vec::with_capacity(file.routes.len());
     for section in &file.routes {
-        let route = route(section, &models, file.semantic.threshold)?;
+        let route = route(section, &models, *file.semantic.threshold.get_ref())?;
         if routes.iter().any(|r| r.name == route.name) {
             return Err((section.get_ref().name.span(), format!("route {:?} is defined twice", route.name)));
         }
@@ -101,13 +101,13 @@ fn server(section: &ServerSection) -> Result<Server, Problem> {
             ));
         }
     }
-    if section.max_body_bytes < 1024 {
-        return Err((0..0, "server.max_body_bytes must be at least 1024".into()));
+    if *section.max_body_bytes.get_ref() < 1024 {
+        return Err((section.max_body_bytes.span(), "server.max_body_bytes must be at least 1024".into()));
     }
     Ok(Server {
         auth_keys: section.auth_keys.iter().map(|k| k.get_ref().clone()).collect(),
         cors_origins: section.cors_origins.iter().map(|o| o.get_ref().clone()).collect(),
-        max_body_bytes: section.max_body_bytes,
+        max_body_bytes: *section.max_body_bytes.get_ref(),
     })
 }
 
@@ -171,7 +171,7 @@ fn model(
         ));
     }
     if m.timeout_ms.is_some_and(|ms| ms > MAX_WAIT_MS) {
-        return Err(too_long());
+        return here(too_long());
     }
     if m.timeout_ms == Some(0) || m.max_output_tokens == 0 {
         return here(format!("models.{name}: timeout_ms and max_output_tokens must be positive"));
@@ -281,50 +281,56 @@ fn route_semantic(
 }
 
 fn semantic(section: &SemanticSection) -> Result<SemanticSettings, Problem> {
-    if section.top_k == 0 {
-        return Err((0..0, "semantic.top_k must be at least 1".into()));
+    if *section.top_k.get_ref() == 0 {
+        return Err((section.top_k.span(), "semantic.top_k must be at least 1".into()));
     }
-    if !(-1.0..=1.0).contains(&section.threshold) {
-        return Err((0..0, "semantic.threshold must be in [-1, 1]".into()));
+    if !(-1.0..=1.0).contains(section.threshold.get_ref()) {
+        return Err((section.threshold.span(), "semantic.threshold must be in [-1, 1]".into()));
     }
     Ok(SemanticSettings {
         aggregation: section.aggregation,
-        top_k: section.top_k,
+        top_k: *section.top_k.get_ref(),
         follow_up_words: section.follow_up_words,
     })
 }
 
 fn upstream(u: &UpstreamSection) -> Result<UpstreamPolicy, Problem> {
     // Timers take milliseconds as a 32-bit int: anything near that would fire at once.
-    let longest = [u.timeout_ms, u.idle_timeout_ms, u.backoff_max_ms, u.max_retry_after_ms];
-    if longest.iter().any(|&ms| ms > MAX_WAIT_MS) {
-        return Err(too_long());
+    let waits = [&u.timeout_ms, &u.idle_timeout_ms, &u.backoff_max_ms, &u.max_retry_after_ms];
+    if let Some(wait) = waits.iter().find(|ms| *ms.get_ref() > MAX_WAIT_MS) {
+        return Err((wait.span(), too_long()));
     }
-    if u.timeout_ms == 0 || u.idle_timeout_ms == 0 {
-        return Err((0..0, "upstream.timeout_ms and upstream.idle_timeout_ms must be positive".into()));
+    if let Some(timeout) = [&u.timeout_ms, &u.idle_timeout_ms].iter().find(|ms| *ms.get_ref() == 0) {
+        return Err((
+            timeout.span(),
+            "upstream.timeout_ms and upstream.idle_timeout_ms must be positive".into(),
+        ));
     }
-    if u.max_retries > 10 {
-        return Err((0..0, "upstream.max_retries must be at most 10".into()));
+    if *u.max_retries.get_ref() > 10 {
+        return Err((u.max_retries.span(), "upstream.max_retries must be at most 10".into()));
     }
-    if u.backoff_base_ms > u.backoff_max_ms {
-        return Err((0..0, "upstream.backoff_base_ms must not exceed upstream.backoff_max_ms".into()));
+    if u.backoff_base_ms.get_ref() > u.backoff_max_ms.get_ref() {
+        return Err((
+            u.backoff_base_ms.span(),
+            "upstream.backoff_base_ms must not exceed upstream.backoff_max_ms".into(),
+        ));
     }
     Ok(upstream_policy(u))
 }
 
 fn upstream_policy(u: &UpstreamSection) -> UpstreamPolicy {
     UpstreamPolicy {
-        timeout_ms: u.timeout_ms,
-        idle_timeout_ms: u.idle_timeout_ms,
-        max_retries: u.max_retries,
-        backoff_base_ms: u.backoff_base_ms,
-        backoff_max_ms: u.backoff_max_ms,
-        max_retry_after_ms: u.max_retry_after_ms,
+        timeout_ms: *u.timeout_ms.get_ref(),
+        idle_timeout_ms: *u.idle_timeout_ms.get_ref(),
+        max_retries: *u.max_retries.get_ref(),
+        backoff_base_ms: *u.backoff_base_ms.get_ref(),
+        backoff_max_ms: *u.backoff_max_ms.get_ref(),
+        max_retry_after_ms: *u.max_retry_after_ms.get_ref(),
     }
 }
 
-fn too_long() -> Problem {
-    (0..0, format!("upstream waits and timeouts must be at most {MAX_WAIT_MS} ms (one hour)"))
+fn too_long() -> String {
+    format!("upstream waits and timeouts must be at most {MAX_WAIT_MS} ms (one hour)")
 }
 
 /// Secret names look like environment variables; anything else is probably a pasted key.
