@@ -14,7 +14,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use indicatif::{ProgressBar, ProgressStyle};
     use std::cell::OnceCell;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashMap};
     use std::io::{BufRead, Read};
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
@@ -22,12 +22,12 @@ mod cli {
     use std::time::Instant;
     use switchyard::core::api::route_json;
     use switchyard::core::config::Config;
-    use switchyard::core::decide::{decide, Requested, AUTO};
+    use switchyard::core::decide::{chosen_route, Requested, AUTO};
     use switchyard::core::decision::{Decision, SemanticSignal, Signals};
     use switchyard::core::evaluation::{fit_thresholds, parse_rows, EvalReport, LabelledRow};
     use switchyard::core::pipeline::{self, Embedder};
     use switchyard::core::request::ChatRequest;
-    use switchyard::core::semantic::{ExemplarIndex, SemanticModel};
+    use switchyard::core::semantic::{routing_text, Encode, ExemplarIndex, SemanticModel};
     use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
     use switchyard::embed::Encoder;
@@ -246,34 +246,100 @@ mod cli {
         Ok(rows)
     }
 
-    /// Every row's signals as a `model: "auto"` request, gathered once by the routing pipeline
-    /// (this is where the rows are embedded); `eval` and `fit` then only decide.
+    /// Every row's signals as a `model: "auto"` request, gathered once by the routing pipeline;
+    /// `eval` and `fit` then only decide. The rows' embeddings are made first on every core
+    /// ([`embed_ahead`]); the pipeline then finds them ready (a text it would embed differently
+    /// is simply embedded again, so this is only ever a shortcut).
     fn gather_rows(
         config: &Config,
         embedder: &ModelDir,
         rows: &[LabelledRow],
     ) -> Result<Vec<Signals>, String> {
+        let requests = rows.iter().map(|row| user_request(AUTO, &row.text)).collect::<Result<Vec<_>, _>>()?;
+        let loaded = if config.uses_semantics() { Some(ready(embedder.load())) } else { None };
+        let ahead: Result<Rc<SemanticModel<EmbeddedAhead>>, String> = match &loaded {
+            Some(Ok(model)) => {
+                let texts: Vec<String> =
+                    requests.iter().map(|r| routing_text(r, config.semantic.follow_up_words)).collect();
+                let encoder =
+                    EmbeddedAhead { ready: embed_ahead(&model.encoder, &texts)?, encoder: model.clone() };
+                Ok(Rc::new(SemanticModel { encoder, index: model.index.clone() }))
+            }
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Err("no route has exemplars".into()),
+        };
         let now = clock();
-        let bar = progress(rows.len(), "embedding rows");
-        let mut gathered = Vec::with_capacity(rows.len());
-        for row in rows {
-            let request = user_request(AUTO, &row.text)?;
-            let mut watch = Stopwatch::since(now(), &now);
-            gathered.push(ready(pipeline::gather(config, &request, Requested::Auto, embedder, &mut watch)));
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
+        let gathered: Vec<Signals> = requests
+            .iter()
+            .map(|request| {
+                let mut watch = Stopwatch::since(now(), &now);
+                ready(pipeline::gather(config, request, Requested::Auto, &ahead, &mut watch))
+            })
+            .collect();
         if let Some(SemanticSignal::Unavailable(reason)) = gathered.first().map(|s| &s.semantic) {
             eprintln!("note: semantic routing is unavailable: {reason}; rows are routed by the other levels");
         }
         Ok(gathered)
     }
 
-    /// `(label, predicted route)` for every row, decided from its gathered signals.
+    /// Token ids and embedding of every text, computed on all cores (the encoder is shared; each
+    /// thread takes every n-th text).
+    fn embed_ahead(encoder: &Encoder, texts: &[String]) -> Result<HashMap<Vec<u32>, Vec<f32>>, String> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(texts.len().max(1));
+        let bar = progress(texts.len(), "embedding rows");
+        let embedded = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|first| {
+                    let bar = &bar;
+                    scope.spawn(move || {
+                        texts
+                            .iter()
+                            .skip(first)
+                            .step_by(threads)
+                            .map(|text| {
+                                let ids = encoder.token_ids(text).map_err(|e| e.to_string())?;
+                                let embedding = encoder.embed_ids(&ids).map_err(|e| e.to_string())?;
+                                bar.inc(1);
+                                Ok((ids, embedding))
+                            })
+                            .collect::<Result<Vec<_>, String>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|_| Err("an embedding thread panicked".into())))
+                .collect::<Result<Vec<_>, String>>()
+        })?;
+        bar.finish_and_clear();
+        Ok(embedded.into_iter().flatten().collect())
+    }
+
+    /// The encoder with embeddings made ahead: what `gather_rows` hands the pipeline.
+    struct EmbeddedAhead {
+        encoder: Rc<SemanticModel<Encoder>>,
+        ready: HashMap<Vec<u32>, Vec<f32>>,
+    }
+
+    impl Encode for EmbeddedAhead {
+        fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
+            Encode::token_ids(&self.encoder.encoder, text)
+        }
+
+        fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>, String> {
+            match self.ready.get(ids) {
+                Some(embedding) => Ok(embedding.clone()),
+                None => Encode::embed_ids(&self.encoder.encoder, ids),
+            }
+        }
+    }
+
+    /// `(label, predicted route)` for every row: the route the decision would name, from the
+    /// row's gathered signals (without building the decision's explanation).
     fn predictions(config: &Config, rows: &[LabelledRow], gathered: &[Signals]) -> Vec<(String, String)> {
         rows.iter()
             .zip(gathered)
-            .map(|(row, signals)| (row.label.clone(), decide(config, Requested::Auto, signals.clone()).route))
+            .map(|(row, signals)| (row.label.clone(), chosen_route(config, signals).to_string()))
             .collect()
     }
 

@@ -100,55 +100,83 @@ impl Verdict<'_> {
 }
 
 fn decide_auto(config: &Config, signals: Signals) -> Decision {
-    let semantic = signals.semantic.scores();
-    let winner = meaning_winner(config, &signals);
-    let mut unconfirmed = Vec::new();
-    let mut chosen = None;
-    for route in &config.routes {
-        let outcome = outcome_of(&signals, route);
-        let matched = if route.rules.has_keywords() {
-            let confirmed = match (route.semantic.as_ref(), semantic) {
-                (Some(s), Some(scores)) if s.confirm_keywords => {
-                    confirmed_by_meaning(route, s.threshold, scores)
-                }
-                _ => true,
-            };
-            if outcome.is_some_and(|o| o.matched) && !confirmed {
-                unconfirmed.push(format!(
-                    "route {:?}: keyword matched but by meaning the request is not a {:?} request \
-                     (score below {:.2} or another route more similar)",
-                    route.name,
-                    route.name,
-                    route.semantic.as_ref().map_or(0.0, |s| s.threshold)
-                ));
-            }
-            outcome.is_some_and(|o| o.matched) && confirmed
-        } else if route.semantic.is_some() {
-            winner == Some(route.name.as_str())
-        } else {
-            outcome.is_some_and(|o| o.matched)
-        };
-        if matched {
-            let level = if route.matched_by_meaning() { Level::Semantic } else { Level::Rules };
-            chosen = Some((route, level, outcome));
-            break;
-        }
-    }
+    let chosen = choose(config, &signals);
     let mut reasons = match chosen {
-        Some((route, level, outcome)) => match_reasons(route, level, outcome, &signals),
+        Some((route, level)) => match_reasons(route, level, outcome_of(&signals, route), &signals),
         None => vec!["no route matched".to_string()],
     };
-    reasons.extend(unconfirmed);
+    reasons.extend(unconfirmed_reasons(config, &signals, chosen.map(|(route, _)| route)));
     reasons.extend(exclusion_reasons(&signals));
     if matches!(signals.semantic, SemanticSignal::Unavailable(_)) {
         reasons.push("semantic routing was unavailable: routed by rules alone".to_string());
     }
     let scores = route_scores(config, &signals);
     let verdict = match chosen {
-        Some((route, level, _)) => Verdict { route, level, reasons },
+        Some((route, level)) => Verdict { route, level, reasons },
         None => Verdict { route: default_route(config), level: Level::Default, reasons },
     };
     verdict.into_decision(signals, scores)
+}
+
+/// The route a routed (`"auto"`) request goes to: the first in config order that matches, and
+/// the level it matched at; `None` when none does (the default route). The decision without its
+/// explanation, cheap enough for `fit` to call for every row and every candidate threshold.
+pub fn choose<'c>(config: &'c Config, signals: &Signals) -> Option<(&'c Route, Level)> {
+    let winner = meaning_winner(config, signals);
+    config.routes.iter().find(|route| matches(route, signals, winner)).map(|route| {
+        let level = if route.matched_by_meaning() { Level::Semantic } else { Level::Rules };
+        (route, level)
+    })
+}
+
+/// The name of the route [`choose`] picks, the default route when it picks none.
+pub fn chosen_route<'c>(config: &'c Config, signals: &Signals) -> &'c str {
+    choose(config, signals).map_or(config.default_route.as_str(), |(route, _)| route.name.as_str())
+}
+
+/// Whether `route` matches, given the signals and level 2's pick among meaning-only routes.
+fn matches(route: &Route, signals: &Signals, meaning_winner: Option<&str>) -> bool {
+    let rules_hold = outcome_of(signals, route).is_some_and(|o| o.matched);
+    if route.rules.has_keywords() {
+        rules_hold && keywords_confirmed(route, signals)
+    } else if route.semantic.is_some() {
+        meaning_winner == Some(route.name.as_str())
+    } else {
+        rules_hold
+    }
+}
+
+/// A keyword match stands unless the route asks for confirmation by meaning, level 2 ran, and
+/// the meaning disagrees.
+fn keywords_confirmed(route: &Route, signals: &Signals) -> bool {
+    match (route.semantic.as_ref(), signals.semantic.scores()) {
+        (Some(s), Some(scores)) if s.confirm_keywords => confirmed_by_meaning(route, s.threshold, scores),
+        _ => true,
+    }
+}
+
+/// For each route tried before the chosen one whose keywords matched but whose meaning did not
+/// agree: why it was passed over.
+fn unconfirmed_reasons<'a>(
+    config: &'a Config,
+    signals: &'a Signals,
+    chosen: Option<&'a Route>,
+) -> impl Iterator<Item = String> + 'a {
+    config
+        .routes
+        .iter()
+        .take_while(move |route| chosen.is_none_or(|c| !std::ptr::eq(*route, c)))
+        .filter(|route| route.rules.has_keywords() && outcome_of(signals, route).is_some_and(|o| o.matched))
+        .filter(|route| !keywords_confirmed(route, signals))
+        .map(|route| {
+            format!(
+                "route {:?}: keyword matched but by meaning the request is not a {:?} request \
+                 (score below {:.2} or another route more similar)",
+                route.name,
+                route.name,
+                route.semantic.as_ref().map_or(0.0, |s| s.threshold)
+            )
+        })
 }
 
 /// The rules' outcome for `route`, when it has rules.

@@ -87,9 +87,28 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
+/// One step of the threshold grid: the config file keeps three decimals.
+const GRID: f32 = 1000.0;
+
+fn on_grid(threshold: f32) -> f32 {
+    (threshold * GRID).round() / GRID
+}
+
+/// The thresholds that change which rows clear them: for each distinct score, the grid value just
+/// above it (the row no longer clears it), and one at or below the lowest score (every row does).
+fn candidate_thresholds(scores: &[f32]) -> Vec<f32> {
+    let mut steps: Vec<i64> = scores.iter().map(|s| (s * GRID).floor() as i64 + 1).collect();
+    steps.extend(scores.iter().map(|s| (s * GRID).floor() as i64).min());
+    steps.sort_unstable();
+    steps.dedup();
+    steps.into_iter().map(|k| k as f32 / GRID).collect()
+}
+
 /// Coordinate ascent on per-route thresholds: for each route in turn, try every threshold that
 /// changes a decision on the data and keep the one with the best accuracy (ties: the middle of
 /// the best interval, the choice least tied to these exact rows); repeat until nothing improves.
+/// Thresholds are searched on the 0.001 grid the config file keeps, so the search costs at most
+/// ~2,000 tries per route however many rows there are, and what is written is what was scored.
 ///
 /// `scores[route]` lists that route's semantic score on every row; `accuracy` evaluates a full
 /// set of thresholds.
@@ -104,14 +123,7 @@ pub fn fit_thresholds(
     for _ in 0..max_rounds {
         let mut improved = false;
         for (route, route_scores) in scores {
-            let mut cuts: Vec<f32> = route_scores.clone();
-            cuts.sort_by(f32::total_cmp);
-            cuts.dedup();
-            // Candidate thresholds: just above each observed score, and below the lowest.
-            let mut candidates: Vec<f32> = cuts.iter().map(|s| s + 1e-4).collect();
-            if let Some(lowest) = cuts.first() {
-                candidates.insert(0, lowest - 1e-4);
-            }
+            let candidates = candidate_thresholds(route_scores);
             let mut results: Vec<(f32, f64)> = Vec::with_capacity(candidates.len());
             for &candidate in &candidates {
                 let mut trial = thresholds.clone();
@@ -125,7 +137,7 @@ pub fn fit_thresholds(
                 let run = results[first..].iter().take_while(|r| r.1 == top).count();
                 let low = results[first].0;
                 let high = results[first + run - 1].0;
-                let chosen = if run > 1 { (low + high) / 2.0 } else { low };
+                let chosen = if run > 1 { on_grid((low + high) / 2.0) } else { low };
                 thresholds.insert(route.clone(), chosen.clamp(-1.0, 1.0));
                 best = accuracy(&thresholds);
                 improved = true;
