@@ -14,8 +14,8 @@
 //! a multiply and an add for 4 (wasm has no fused multiply-add). The weights stay int8 in memory
 //! and are widened as they are loaded (`v128.load8x8_s`). A tile of 4 rows × 8 columns keeps its
 //! 8 accumulators, 2 weight vectors and the row broadcasts within the 16 SIMD registers of x86-64,
-//! so V8 does not spill them. Natively the same arithmetic runs on SSE2 (x86-64) or as portable
-//! code: results are bit-identical everywhere.
+//! so V8 does not spill them. Natively the same arithmetic runs on AVX2 or SSE2 (x86-64, chosen
+//! at run time) or as portable code: results are bit-identical everywhere.
 
 use std::fmt;
 
@@ -200,11 +200,51 @@ fn tile<const R: usize>(x: &[i16], padded: usize, panel: &[i8]) -> [[i32; PANEL]
     sums
 }
 
-/// The same sums with SSE2 (every x86-64 has it): `_mm_madd_epi16` is the instruction that wasm's
-/// `i32x4.dot_i16x8_s` becomes on x86.
+/// The same sums natively on x86-64: with AVX2 where the CPU has it (checked once, then cached
+/// by std), else SSE2, which every x86-64 has. Both add the same integers in the same order.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn tile<const R: usize>(x: &[i16], padded: usize, panel: &[i8]) -> [[i32; PANEL]; R] {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { tile_avx2::<R>(x, padded, panel) }
+    } else {
+        tile_sse2::<R>(x, padded, panel)
+    }
+}
+
+/// AVX2: a pair's 16 weights (8 columns) widened by one instruction, and one `_mm256_madd_epi16`
+/// per row gives the row's 8 column sums, where SSE2 needs two of each and two shifts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_avx2<const R: usize>(x: &[i16], padded: usize, panel: &[i8]) -> [[i32; PANEL]; R] {
+    use core::arch::x86_64::*;
+    let pairs = padded / 2;
+    assert!(x.len() >= R * padded && panel.len() >= pairs * 2 * PANEL);
+    let (xp, wp) = (x.as_ptr(), panel.as_ptr());
+    let mut sums = [[0i32; PANEL]; R];
+    // SAFETY: the caller checked AVX2; the assert above bounds every offset (pair j of row i is
+    // x[i·padded + 2j ..+2], panel bytes 16j ..+16); the loads and stores are unaligned ones.
+    unsafe {
+        let mut acc = [_mm256_setzero_si256(); R];
+        for j in 0..pairs {
+            let w = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(16 * j).cast()));
+            for i in 0..R {
+                let pair = _mm256_set1_epi32(xp.add(i * padded + 2 * j).cast::<i32>().read_unaligned());
+                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(pair, w));
+            }
+        }
+        for (i, row) in sums.iter_mut().enumerate() {
+            _mm256_storeu_si256(row.as_mut_ptr().cast(), acc[i]);
+        }
+    }
+    sums
+}
+
+/// SSE2: `_mm_madd_epi16` is the instruction that wasm's `i32x4.dot_i16x8_s` becomes on x86.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn tile_sse2<const R: usize>(x: &[i16], padded: usize, panel: &[i8]) -> [[i32; PANEL]; R] {
     use core::arch::x86_64::*;
     let pairs = padded / 2;
     assert!(x.len() >= R * padded && panel.len() >= pairs * 2 * PANEL);
@@ -291,6 +331,16 @@ mod tests {
         let packed = PackedWeights::from_k_by_n(&w, k, n).unwrap();
         assert_eq!(tile::<4>(&x, k, packed.panel(0)), tile_portable::<4>(&x, k, packed.panel(0)));
         assert_eq!(tile::<1>(&x, k, packed.panel(0)), tile_portable::<1>(&x, k, packed.panel(0)));
+        // Natively both x86 paths, whichever this CPU would pick.
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(tile_sse2::<3>(&x, k, packed.panel(0)), tile_portable::<3>(&x, k, packed.panel(0)));
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: checked just above.
+                let avx2 = unsafe { tile_avx2::<3>(&x, k, packed.panel(0)) };
+                assert_eq!(avx2, tile_portable::<3>(&x, k, packed.panel(0)));
+            }
+        }
     }
 
     #[test]
