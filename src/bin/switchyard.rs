@@ -22,7 +22,7 @@ mod cli {
     use std::time::Instant;
     use switchyard::core::api::route_json;
     use switchyard::core::config::Config;
-    use switchyard::core::decide::{chosen_route, Requested, AUTO};
+    use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
     use switchyard::core::decision::{Decision, SemanticSignal, Signals};
     use switchyard::core::evaluation::{fit_thresholds, parse_rows, EvalReport, LabelledRow};
     use switchyard::core::pipeline::{self, Embedder};
@@ -348,6 +348,10 @@ mod cli {
         if let Some(oos) = report.oos_recall {
             println!("out-of-scope recall {oos:.3}");
         }
+        println!("\n{:<16} {:>9} {:>7} {:>9}", "level", "decisions", "share", "accuracy");
+        for (level, m) in &report.per_level {
+            println!("{level:<16} {:>9} {:>7.3} {:>9.3}", m.decisions, m.share, m.accuracy);
+        }
         println!("\n{:<16} {:>9} {:>7} {:>7} {:>8}", "route", "precision", "recall", "F1", "support");
         for (route, m) in &report.per_route {
             println!("{route:<16} {:>9.3} {:>7.3} {:>7.3} {:>8}", m.precision, m.recall, m.f1, m.support);
@@ -438,8 +442,10 @@ mod cli {
                 let (config, _) = load_config(&cli)?;
                 let rows = read_rows(&config, data)?;
                 let gathered = gather_rows(&config, &ModelDir::new(&cli.model_dir, &config), &rows)?;
-                let report =
-                    EvalReport::compute(&config.default_route, &predictions(&config, &rows, &gathered));
+                let pairs = predictions(&config, &rows, &gathered);
+                let levels: Vec<&str> =
+                    gathered.iter().map(|signals| chosen_level(&config, signals).as_str()).collect();
+                let report = EvalReport::compute(&config.default_route, &pairs).with_levels(&pairs, &levels);
                 if *json {
                     println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
                 } else {

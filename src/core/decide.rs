@@ -134,6 +134,11 @@ pub fn chosen_route<'c>(config: &'c Config, signals: &Signals) -> &'c str {
     choose(config, signals).map_or(config.default_route.as_str(), |(route, _)| route.name.as_str())
 }
 
+/// The level [`choose`] decides at, `default` when it picks no route.
+pub fn chosen_level(config: &Config, signals: &Signals) -> Level {
+    choose(config, signals).map_or(Level::Default, |(_, level)| level)
+}
+
 /// Whether `route` matches, given the signals and level 2's pick among meaning-only routes.
 fn matches(route: &Route, signals: &Signals, meaning_winner: Option<&str>) -> bool {
     let rules_hold = outcome_of(signals, route).is_some_and(|o| o.matched);

@@ -40,6 +40,20 @@ pub struct EvalReport {
     pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
     /// Share of default-labelled rows routed to the default route (`null` without such rows).
     pub oos_recall: Option<f64>,
+    /// Per level that decided some row (`rules`, `semantic`, `default`, …): how many rows it
+    /// decided, their share, and how many of those it got right. Empty unless the levels were
+    /// given ([`EvalReport::with_levels`]).
+    pub per_level: BTreeMap<String, LevelMetrics>,
+}
+
+/// How one level did: the rows it decided and its accuracy on them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LevelMetrics {
+    pub decisions: usize,
+    /// `decisions` over all rows.
+    pub share: f64,
+    /// Of the rows this level decided, the share routed to their label.
+    pub accuracy: f64,
 }
 
 impl EvalReport {
@@ -75,7 +89,30 @@ impl EvalReport {
             confusion,
             oos_recall: (!oos.is_empty())
                 .then(|| ratio(oos.iter().filter(|(_, p)| p == default_route).count(), oos.len())),
+            per_level: BTreeMap::new(),
         }
+    }
+
+    /// Adds the per-level figures: `levels[i]` is the level that decided `pairs[i]`.
+    pub fn with_levels(mut self, pairs: &[(String, String)], levels: &[&str]) -> EvalReport {
+        let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for ((label, predicted), level) in pairs.iter().zip(levels) {
+            let (decided, right) = counts.entry(level).or_default();
+            *decided += 1;
+            *right += usize::from(label == predicted);
+        }
+        self.per_level = counts
+            .into_iter()
+            .map(|(level, (decided, right))| {
+                let metrics = LevelMetrics {
+                    decisions: decided,
+                    share: ratio(decided, pairs.len()),
+                    accuracy: ratio(right, decided),
+                };
+                (level.to_string(), metrics)
+            })
+            .collect();
+        self
     }
 }
 

@@ -206,3 +206,23 @@ fn without_the_encoder_the_cli_routes_by_rules_as_the_worker_does() {
     assert!(decision["reasons"].to_string().contains("semantic routing was unavailable"), "{decision}");
     assert!(stderr.contains("semantic routing is unavailable: cannot read"), "{stderr}");
 }
+
+#[test]
+fn eval_reports_each_level_its_share_and_accuracy() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/routing_eval.jsonl");
+    let (ok, stdout, stderr) = switchyard(&["eval", "--json", data]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let levels = report["per_level"].as_object().unwrap();
+    // The built-in config decides by keyword, by meaning and by default on this set.
+    for level in ["rules", "semantic", "default"] {
+        assert!(levels.contains_key(level), "{levels:?}");
+    }
+    let rows = report["rows"].as_f64().unwrap();
+    let decided: f64 = levels.values().map(|m| m["decisions"].as_f64().unwrap()).sum();
+    assert_eq!(decided, rows);
+    // Each level's accuracy, weighted by its share, adds up to the overall accuracy.
+    let weighted: f64 =
+        levels.values().map(|m| m["share"].as_f64().unwrap() * m["accuracy"].as_f64().unwrap()).sum();
+    assert!((weighted - report["accuracy"].as_f64().unwrap()).abs() < 1e-9, "{report}");
+}
