@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod classifier;
 pub mod config;
 pub mod cors;
 pub mod decide;
