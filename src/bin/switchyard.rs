@@ -21,13 +21,14 @@ mod cli {
     use std::rc::Rc;
     use std::time::Instant;
     use switchyard::core::api::route_json;
+    use switchyard::core::classifier::{self, TrainOptions};
     use switchyard::core::config::Config;
     use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
     use switchyard::core::decision::{Decision, SemanticSignal, Signals};
     use switchyard::core::evaluation::{fit_thresholds, parse_rows, EvalReport, LabelledRow};
     use switchyard::core::pipeline::{self, Embedder};
     use switchyard::core::request::ChatRequest;
-    use switchyard::core::semantic::{routing_text, Encode, ExemplarIndex, SemanticModel};
+    use switchyard::core::semantic::{embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel};
     use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
     use switchyard::embed::Encoder;
@@ -90,6 +91,17 @@ mod cli {
             /// Show the thresholds without writing them.
             #[arg(long)]
             dry_run: bool,
+        },
+        /// Train the level-3 classifier head on labelled rows {"text", "label"} and write it where
+        /// the config's [classifier] path says (inside --model-dir).
+        Train {
+            data: PathBuf,
+            /// Share of each route's rows held out for the report.
+            #[arg(long, default_value_t = 0.2)]
+            held_out: f64,
+            /// Gradient steps.
+            #[arg(long, default_value_t = 400)]
+            steps: usize,
         },
         /// Time the native encoder (p50/p90 per embedding, load time) and print JSON.
         Bench {
@@ -261,8 +273,10 @@ mod cli {
             Some(Ok(model)) => {
                 let texts: Vec<String> =
                     requests.iter().map(|r| routing_text(r, config.semantic.follow_up_words)).collect();
-                let encoder =
-                    EmbeddedAhead { ready: embed_ahead(&model.encoder, &texts)?, encoder: model.clone() };
+                let encoder = EmbeddedAhead {
+                    ready: embed_ahead(&model.encoder, &texts)?.into_iter().collect(),
+                    encoder: model.clone(),
+                };
                 Ok(Rc::new(SemanticModel { encoder, index: model.index.clone() }))
             }
             Some(Err(reason)) => Err(reason.clone()),
@@ -282,9 +296,9 @@ mod cli {
         Ok(gathered)
     }
 
-    /// Token ids and embedding of every text, computed on all cores (the encoder is shared; each
-    /// thread takes every n-th text).
-    fn embed_ahead(encoder: &Encoder, texts: &[String]) -> Result<HashMap<Vec<u32>, Vec<f32>>, String> {
+    /// Token ids and embedding of every text, in order, computed on all cores (the encoder is
+    /// shared; each thread takes every n-th text).
+    fn embed_ahead(encoder: &Encoder, texts: &[String]) -> Result<Vec<(Vec<u32>, Vec<f32>)>, String> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(texts.len().max(1));
         let bar = progress(texts.len(), "embedding rows");
         let embedded = std::thread::scope(|scope| {
@@ -312,7 +326,9 @@ mod cli {
                 .collect::<Result<Vec<_>, String>>()
         })?;
         bar.finish_and_clear();
-        Ok(embedded.into_iter().flatten().collect())
+        // Thread t made texts t, t + threads, …: deal them back into order.
+        let mut per_thread: Vec<_> = embedded.into_iter().map(Vec::into_iter).collect();
+        Ok((0..texts.len()).filter_map(|i| per_thread[i % threads].next()).collect())
     }
 
     /// The encoder with embeddings made ahead: what `gather_rows` hands the pipeline.
@@ -348,7 +364,9 @@ mod cli {
         if let Some(oos) = report.oos_recall {
             println!("out-of-scope recall {oos:.3}");
         }
-        println!("\n{:<16} {:>9} {:>7} {:>9}", "level", "decisions", "share", "accuracy");
+        if !report.per_level.is_empty() {
+            println!("\n{:<16} {:>9} {:>7} {:>9}", "level", "decisions", "share", "accuracy");
+        }
         for (level, m) in &report.per_level {
             println!("{level:<16} {:>9} {:>7.3} {:>9.3}", m.decisions, m.share, m.accuracy);
         }
@@ -454,6 +472,7 @@ mod cli {
                 Ok(())
             }
             Command::Fit { data, dry_run } => fit(&cli, data, *dry_run),
+            Command::Train { data, held_out, steps } => train(&cli, data, *held_out, *steps),
             Command::Bench { iterations } => bench(&cli, *iterations),
         }
     }
@@ -527,6 +546,113 @@ mod cli {
                 semantic.threshold = *t;
             }
         }
+    }
+
+    /// `switchyard train`: embeds the rows as the router would (their routing text), holds out a
+    /// stratified share for the report, trains the head on the rest less a calibration share,
+    /// fits its temperature on that share, reports on the held-out rows, writes the artifact.
+    fn train(cli: &Cli, data: &Path, held_out: f64, steps: usize) -> Result<(), String> {
+        let (config, _) = load_config(cli)?;
+        let settings = config
+            .classifier
+            .clone()
+            .ok_or("the config has no [classifier] section: add one, e.g. path = \"classifier.json\"")?;
+        if !(0.05..=0.5).contains(&held_out) {
+            return Err("--held-out must be between 0.05 and 0.5".into());
+        }
+        let rows = read_rows(&config, data)?;
+        let routes: Vec<String> = rows
+            .iter()
+            .map(|r| r.label.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if routes.len() < 2 {
+            return Err("the rows need at least two different labels".into());
+        }
+        let labels: Vec<usize> =
+            rows.iter().map(|r| routes.iter().position(|x| *x == r.label).unwrap_or(0)).collect();
+        let texts = rows
+            .iter()
+            .map(|row| Ok(routing_text(&user_request(AUTO, &row.text)?, config.semantic.follow_up_words)))
+            .collect::<Result<Vec<String>, String>>()?;
+        let embeddings = cached_embeddings(&cli.model_dir, &texts)?;
+
+        let (training, test) = classifier::stratified_split(&labels, held_out);
+        let training_labels: Vec<usize> = training.iter().map(|&i| labels[i]).collect();
+        let (fitting, calibration) = classifier::stratified_split(&training_labels, 0.2);
+        let pick = |rows: &[usize]| -> (Vec<Vec<f32>>, Vec<usize>) {
+            (rows.iter().map(|&i| embeddings[i].clone()).collect(), rows.iter().map(|&i| labels[i]).collect())
+        };
+        let (fit_x, fit_y) = pick(&fitting.iter().map(|&j| training[j]).collect::<Vec<_>>());
+        let (cal_x, cal_y) = pick(&calibration.iter().map(|&j| training[j]).collect::<Vec<_>>());
+        let (test_x, test_y) = pick(&test);
+        let started = Instant::now();
+        let mut head =
+            classifier::train(&routes, &fit_x, &fit_y, TrainOptions { steps, ..TrainOptions::default() });
+        classifier::calibrate(&mut head, &cal_x, &cal_y);
+        let trained_s = started.elapsed().as_secs_f64();
+
+        let predictions: Vec<_> = test_x.iter().map(|x| head.predict(x)).collect();
+        let pairs: Vec<(String, String)> =
+            test_y.iter().zip(&predictions).map(|(&y, p)| (routes[y].clone(), p.route.clone())).collect();
+        let report = EvalReport::compute(&config.default_route, &pairs);
+        let confident: Vec<&(String, String)> = pairs
+            .iter()
+            .zip(&predictions)
+            .filter(|(_, p)| p.confidence >= settings.min_confidence)
+            .map(|(pair, _)| pair)
+            .collect();
+        let ece = classifier::calibration_error(
+            &pairs.iter().zip(&predictions).map(|((l, p), pr)| (pr.confidence, l == p)).collect::<Vec<_>>(),
+        );
+        println!(
+            "trained on {} rows ({} for calibration, temperature {:.2}) in {trained_s:.1} s; held out {}",
+            fit_x.len(),
+            cal_x.len(),
+            head.temperature,
+            test_x.len()
+        );
+        print_report(&report);
+        println!("\ncalibration error (ECE, 10 bins) {ece:.3}");
+        println!(
+            "at min_confidence {}: decides {:.1}% of held-out rows, {:.3} of them right",
+            settings.min_confidence,
+            100.0 * confident.len() as f64 / pairs.len().max(1) as f64,
+            confident.iter().filter(|(l, p)| l == p).count() as f64 / confident.len().max(1) as f64
+        );
+        let out = cli.model_dir.join(&settings.path);
+        std::fs::write(&out, head.to_json()).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        println!("wrote {}", out.display());
+        Ok(())
+    }
+
+    /// The rows' embeddings, from the cache when they were made before for these exact texts and
+    /// this encoder (`~/.cache/switchyard`, or `$XDG_CACHE_HOME/switchyard`), else made now on
+    /// every core and cached.
+    fn cached_embeddings(model_dir: &Path, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        let dir = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("switchyard");
+        let path = dir.join(format!("embeddings-{}.f32", embeddings_hash(texts.iter().map(String::as_str))));
+        if let Ok(bytes) = std::fs::read(&path) {
+            let floats: Vec<f32> =
+                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            if !texts.is_empty() && floats.len() % texts.len() == 0 {
+                eprintln!("note: embeddings read from {}", path.display());
+                return Ok(floats.chunks_exact(floats.len() / texts.len()).map(<[f32]>::to_vec).collect());
+            }
+        }
+        let encoder = load_encoder(model_dir)?;
+        let embeddings: Vec<Vec<f32>> = embed_ahead(&encoder, texts)?.into_iter().map(|(_, e)| e).collect();
+        let bytes: Vec<u8> = embeddings.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+        // The cache only saves time: a failure to write it is reported, not fatal.
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, bytes)) {
+            eprintln!("note: could not cache embeddings at {}: {e}", path.display());
+        }
+        Ok(embeddings)
     }
 
     /// Prompts of 10–30 tokens, as the budget names them.

@@ -58,18 +58,20 @@ impl std::error::Error for IndexError {}
 
 /// A stable hash (FNV-1a, 64 bits, hex) of the encoder id and every route's exemplars.
 pub fn index_hash(config: &Config) -> String {
+    let exemplars = with_exemplars(config).flat_map(|(route, semantic)| {
+        std::iter::once(route).chain(semantic.exemplars.iter().map(String::as_str))
+    });
+    embeddings_hash(exemplars)
+}
+
+/// A stable hash (FNV-1a, 64 bits, hex) of the encoder id and `texts`, each ended by a 0xff
+/// byte: what a set of embeddings was made from.
+pub fn embeddings_hash<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
     let mut hash: u64 = 0xcbf29ce484222325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes.iter().chain([0xffu8].iter()) {
+    for text in std::iter::once(ENCODER_ID).chain(texts) {
+        for &b in text.as_bytes().iter().chain([0xffu8].iter()) {
             hash ^= u64::from(b);
             hash = hash.wrapping_mul(0x100000001b3);
-        }
-    };
-    feed(ENCODER_ID.as_bytes());
-    for (route, semantic) in with_exemplars(config) {
-        feed(route.as_bytes());
-        for exemplar in &semantic.exemplars {
-            feed(exemplar.as_bytes());
         }
     }
     format!("{hash:016x}")

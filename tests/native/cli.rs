@@ -226,3 +226,92 @@ fn eval_reports_each_level_its_share_and_accuracy() {
         levels.values().map(|m| m["share"].as_f64().unwrap() * m["accuracy"].as_f64().unwrap()).sum();
     assert!((weighted - report["accuracy"].as_f64().unwrap()).abs() < 1e-9, "{report}");
 }
+
+/// Labelled rows written for the classifier test: three routes, twenty rows each.
+fn classifier_rows() -> String {
+    let topics = [
+        "the sea",
+        "autumn",
+        "a lost cat",
+        "the moon",
+        "my grandmother",
+        "a rainy city",
+        "winter light",
+        "an old train",
+        "the desert",
+        "first love",
+        "a garden",
+        "the mountains",
+        "a lighthouse",
+        "snow",
+        "a storm",
+        "the stars",
+        "a quiet morning",
+        "a river",
+        "an empty house",
+        "the harvest",
+    ];
+    let langs = ["Python", "Rust", "JavaScript", "Go", "Java", "C++", "SQL", "Bash", "TypeScript", "Kotlin"];
+    let places = [
+        "France", "Japan", "Brazil", "Canada", "Kenya", "Norway", "Peru", "India", "Egypt", "Chile", "Spain",
+        "Italy", "Mexico", "Ghana", "Vietnam", "Poland", "Greece", "Turkey", "Iran", "Cuba",
+    ];
+    let mut rows = String::new();
+    for i in 0..20 {
+        let line =
+            |text: String, label: &str| serde_json::json!({"text": text, "label": label}).to_string() + "\n";
+        rows += &line(format!("Write a short poem about {}", topics[i]), "creative");
+        let bug = ["crashes on empty input", "is too slow", "leaks memory", "returns the wrong total"][i % 4];
+        rows += &line(format!("My {} function {bug}, how do I fix it?", langs[i % langs.len()]), "code");
+        rows += &line(format!("What is the capital of {}?", places[i]), "chat");
+    }
+    rows
+}
+
+#[test]
+fn train_writes_a_classifier_that_routes_held_out_rows_and_fits_the_config() {
+    let dir = scratch("train");
+    let (config, rows) = (dir.join("classifier.toml"), dir.join("rows.jsonl"));
+    let model_dir = dir.join("model");
+    std::fs::create_dir_all(&model_dir).unwrap();
+    for file in ["encoder.onnx", "tokenizer.json"] {
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/model/").to_owned() + file, model_dir.join(file))
+            .unwrap();
+    }
+    std::fs::write(
+        &config,
+        format!("{FIT_CONFIG}\n[classifier]\npath = \"head.json\"\nmin_confidence = 0.5\n"),
+    )
+    .unwrap();
+    std::fs::write(&rows, classifier_rows()).unwrap();
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["--config", config.to_str().unwrap(), "--model-dir", model_dir.to_str().unwrap()])
+            .args(["train", rows.to_str().unwrap()])
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (stdout, _) = run();
+    // 12 rows held out (20% of each route); these three topics are easy to tell apart.
+    let accuracy: f64 = stdout
+        .lines()
+        .find(|l| l.starts_with("rows 12"))
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(accuracy >= 0.9, "{stdout}");
+    assert!(stdout.contains("calibration error"), "{stdout}");
+    let head = std::fs::read_to_string(model_dir.join("head.json")).unwrap();
+    let routes = ["creative", "code", "chat"];
+    let head = switchyard::core::classifier::ClassifierHead::from_json(&head, &routes).unwrap();
+    assert_eq!(head.routes, ["chat", "code", "creative"]);
+    // A second run reads the embeddings from the cache instead of embedding again.
+    let (_, stderr) = run();
+    assert!(stderr.contains("embeddings read from"), "{stderr}");
+}

@@ -244,3 +244,21 @@ fn upstream_policy_is_validated() {
     let e = switchyard::core::config::Config::parse("t.toml", &text).unwrap_err();
     assert!(e.message.contains("at most 3600000 ms"), "{e}");
 }
+
+#[test]
+fn the_classifier_section_names_a_file_in_the_model_folder() {
+    let with = |section: &str| format!("{VALID}\n[classifier]\n{section}\n");
+    let config = Config::parse("test.toml", &with("path = \"head.json\"")).unwrap();
+    let settings = config.classifier.unwrap();
+    assert_eq!((settings.path.as_str(), settings.min_confidence), ("head.json", 0.6));
+    assert!(Config::parse("test.toml", VALID).unwrap().classifier.is_none());
+    for (section, says) in [
+        ("path = \"../secrets.json\"", "inside the model folder"),
+        ("path = \"/etc/passwd\"", "inside the model folder"),
+        ("path = \"head.json\"\nmin_confidence = 1.5", "min_confidence must be in (0, 1]"),
+    ] {
+        let err = Config::parse("test.toml", &with(section)).unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:18:") || err.starts_with("test.toml:19:"), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}

@@ -56,6 +56,18 @@ pub struct Config {
     pub default_route: String,
     pub semantic: SemanticSettings,
     pub upstream: UpstreamPolicy,
+    /// Level 3's trained head, when the config has a `[classifier]` section.
+    pub classifier: Option<ClassifierSettings>,
+}
+
+/// `[classifier]`: where `switchyard train` writes the head and the router reads it, and how
+/// sure it must be to decide.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifierSettings {
+    /// Relative to the model folder (`--model-dir`; the Worker's model assets).
+    pub path: String,
+    /// Above this calibrated probability the classifier decides; below it, routing goes on.
+    pub min_confidence: f32,
 }
 
 /// `[server]`.

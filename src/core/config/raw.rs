@@ -24,6 +24,20 @@ pub(super) struct ConfigFile {
     pub(super) semantic: SemanticSection,
     #[serde(default)]
     pub(super) upstream: UpstreamSection,
+    pub(super) classifier: Option<ClassifierSection>,
+}
+
+/// `[classifier]`: level 3's trained head.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClassifierSection {
+    pub(super) path: Spanned<String>,
+    #[serde(default = "default_min_confidence")]
+    pub(super) min_confidence: Spanned<f32>,
+}
+
+fn default_min_confidence() -> Spanned<f32> {
+    unspanned(0.6)
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,11 +7,12 @@
 //! re-reads a raw value.
 
 use super::raw::{
-    ConfigFile, ModelSection, ProviderSection, RouteSection, SemanticSection, ServerSection, UpstreamSection,
+    ClassifierSection, ConfigFile, ModelSection, ProviderSection, RouteSection, SemanticSection,
+    ServerSection, UpstreamSection,
 };
 use super::{
-    Config, ConfigError, Model, Provider, Route, RouteSemantic, SemanticSettings, Server, UpstreamPolicy,
-    MAX_WAIT_MS, RESERVED_NAMES,
+    ClassifierSettings, Config, ConfigError, Model, Provider, Route, RouteSemantic, SemanticSettings, Server,
+    UpstreamPolicy, MAX_WAIT_MS, RESERVED_NAMES,
 };
 use crate::core::rules::{RouteRules, TokenBounds};
 use regex::Regex;
@@ -85,7 +86,26 @@ fn compile(file: ConfigFile) -> Result<Config, Problem> {
     if !routes.iter().any(|r| r.name == default_route) {
         return Err((file.default.route.span(), format!("default.route: unknown route {default_route:?}")));
     }
-    Ok(Config { server, providers, models, routes, default_route, semantic, upstream })
+    let classifier = file.classifier.as_ref().map(classifier).transpose()?;
+    Ok(Config { server, providers, models, routes, default_route, semantic, upstream, classifier })
+}
+
+fn classifier(section: &ClassifierSection) -> Result<ClassifierSettings, Problem> {
+    let path = section.path.get_ref();
+    let inside = !path.is_empty()
+        && !path.starts_with('/')
+        && path.split(['/', '\\']).all(|part| !part.is_empty() && part != ".." && part != ".");
+    if !inside {
+        return Err((
+            section.path.span(),
+            format!("classifier.path {path:?} must be a file name inside the model folder, like \"classifier.json\""),
+        ));
+    }
+    let min = *section.min_confidence.get_ref();
+    if !(min > 0.0 && min <= 1.0) {
+        return Err((section.min_confidence.span(), "classifier.min_confidence must be in (0, 1]".into()));
+    }
+    Ok(ClassifierSettings { path: path.clone(), min_confidence: min })
 }
 
 fn server(section: &ServerSection) -> Result<Server, Problem> {
