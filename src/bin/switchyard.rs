@@ -196,6 +196,15 @@ mod cli {
             if let Some(reason) = rejected {
                 eprintln!("note: {}: {reason}; embedded the exemplars instead", path.display());
             }
+            let mut model = model;
+            if let Some(settings) = &self.config.classifier {
+                let path = self.dir.join(&settings.path);
+                let artifact = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()));
+                model.attach_classifier(self.config, artifact);
+                if let Some(Err(reason)) = &model.classifier {
+                    eprintln!("note: {reason}; routing goes on without the classifier");
+                }
+            }
             Ok(model)
         }
     }
@@ -277,7 +286,11 @@ mod cli {
                     ready: embed_ahead(&model.encoder, &texts)?.into_iter().collect(),
                     encoder: model.clone(),
                 };
-                Ok(Rc::new(SemanticModel { encoder, index: model.index.clone() }))
+                Ok(Rc::new(SemanticModel {
+                    encoder,
+                    index: model.index.clone(),
+                    classifier: model.classifier.clone(),
+                }))
             }
             Some(Err(reason)) => Err(reason.clone()),
             None => Err("no route has exemplars".into()),

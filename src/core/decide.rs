@@ -22,7 +22,7 @@
 //! 3 matched, before the default. Each reads its own field of [`Signals`].
 
 use crate::core::config::{Config, Route};
-use crate::core::decision::{Decision, Level, SemanticSignal, Signals};
+use crate::core::decision::{ClassifierSignal, Decision, Level, SemanticSignal, Signals};
 use crate::core::rules::RuleOutcome;
 use std::collections::BTreeMap;
 
@@ -110,6 +110,7 @@ fn decide_auto(config: &Config, signals: Signals) -> Decision {
     if matches!(signals.semantic, SemanticSignal::Unavailable(_)) {
         reasons.push("semantic routing was unavailable: routed by rules alone".to_string());
     }
+    reasons.extend(unsure_classifier_reason(config, &signals, chosen.map(|(_, level)| level)));
     let scores = route_scores(config, &signals);
     let verdict = match chosen {
         Some((route, level)) => Verdict { route, level, reasons },
@@ -122,11 +123,34 @@ fn decide_auto(config: &Config, signals: Signals) -> Decision {
 /// the level it matched at; `None` when none does (the default route). The decision without its
 /// explanation, cheap enough for `fit` to call for every row and every candidate threshold.
 pub fn choose<'c>(config: &'c Config, signals: &Signals) -> Option<(&'c Route, Level)> {
-    let winner = meaning_winner(config, signals);
-    config.routes.iter().find(|route| matches(route, signals, winner)).map(|route| {
-        let level = if route.matched_by_meaning() { Level::Semantic } else { Level::Rules };
+    // A confident trained head speaks for meaning instead of the exemplar scores (level 3 before
+    // level 2), and also for a route whose keywords missed, or for the default ("none of these").
+    let pick = classifier_pick(config, signals);
+    let winner = match pick {
+        Some(route) => MeaningWinner { route: Some(route.name.as_str()), level: Level::Classifier },
+        None => MeaningWinner { route: meaning_winner(config, signals), level: Level::Semantic },
+    };
+    let matched = config.routes.iter().find(|route| matches(route, signals, winner.route)).map(|route| {
+        let level = if route.matched_by_meaning() { winner.level } else { Level::Rules };
         (route, level)
-    })
+    });
+    matched.or(pick.map(|route| (route, Level::Classifier)))
+}
+
+/// The route that meaning-only routes answer to, and the level that picked it.
+#[derive(Clone, Copy)]
+struct MeaningWinner<'c> {
+    route: Option<&'c str>,
+    level: Level,
+}
+
+/// Level 3's pick when it clears `min_confidence` and the route's token bounds allow it.
+fn classifier_pick<'c>(config: &'c Config, signals: &Signals) -> Option<&'c Route> {
+    let ClassifierSignal::Predicted { route, confidence } = &signals.classifier else { return None };
+    let settings = config.classifier.as_ref()?;
+    let route = config.route(route)?;
+    let in_bounds = outcome_of(signals, route).is_none_or(|o| o.tokens_in_bounds);
+    (*confidence >= settings.min_confidence && in_bounds).then_some(route)
 }
 
 /// The name of the route [`choose`] picks, the default route when it picks none.
@@ -157,6 +181,21 @@ fn keywords_confirmed(route: &Route, signals: &Signals) -> bool {
     match (route.semantic.as_ref(), signals.semantic.scores()) {
         (Some(s), Some(scores)) if s.confirm_keywords => confirmed_by_meaning(route, s.threshold, scores),
         _ => true,
+    }
+}
+
+/// Why the classifier did not decide, when it was configured and did not.
+fn unsure_classifier_reason(config: &Config, signals: &Signals, level: Option<Level>) -> Option<String> {
+    if level == Some(Level::Classifier) {
+        return None;
+    }
+    let min = config.classifier.as_ref()?.min_confidence;
+    match &signals.classifier {
+        ClassifierSignal::Predicted { route, confidence } if *confidence < min => Some(format!(
+            "the classifier's pick {route:?} at confidence {confidence:.3} is under min_confidence {min}"
+        )),
+        ClassifierSignal::Unavailable(_) => Some("the classifier was unavailable".to_string()),
+        _ => None,
     }
 }
 
@@ -221,6 +260,10 @@ fn match_reasons(
     let keyword = outcome.and_then(|o| o.keyword.as_ref());
     if let Some(hit) = keyword {
         reasons.push(format!("keyword /{}/ matched {:?}", hit.pattern, hit.text));
+    }
+    if let (Level::Classifier, ClassifierSignal::Predicted { confidence, .. }) = (level, &signals.classifier)
+    {
+        reasons.push(format!("the classifier picked route {:?} with confidence {confidence:.3}", route.name));
     }
     if let Some(score) = signals.semantic.scores().and_then(|s| s.get(&route.name)) {
         reasons.push(format!("semantic score {score:.3} for route {:?}", route.name));

@@ -53,6 +53,44 @@ pub struct Signals {
     /// themselves are the decision's `scores`.
     #[serde(rename = "semantic_available", skip_serializing_if = "SemanticSignal::not_used")]
     pub semantic: SemanticSignal,
+    /// Level 3's trained head (absent without a `[classifier]` section).
+    #[serde(skip_serializing_if = "ClassifierSignal::not_used")]
+    pub classifier: ClassifierSignal,
+}
+
+/// What level 3's trained head made of a request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ClassifierSignal {
+    /// No `[classifier]` section, or the request named its model.
+    #[default]
+    NotUsed,
+    /// Configured but not usable: its artifact is missing or was refused, or the encoder failed.
+    /// The reason is for the log.
+    Unavailable(String),
+    /// Its pick and the calibrated probability of it.
+    Predicted { route: String, confidence: f32 },
+}
+
+impl ClassifierSignal {
+    pub fn not_used(&self) -> bool {
+        matches!(self, ClassifierSignal::NotUsed)
+    }
+}
+
+impl Serialize for ClassifierSignal {
+    /// `{"route", "confidence"}` when it predicted, `{"available": false}` when it could not.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            ClassifierSignal::Predicted { route, confidence } => {
+                map.serialize_entry("route", route)?;
+                map.serialize_entry("confidence", confidence)?;
+            }
+            _ => map.serialize_entry("available", &false)?,
+        }
+        map.end()
+    }
 }
 
 /// What level 2 made of a request.

@@ -9,7 +9,7 @@
 
 use crate::core::config::Config;
 use crate::core::decide::{decide, Requested};
-use crate::core::decision::{Decision, SemanticSignal, Signals};
+use crate::core::decision::{ClassifierSignal, Decision, SemanticSignal, Signals};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::request::ChatRequest;
 use crate::core::rules::RuleOutcome;
@@ -84,8 +84,8 @@ pub async fn gather(
         return signals;
     }
     signals.rules = rule_outcomes(config, request, signals.prompt_tokens);
-    if config.uses_semantics() {
-        signals.semantic = semantic_signal(config, request, embedder, watch).await;
+    if config.uses_embeddings() {
+        (signals.semantic, signals.classifier) = embedding_signals(config, request, embedder, watch).await;
     }
     signals
 }
@@ -101,31 +101,56 @@ fn rule_outcomes(config: &Config, request: &ChatRequest, prompt_tokens: u64) -> 
         .collect()
 }
 
-/// Level 2: the routing text embedded and scored against every route's exemplars.
-async fn semantic_signal(
+/// Levels 2 and 3, from one embedding of the routing text: the scores against every route's
+/// exemplars, and the trained head's pick.
+async fn embedding_signals(
     config: &Config,
     request: &ChatRequest,
     embedder: &impl Embedder,
     watch: &mut Stopwatch<'_>,
-) -> SemanticSignal {
+) -> (SemanticSignal, ClassifierSignal) {
+    let both_unavailable = |reason: String| {
+        let semantic = if config.uses_semantics() {
+            SemanticSignal::Unavailable(reason.clone())
+        } else {
+            SemanticSignal::NotUsed
+        };
+        let classifier = if config.classifier.is_some() {
+            ClassifierSignal::Unavailable(reason)
+        } else {
+            ClassifierSignal::NotUsed
+        };
+        (semantic, classifier)
+    };
     let loaded = embedder.load().await;
     watch.lap_if_any("load");
     let model = match loaded {
         Ok(model) => model,
-        Err(reason) => return SemanticSignal::Unavailable(reason),
+        Err(reason) => return both_unavailable(reason),
     };
     let ids = model.encoder.token_ids(&routing_text(request, config.semantic.follow_up_words));
     watch.lap("tokenize");
     let embedding = ids.and_then(|ids| model.encoder.embed_ids(&ids));
     watch.lap("embed");
-    match embedding {
-        Ok(query) => SemanticSignal::Scored(model.index.scores(
-            &query,
-            config.semantic.aggregation,
-            config.semantic.top_k,
-        )),
-        Err(reason) => SemanticSignal::Unavailable(reason),
-    }
+    let query = match embedding {
+        Ok(query) => query,
+        Err(reason) => return both_unavailable(reason),
+    };
+    let semantic = if config.uses_semantics() {
+        SemanticSignal::Scored(model.index.scores(&query, config.semantic.aggregation, config.semantic.top_k))
+    } else {
+        SemanticSignal::NotUsed
+    };
+    let classifier = match &model.classifier {
+        None => ClassifierSignal::NotUsed,
+        Some(Err(reason)) => ClassifierSignal::Unavailable(reason.clone()),
+        Some(Ok(head)) => {
+            let prediction = head.predict(&query);
+            watch.lap("classify");
+            ClassifierSignal::Predicted { route: prediction.route, confidence: prediction.confidence }
+        }
+    };
+    (semantic, classifier)
 }
 
 fn model_not_found(model: &str) -> RouterError {

@@ -12,6 +12,7 @@
 //! The encoder itself is not named here: level 2 reads it through [`Encode`], which `src/embed`'s
 //! encoder implements, so the same routing code runs natively, in the Worker and in tests.
 
+use crate::core::classifier::ClassifierHead;
 use crate::core::config::{Aggregation, Config, RouteSemantic};
 use crate::core::request::{ChatRequest, Role};
 use serde::{Deserialize, Serialize};
@@ -155,10 +156,26 @@ impl<E: Encode + ?Sized> Encode for &E {
     }
 }
 
-/// An encoder and the exemplar index its embeddings are compared with: all that level 2 needs.
+/// An encoder and what its embeddings are compared with: the exemplar index (level 2) and, when
+/// the config has a `[classifier]`, the trained head (level 3).
 pub struct SemanticModel<E> {
     pub encoder: E,
     pub index: ExemplarIndex,
+    /// `None` without a `[classifier]` section; else the head, or why it could not be used.
+    pub classifier: Option<Result<ClassifierHead, String>>,
+}
+
+impl<E> SemanticModel<E> {
+    /// Attaches level 3's head from its artifact as the platform read it (the Worker from its
+    /// model assets, the CLI from `--model-dir`); a missing or refused one is kept as the reason.
+    pub fn attach_classifier(&mut self, config: &Config, artifact: Result<String, String>) {
+        let routes: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+        self.classifier = config.classifier.as_ref().map(|settings| {
+            let text =
+                artifact.map_err(|e| format!("cannot read the classifier {:?}: {e}", settings.path))?;
+            ClassifierHead::from_json(&text, &routes).map_err(|e| format!("{}: {e}", settings.path))
+        });
+    }
 }
 
 impl<E: Encode> SemanticModel<E> {
@@ -185,7 +202,7 @@ impl<E: Encode> SemanticModel<E> {
                 (index, rejected.and_then(Result::err))
             }
         };
-        Ok((SemanticModel { encoder, index }, rejected))
+        Ok((SemanticModel { encoder, index, classifier: None }, rejected))
     }
 }
 

@@ -172,6 +172,20 @@ async fn load(env: &Env, config: &Config) -> Result<SemanticModel<Encoder>, Stri
         );
     }
     model.encoder.load_phases.push(("index", now_ms() - index_started));
+    if let Some(settings) = &config.classifier {
+        let started = now_ms();
+        let artifact = fetch_asset(&assets, &format!("https://model.assets/{}", settings.path))
+            .await
+            .and_then(|bytes| String::from_utf8(bytes.to_vec()).map_err(|e| format!("not UTF-8 text: {e}")));
+        model.attach_classifier(config, artifact);
+        if let Some(Err(reason)) = &model.classifier {
+            worker::console_error!(
+                "{}",
+                serde_json::json!({"event": "classifier_refused", "reason": reason})
+            );
+        }
+        model.encoder.load_phases.push(("classifier", now_ms() - started));
+    }
     Ok(model)
 }
 

@@ -314,4 +314,38 @@ fn train_writes_a_classifier_that_routes_held_out_rows_and_fits_the_config() {
     // A second run reads the embeddings from the cache instead of embedding again.
     let (_, stderr) = run();
     assert!(stderr.contains("embeddings read from"), "{stderr}");
+
+    // The router now decides with it: exemplar thresholds of 0.95 match nothing, the head does.
+    let route = |config: &std::path::Path, prompt: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["--config", config.to_str().unwrap(), "--model-dir", model_dir.to_str().unwrap()])
+            .args(["route", prompt])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (decision, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    for (prompt, expected) in [
+        ("Write a short poem about the ocean at night", "creative"),
+        ("My Ruby function crashes on empty input, how do I fix it?", "code"),
+        ("What is the capital of Australia?", "chat"),
+    ] {
+        let (decision, _) = route(&config, prompt);
+        assert_eq!(
+            (decision["route"].as_str(), decision["level"].as_str()),
+            (Some(expected), Some("classifier")),
+            "{decision}"
+        );
+        assert_eq!(decision["signals"]["classifier"]["route"], expected);
+        assert!(decision["reasons"][0].as_str().unwrap().starts_with("the classifier picked"), "{decision}");
+    }
+    // An artifact trained for routes the config no longer has is refused, and routing goes on.
+    let renamed = dir.join("renamed.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace("name = \"creative\"", "name = \"poetry\"");
+    std::fs::write(&renamed, text).unwrap();
+    let (decision, stderr) = route(&renamed, "Write a short poem about the ocean at night");
+    assert!(stderr.contains("classifier artifact refused") && stderr.contains("\"creative\""), "{stderr}");
+    assert_ne!(decision["level"], "classifier");
+    assert_eq!(decision["signals"]["classifier"]["available"], false);
 }

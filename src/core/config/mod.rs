@@ -241,6 +241,11 @@ impl Config {
         self.routes.iter().any(|r| r.semantic.is_some())
     }
 
+    /// Whether routing embeds the request: for level 2, or for level 3's head.
+    pub fn uses_embeddings(&self) -> bool {
+        self.uses_semantics() || self.classifier.is_some()
+    }
+
     /// Names of every secret the config refers to (router keys and upstream keys).
     pub fn secret_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.server.auth_keys.iter().map(String::as_str).collect();
