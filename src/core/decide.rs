@@ -124,24 +124,17 @@ fn decide_auto(config: &Config, signals: Signals) -> Decision {
 /// explanation, cheap enough for `fit` to call for every row and every candidate threshold.
 pub fn choose<'c>(config: &'c Config, signals: &Signals) -> Option<(&'c Route, Level)> {
     // A confident trained head speaks for meaning instead of the exemplar scores (level 3 before
-    // level 2), and also for a route whose keywords missed, or for the default ("none of these").
+    // level 2): its pick matches at the route's place in config order, whatever the route's kind
+    // (a route whose keywords missed, or the default: "none of these"). Rules keep their place.
     let pick = classifier_pick(config, signals);
-    let winner = match pick {
-        Some(route) => MeaningWinner { route: Some(route.name.as_str()), level: Level::Classifier },
-        None => MeaningWinner { route: meaning_winner(config, signals), level: Level::Semantic },
-    };
-    let matched = config.routes.iter().find(|route| matches(route, signals, winner.route)).map(|route| {
-        let level = if route.matched_by_meaning() { winner.level } else { Level::Rules };
-        (route, level)
-    });
-    matched.or(pick.map(|route| (route, Level::Classifier)))
-}
-
-/// The route that meaning-only routes answer to, and the level that picked it.
-#[derive(Clone, Copy)]
-struct MeaningWinner<'c> {
-    route: Option<&'c str>,
-    level: Level,
+    let winner = if pick.is_some() { None } else { meaning_winner(config, signals) };
+    config.routes.iter().find_map(|route| {
+        if matches(route, signals, winner) {
+            Some((route, if route.matched_by_meaning() { Level::Semantic } else { Level::Rules }))
+        } else {
+            pick.filter(|p| std::ptr::eq(*p, route)).map(|p| (p, Level::Classifier))
+        }
+    })
 }
 
 /// Level 3's pick when it clears `min_confidence` and the route's token bounds allow it.

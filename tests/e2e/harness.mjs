@@ -246,8 +246,12 @@ export async function freePort() {
   return port;
 }
 
-/** Starts the fake upstream and wrangler dev; returns handles and a stop function. */
-export async function startStack({ config } = {}) {
+/**
+ * Starts the fake upstream and wrangler dev; returns handles and a stop function. `config` is the
+ * SWITCHYARD_CONFIG text, or a function of the fake upstream's URL that returns it; `assets` a
+ * folder to serve as the model assets instead of model/.
+ */
+export async function startStack({ config, assets } = {}) {
   const fake = await startFakeUpstream();
   const port = await freePort();
   const inspectorPort = await freePort();
@@ -263,7 +267,8 @@ export async function startStack({ config } = {}) {
     '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
     '--show-interactive-dev-session=false', '--persist-to', join(scratch, 'state'),
     '--env-file', envFile,
-    '--var', `SWITCHYARD_CONFIG:${config ?? testConfig(fake.url)}`,
+    '--var', `SWITCHYARD_CONFIG:${typeof config === 'function' ? config(fake.url) : config ?? testConfig(fake.url)}`,
+    ...(assets ? ['--assets', assets] : []),
     '--var', `ROUTER_KEY:${ROUTER_KEY}`,
     '--var', `FAKE_UPSTREAM_KEY:${UPSTREAM_KEY}`,
   ];
