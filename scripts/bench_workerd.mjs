@@ -2,7 +2,9 @@
 // config, started afresh RUNS times (default 3) because one run on a shared machine moves a lot.
 // Per run: cold start = from a fresh isolate to the first semantic decision (asset fetch, encoder
 // load, first embedding), with the part spent in the handler and the load's steps as /healthz
-// reports them; embed times from the
+// reports them. Since 2026-12-02 the Worker starts loading the model in the background at the
+// isolate's first request of any kind, which here is the harness's /healthz poll: the first
+// decision then waits only for what is left of that load; embed times from the
 // Server-Timing header (performance.now() in local workerd) over 100 requests; memory from
 // /healthz after them. Prints JSON: the median run's figures, and every run's.
 import { startStack } from '../tests/e2e/harness.mjs';

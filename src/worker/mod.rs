@@ -24,13 +24,17 @@ use crate::embed::DIMENSIONS;
 use http::now_ms;
 use serde_json::json;
 use state::State;
+use std::rc::Rc;
 use upstream::{Answered, Body};
 use worker::{event, Context, Env, Headers, Method, Request, Response};
 
 #[event(fetch)]
-pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let origin = req.headers().get("origin").ok().flatten();
     let state = state::get(&env);
+    if let Ok(state) = &state {
+        warm_up(&ctx, &env, state);
+    }
     let mut response = match &state {
         Ok(state) => handle(req, &env, state).await.unwrap_or_else(|e| {
             log_error(&e);
@@ -45,6 +49,19 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         http::set_headers(&mut response, state.cors.response_headers(origin.as_deref()));
     }
     Ok(response)
+}
+
+/// Starts loading the routing model (encoder, index, classifier) at the isolate's first request of
+/// any kind, in the background (`wait_until`: the response does not wait), so that the first
+/// request that needs it finds it loaded or already loading. Only when the config embeds.
+fn warm_up(ctx: &Context, env: &Env, state: &Rc<State>) {
+    if state.config.uses_embeddings() && semantic::claim_warm_up() {
+        let (env, state) = (env.clone(), Rc::clone(state));
+        ctx.wait_until(async move {
+            // A failure is remembered and logged by `engine`; requests then route without it.
+            let _ = semantic::engine(&env, &state.config).await;
+        });
+    }
 }
 
 async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, RouterError> {

@@ -55,6 +55,15 @@ thread_local! {
     static LOADING: Rc<Mutex<()>> = Rc::new(Mutex::new(()));
 }
 
+thread_local! {
+    static WARM_UP_CLAIMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True the first time it is asked in this isolate: the caller then starts the background load.
+pub fn claim_warm_up() -> bool {
+    WARM_UP_CLAIMED.with(|claimed| !claimed.replace(true))
+}
+
 /// What /healthz reports: `not_loaded`, `ready` or `failed`.
 pub fn status() -> &'static str {
     ENGINE.with(|e| match &*e.borrow() {

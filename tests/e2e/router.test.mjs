@@ -505,3 +505,37 @@ describe('an oversize chunked upload', () => {
     assert.equal(JSON.parse(body).error.code, 'payload_too_large');
   });
 });
+
+describe('the routing model loads in the background from the first request', () => {
+  let fresh;
+  before(async () => {
+    // startStack waits for /healthz to answer: that is the isolate's first request.
+    fresh = await startStack();
+  });
+  after(async () => {
+    await fresh?.stop();
+  });
+
+  test('it is ready with no routed request, and the first routed request finds it loaded', async (t) => {
+    const started = performance.now();
+    let health;
+    do {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      health = await (await fetchWithDeadline(`${fresh.base}/healthz`)).json();
+    } while (health.encoder === 'not_loaded' && performance.now() - started < 30_000);
+    assert.equal(health.encoder, 'ready', JSON.stringify(health));
+    const res = await fetchWithDeadline(`${fresh.base}/v1/route`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'auto', messages: user('Write a haiku about autumn leaves') }),
+    });
+    assert.equal(res.status, 200);
+    const timing = res.headers.get('server-timing');
+    assert.match(timing, /embed;dur=/);
+    // Loading takes about a second; workerd's clock ticks by the millisecond, so a request that
+    // only finds the loaded model may still show a `load` phase of a tick or two.
+    const load = Number(/\bload;dur=([\d.]+)/.exec(timing)?.[1] ?? 0);
+    assert.ok(load < 10, `the first routed request waited ${load} ms for the model: ${timing}`);
+    t.diagnostic(`ready ${Math.round(performance.now() - started)} ms after the first /healthz answer; first routed request: ${timing}`);
+  });
+});
