@@ -16,6 +16,7 @@ pub mod error;
 pub mod evaluation;
 pub mod fallback;
 pub mod headers;
+pub mod llm_router;
 pub mod pipeline;
 pub mod providers;
 pub mod relay;

@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod embedding;
 mod fallback;
+mod llm_router;
 mod providers;
 mod request;
 mod routing;
