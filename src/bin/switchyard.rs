@@ -309,9 +309,12 @@ mod cli {
         Ok(gathered)
     }
 
+    /// A text's token ids and its embedding.
+    type Embedded = (Vec<u32>, Vec<f32>);
+
     /// Token ids and embedding of every text, in order, computed on all cores (the encoder is
     /// shared; each thread takes every n-th text).
-    fn embed_ahead(encoder: &Encoder, texts: &[String]) -> Result<Vec<(Vec<u32>, Vec<f32>)>, String> {
+    fn embed_ahead(encoder: &Encoder, texts: &[String]) -> Result<Vec<Embedded>, String> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(texts.len().max(1));
         let bar = progress(texts.len(), "embedding rows");
         let embedded = std::thread::scope(|scope| {
@@ -653,7 +656,7 @@ mod cli {
         if let Ok(bytes) = std::fs::read(&path) {
             let floats: Vec<f32> =
                 bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            if !texts.is_empty() && floats.len() % texts.len() == 0 {
+            if !texts.is_empty() && floats.len().is_multiple_of(texts.len()) {
                 eprintln!("note: embeddings read from {}", path.display());
                 return Ok(floats.chunks_exact(floats.len() / texts.len()).map(<[f32]>::to_vec).collect());
             }

@@ -229,9 +229,9 @@ unsafe fn tile_avx2<const R: usize>(x: &[i16], padded: usize, panel: &[i8]) -> [
         let mut acc = [_mm256_setzero_si256(); R];
         for j in 0..pairs {
             let w = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(16 * j).cast()));
-            for i in 0..R {
+            for (i, acc) in acc.iter_mut().enumerate() {
                 let pair = _mm256_set1_epi32(xp.add(i * padded + 2 * j).cast::<i32>().read_unaligned());
-                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(pair, w));
+                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pair, w));
             }
         }
         for (i, row) in sums.iter_mut().enumerate() {
