@@ -28,7 +28,9 @@ mod cli {
     use switchyard::core::evaluation::{fit_thresholds, parse_rows, EvalReport, LabelledRow};
     use switchyard::core::pipeline::{self, Embedder};
     use switchyard::core::request::ChatRequest;
-    use switchyard::core::semantic::{embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel};
+    use switchyard::core::semantic::{
+        embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel, ENCODER_DIMENSIONS,
+    };
     use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
     use switchyard::embed::Encoder;
@@ -656,7 +658,8 @@ mod cli {
         if let Ok(bytes) = std::fs::read(&path) {
             let floats: Vec<f32> =
                 bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            if !texts.is_empty() && floats.len().is_multiple_of(texts.len()) {
+            // A cache file of the wrong size (cut short, say) is ignored and made again.
+            if !texts.is_empty() && floats.len() == texts.len() * ENCODER_DIMENSIONS {
                 eprintln!("note: embeddings read from {}", path.display());
                 return Ok(floats.chunks_exact(floats.len() / texts.len()).map(<[f32]>::to_vec).collect());
             }

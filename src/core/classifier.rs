@@ -12,7 +12,7 @@
 //! the encoder it was trained on and its routes, so one trained for another encoder or other
 //! routes is refused at load instead of routing by accident.
 
-use crate::core::semantic::ENCODER_ID;
+use crate::core::semantic::{ENCODER_DIMENSIONS, ENCODER_ID};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -66,7 +66,10 @@ impl ClassifierHead {
             )));
         }
         let classes = head.routes.len();
-        if classes < 2 || head.weights.len() != classes * head.dimensions || head.bias.len() != classes {
+        let shaped = head.dimensions == ENCODER_DIMENSIONS
+            && head.weights.len() == classes * head.dimensions
+            && head.bias.len() == classes;
+        if classes < 2 || !shaped {
             return Err(HeadError("its weights do not match its routes and dimensions".into()));
         }
         if !(head.temperature > 0.0 && head.temperature.is_finite()) {
@@ -331,7 +334,14 @@ mod tests {
     #[test]
     fn a_head_for_another_encoder_or_other_routes_is_refused() {
         let (xs, ys) = blobs(10);
-        let head = train(&routes(), &xs, &ys, TrainOptions { steps: 5, ..TrainOptions::default() });
+        let short = train(&routes(), &xs, &ys, TrainOptions { steps: 5, ..TrainOptions::default() });
+        let err = ClassifierHead::from_json(&short.to_json(), &["a", "b", "c"]).unwrap_err();
+        assert!(err.to_string().contains("weights do not match"), "{err}");
+        let wide: Vec<Vec<f32>> = xs
+            .iter()
+            .map(|x| x.iter().copied().chain(std::iter::repeat(0.0)).take(ENCODER_DIMENSIONS).collect())
+            .collect();
+        let head = train(&routes(), &wide, &ys, TrainOptions { steps: 5, ..TrainOptions::default() });
         let json = head.to_json();
         assert!(ClassifierHead::from_json(&json, &["a", "b", "c", "d"]).is_ok());
         let err = ClassifierHead::from_json(&json, &["a", "b"]).unwrap_err();

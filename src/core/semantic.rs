@@ -22,6 +22,9 @@ use std::fmt;
 /// Identifies the encoder the exemplar embeddings were made with; part of the index hash.
 pub const ENCODER_ID: &str = "all-MiniLM-L6-v2/w8-per-channel/v1";
 
+/// The length of that encoder's embeddings.
+pub const ENCODER_DIMENSIONS: usize = 384;
+
 /// Exemplar embeddings for a config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExemplarIndex {

@@ -16,7 +16,7 @@ use tokenizers::Tokenizer;
 use tract_onnx::prelude::*;
 
 /// Embedding size of all-MiniLM-L6-v2.
-pub const DIMENSIONS: usize = 384;
+pub const DIMENSIONS: usize = crate::core::semantic::ENCODER_DIMENSIONS;
 /// Longest input in tokens (sentence-transformers' `max_seq_length`); longer texts are cut.
 pub const MAX_TOKENS: usize = 256;
 /// The model id the embeddings API answers to.
