@@ -24,7 +24,7 @@ mod cli {
     use switchyard::core::classifier::{self, TrainOptions};
     use switchyard::core::config::Config;
     use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
-    use switchyard::core::decision::{Decision, SemanticSignal, Signals};
+    use switchyard::core::decision::{ClassifierSignal, Decision, SemanticSignal, Signals};
     use switchyard::core::evaluation::{fit_thresholds, parse_rows, EvalReport, LabelledRow};
     use switchyard::core::pipeline::{self, Embedder};
     use switchyard::core::request::ChatRequest;
@@ -279,7 +279,7 @@ mod cli {
         rows: &[LabelledRow],
     ) -> Result<Vec<Signals>, String> {
         let requests = rows.iter().map(|row| user_request(AUTO, &row.text)).collect::<Result<Vec<_>, _>>()?;
-        let loaded = if config.uses_semantics() { Some(ready(embedder.load())) } else { None };
+        let loaded = if config.uses_embeddings() { Some(ready(embedder.load())) } else { None };
         let ahead: Result<Rc<SemanticModel<EmbeddedAhead>>, String> = match &loaded {
             Some(Ok(model)) => {
                 let texts: Vec<String> =
@@ -295,7 +295,7 @@ mod cli {
                 }))
             }
             Some(Err(reason)) => Err(reason.clone()),
-            None => Err("no route has exemplars".into()),
+            None => Err("the config embeds nothing".into()),
         };
         let now = clock();
         let gathered: Vec<Signals> = requests
@@ -307,6 +307,9 @@ mod cli {
             .collect();
         if let Some(SemanticSignal::Unavailable(reason)) = gathered.first().map(|s| &s.semantic) {
             eprintln!("note: semantic routing is unavailable: {reason}; rows are routed by the other levels");
+        }
+        if let Some(ClassifierSignal::Unavailable(reason)) = gathered.first().map(|s| &s.classifier) {
+            eprintln!("note: the classifier is unavailable: {reason}; rows are routed by the other levels");
         }
         Ok(gathered)
     }

@@ -69,8 +69,11 @@ impl ClassifierHead {
         let shaped = head.dimensions == ENCODER_DIMENSIONS
             && head.weights.len() == classes * head.dimensions
             && head.bias.len() == classes;
-        if classes < 2 || !shaped {
-            return Err(HeadError("its weights do not match its routes and dimensions".into()));
+        let finite = head.weights.iter().chain(&head.bias).all(|v| v.is_finite());
+        if classes < 2 || !shaped || !finite {
+            return Err(HeadError(
+                "its weights are not finite numbers matching its routes and dimensions".into(),
+            ));
         }
         if !(head.temperature > 0.0 && head.temperature.is_finite()) {
             return Err(HeadError("its temperature is not a positive number".into()));
@@ -336,7 +339,7 @@ mod tests {
         let (xs, ys) = blobs(10);
         let short = train(&routes(), &xs, &ys, TrainOptions { steps: 5, ..TrainOptions::default() });
         let err = ClassifierHead::from_json(&short.to_json(), &["a", "b", "c"]).unwrap_err();
-        assert!(err.to_string().contains("weights do not match"), "{err}");
+        assert!(err.to_string().contains("matching its routes and dimensions"), "{err}");
         let wide: Vec<Vec<f32>> = xs
             .iter()
             .map(|x| x.iter().copied().chain(std::iter::repeat(0.0)).take(ENCODER_DIMENSIONS).collect())

@@ -134,8 +134,24 @@ fn on_grid(threshold: f32) -> f32 {
 /// The thresholds that change which rows clear them: for each distinct score, the grid value just
 /// above it (the row no longer clears it), and one at or below the lowest score (every row does).
 fn candidate_thresholds(scores: &[f32]) -> Vec<f32> {
-    let mut steps: Vec<i64> = scores.iter().map(|s| (s * GRID).floor() as i64 + 1).collect();
-    steps.extend(scores.iter().map(|s| (s * GRID).floor() as i64).min());
+    // Stepped in the f32 values the accuracy check compares, since `s * 1000` can round across a
+    // grid line (0.502f32 is 0.50199997: its "just above" must be 0.503, not 0.502).
+    let above = |s: f32| {
+        let mut k = (s * GRID).floor() as i64 + 1;
+        while (k as f32 / GRID) <= s {
+            k += 1;
+        }
+        k
+    };
+    let at_or_below = |s: f32| {
+        let mut k = (s * GRID).floor() as i64;
+        while (k as f32 / GRID) > s {
+            k -= 1;
+        }
+        k
+    };
+    let mut steps: Vec<i64> = scores.iter().map(|&s| above(s)).collect();
+    steps.extend(scores.iter().map(|&s| at_or_below(s)).min());
     steps.sort_unstable();
     steps.dedup();
     steps.into_iter().map(|k| k as f32 / GRID).collect()
@@ -228,5 +244,16 @@ mod tests {
         let (fitted, best) = fit_thresholds(&[("code".to_string(), 0.9)].into(), &scores, accuracy, 5);
         assert_eq!(best, 1.0);
         assert!(fitted["code"] > 0.45 && fitted["code"] <= 0.6, "{fitted:?}");
+    }
+
+    #[test]
+    fn candidates_separate_scores_that_sit_on_a_grid_line() {
+        // 0.502f32 is 0.50199997: a threshold of 0.502 would still let it through.
+        let candidates = candidate_thresholds(&[0.502, 0.6]);
+        assert!(candidates.iter().all(|&t| t != 0.502), "{candidates:?}");
+        assert!(candidates.iter().any(|&t| t > 0.502 && t <= 0.6), "{candidates:?}");
+        assert!(candidates.iter().any(|&t| t <= 0.502), "{candidates:?}");
+        let lowest = candidate_thresholds(&[0.017f32.next_down()]);
+        assert!(lowest[0] <= 0.017f32.next_down(), "{lowest:?}");
     }
 }

@@ -348,4 +348,23 @@ fn train_writes_a_classifier_that_routes_held_out_rows_and_fits_the_config() {
     assert!(stderr.contains("classifier artifact refused") && stderr.contains("\"creative\""), "{stderr}");
     assert_ne!(decision["level"], "classifier");
     assert_eq!(decision["signals"]["classifier"]["available"], false);
+
+    // With no exemplars at all, the head alone still needs the encoder: `eval` uses it, as the
+    // router does.
+    let bare = dir.join("bare.toml");
+    let text: String = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("exemplars") && !l.starts_with("threshold"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&bare, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["--config", bare.to_str().unwrap(), "--model-dir", model_dir.to_str().unwrap()])
+        .args(["eval", "--json", rows.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["per_level"]["classifier"]["decisions"].as_u64().unwrap() > 0, "{report}");
 }
