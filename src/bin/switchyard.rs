@@ -25,7 +25,7 @@ mod cli {
     use switchyard::core::config::Config;
     use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
     use switchyard::core::decision::{ClassifierSignal, Decision, SemanticSignal, Signals};
-    use switchyard::core::evaluation::{fit_thresholds, parse_rows, EvalReport, LabelledRow};
+    use switchyard::core::evaluation::{fit_thresholds, on_grid, parse_rows, EvalReport, LabelledRow};
     use switchyard::core::pipeline::{self, Embedder};
     use switchyard::core::request::ChatRequest;
     use switchyard::core::semantic::{
@@ -189,16 +189,17 @@ mod cli {
             let path = self.dir.join("index.json");
             let shipped = std::fs::read_to_string(&path).ok();
             let mut bar = None;
-            let (model, rejected) = SemanticModel::load(encoder, self.config, shipped.as_deref(), || {
-                bar.get_or_insert_with(|| progress(exemplar_count(self.config), "embedding exemplars")).inc(1)
-            })?;
+            let (mut model, rejected) =
+                SemanticModel::load(encoder, self.config, shipped.as_deref(), || {
+                    bar.get_or_insert_with(|| progress(exemplar_count(self.config), "embedding exemplars"))
+                        .inc(1)
+                })?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
             if let Some(reason) = rejected {
                 eprintln!("note: {}: {reason}; embedded the exemplars instead", path.display());
             }
-            let mut model = model;
             if let Some(settings) = &self.config.classifier {
                 let path = self.dir.join(&settings.path);
                 let artifact = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()));
@@ -533,7 +534,7 @@ mod cli {
         let (fitted, _) = fit_thresholds(&start, &scores, &mut accuracy, 8);
         // The file gets three decimals: report the accuracy of exactly what is written.
         let fitted: BTreeMap<String, f32> =
-            fitted.into_iter().map(|(route, t)| (route, (t * 1000.0).round() / 1000.0)).collect();
+            fitted.into_iter().map(|(route, t)| (route, on_grid(t))).collect();
         let after = accuracy(&fitted);
         println!("accuracy {before:.3} -> {after:.3}");
         for (route, t) in &fitted {

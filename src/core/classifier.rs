@@ -37,8 +37,6 @@ pub struct Prediction {
     pub route: String,
     /// The calibrated probability of `route`.
     pub confidence: f32,
-    /// Every route's calibrated probability.
-    pub probabilities: BTreeMap<String, f32>,
 }
 
 /// Why a head cannot be used with this config.
@@ -90,15 +88,12 @@ impl ClassifierHead {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The calibrated probabilities for `embedding` (of [`ClassifierHead::dimensions`] values).
+    /// The most probable route for `embedding` (of [`ClassifierHead::dimensions`] values), and
+    /// its calibrated probability.
     pub fn predict(&self, embedding: &[f32]) -> Prediction {
         let probabilities = softmax(&self.logits(embedding), self.temperature);
         let best = argmax(&probabilities);
-        Prediction {
-            route: self.routes[best].clone(),
-            confidence: probabilities[best],
-            probabilities: self.routes.iter().cloned().zip(probabilities).collect(),
-        }
+        Prediction { route: self.routes[best].clone(), confidence: probabilities[best] }
     }
 
     fn logits(&self, x: &[f32]) -> Vec<f32> {
@@ -320,7 +315,7 @@ mod tests {
         let accuracy = predictions.iter().filter(|p| p.1).count() as f64 / predictions.len() as f64;
         assert!(accuracy >= 0.9, "accuracy {accuracy}");
         assert!(calibration_error(&predictions) < 0.1, "ECE {}", calibration_error(&predictions));
-        let sum: f32 = head.predict(&hx[0]).probabilities.values().sum();
+        let sum: f32 = softmax(&head.logits(&hx[0]), head.temperature).iter().sum();
         assert!((sum - 1.0).abs() < 1e-5);
     }
 

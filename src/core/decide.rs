@@ -158,14 +158,18 @@ pub fn chosen_level(config: &Config, signals: &Signals) -> Level {
 
 /// Whether `route` matches, given the signals and level 2's pick among meaning-only routes.
 fn matches(route: &Route, signals: &Signals, meaning_winner: Option<&str>) -> bool {
-    let rules_hold = outcome_of(signals, route).is_some_and(|o| o.matched);
     if route.rules.has_keywords() {
-        rules_hold && keywords_confirmed(route, signals)
+        rules_hold(route, signals) && keywords_confirmed(route, signals)
     } else if route.semantic.is_some() {
         meaning_winner == Some(route.name.as_str())
     } else {
-        rules_hold
+        rules_hold(route, signals)
     }
+}
+
+/// Whether level 1 matched `route`: it has rules and they all hold.
+fn rules_hold(route: &Route, signals: &Signals) -> bool {
+    outcome_of(signals, route).is_some_and(|o| o.matched)
 }
 
 /// A keyword match stands unless the route asks for confirmation by meaning, level 2 ran, and
@@ -203,7 +207,7 @@ fn unconfirmed_reasons<'a>(
         .routes
         .iter()
         .take_while(move |route| chosen.is_none_or(|c| !std::ptr::eq(*route, c)))
-        .filter(|route| route.rules.has_keywords() && outcome_of(signals, route).is_some_and(|o| o.matched))
+        .filter(|route| route.rules.has_keywords() && rules_hold(route, signals))
         .filter(|route| !keywords_confirmed(route, signals))
         .map(|route| {
             format!(

@@ -127,7 +127,8 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// One step of the threshold grid: the config file keeps three decimals.
 const GRID: f32 = 1000.0;
 
-fn on_grid(threshold: f32) -> f32 {
+/// `threshold` rounded to the grid, as `switchyard fit` writes it into the config file.
+pub fn on_grid(threshold: f32) -> f32 {
     (threshold * GRID).round() / GRID
 }
 

@@ -2,29 +2,17 @@
 //! tests/data/wire/requests, re-blessed with SWITCHYARD_BLESS=1), and the reading of each
 //! provider's answer, good and bad.
 
+use crate::providers::{golden, pretty};
 use serde_json::{json, Value};
 use switchyard::core::config::ProviderKind;
 use switchyard::core::llm_router::{read_choice, routing_request, Declined, RouteOption};
 use switchyard::core::providers::{self, Target};
-
-const WIRE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wire/requests");
 
 const ROUTES: [RouteOption; 3] = [
     RouteOption { name: "code", description: "Programming: writing, fixing or explaining code" },
     RouteOption { name: "creative", description: "Poems, stories, jokes and other creative writing" },
     RouteOption { name: "chat", description: "Everyday questions and small talk" },
 ];
-
-fn golden(file: &str, actual: &str) {
-    let path = format!("{WIRE}/{file}");
-    if std::env::var_os("SWITCHYARD_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{file}: {e} (run with SWITCHYARD_BLESS=1)"));
-    assert_eq!(actual, expected, "{file} differs from the golden file");
-}
 
 /// The request body as the provider receives it.
 fn wire_body(kind: ProviderKind) -> Value {
@@ -48,12 +36,12 @@ fn wire_body(kind: ProviderKind) -> Value {
 #[test]
 fn each_provider_gets_the_route_names_as_an_enum_in_its_own_constrained_output() {
     for (kind, file) in [
-        (ProviderKind::Openai, "llm_router.openai.json"),
-        (ProviderKind::Anthropic, "llm_router.anthropic.json"),
-        (ProviderKind::Gemini, "llm_router.gemini.json"),
+        (ProviderKind::Openai, "requests/llm_router.openai.json"),
+        (ProviderKind::Anthropic, "requests/llm_router.anthropic.json"),
+        (ProviderKind::Gemini, "requests/llm_router.gemini.json"),
     ] {
         let body = wire_body(kind);
-        golden(file, &(serde_json::to_string_pretty(&body).unwrap() + "\n"));
+        golden(file, &pretty(&body));
         let text = body.to_string();
         assert!(text.contains(r#""enum":["code","creative","chat"]"#), "{file}: {text}");
         // The user's text is data between markers, after the instructions that say so.

@@ -17,8 +17,9 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{WIRE}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Compares `actual` with the golden file, or rewrites it under SWITCHYARD_BLESS.
-fn golden(path: &str, actual: &str) {
+/// Compares `actual` with the golden file (a path under tests/data/wire), or rewrites it under
+/// SWITCHYARD_BLESS.
+pub fn golden(path: &str, actual: &str) {
     let full = format!("{WIRE}/{path}");
     if std::env::var_os("SWITCHYARD_BLESS").is_some() {
         std::fs::write(&full, actual).unwrap();
@@ -29,7 +30,7 @@ fn golden(path: &str, actual: &str) {
     assert_eq!(actual, expected, "{path} differs from the golden file");
 }
 
-fn pretty(value: &Value) -> String {
+pub fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap() + "\n"
 }
 
