@@ -1,6 +1,8 @@
 // End-to-end: a classifier head trained by the native CLI routes in the Worker exactly as it
-// routes natively. The head is trained on rows written here, served with the encoder from a
-// scratch assets folder, and the Worker's /v1/route is compared with `switchyard route`.
+// routes natively. The head is trained on tests/data/classifier_rows.jsonl (poems, code questions,
+// small talk: routes of the test config, shared with the native `train` test), served with the
+// encoder from a scratch assets folder, and the Worker's /v1/route is compared with
+// `switchyard route`.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -14,21 +16,6 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const cli = join(root, 'target/debug/switchyard');
 const withClassifier = (url) => `${testConfig(url)}\n[classifier]\npath = "classifier.json"\nmin_confidence = 0.5\n`;
 
-/** Rows for three routes of the test config: poems, code questions, small talk. */
-function rows() {
-  const topics = ['the sea', 'autumn', 'a lost cat', 'the moon', 'a rainy city', 'winter light', 'an old train',
-    'the desert', 'a garden', 'the mountains', 'a lighthouse', 'a storm', 'the stars', 'a river', 'the harvest'];
-  const langs = ['Python', 'Rust', 'JavaScript', 'Go', 'Java', 'C++', 'SQL', 'Bash', 'TypeScript', 'Kotlin'];
-  const places = ['France', 'Japan', 'Brazil', 'Canada', 'Kenya', 'Norway', 'Peru', 'India', 'Egypt', 'Chile',
-    'Spain', 'Italy', 'Mexico', 'Ghana', 'Poland'];
-  const bugs = ['crashes on empty input', 'is too slow', 'leaks memory', 'returns the wrong total'];
-  return topics.flatMap((topic, i) => [
-    { text: `Write a short poem about ${topic}`, label: 'creative' },
-    { text: `My ${langs[i % langs.length]} function ${bugs[i % 4]}, how do I fix it?`, label: 'code' },
-    { text: `What is the capital of ${places[i]}?`, label: 'chat' },
-  ]).map((r) => JSON.stringify(r)).join('\n');
-}
-
 describe('a trained classifier head in the Worker', () => {
   let stack;
   let scratch;
@@ -39,8 +26,7 @@ describe('a trained classifier head in the Worker', () => {
     configFile = join(scratch, 'config.toml');
     // Training needs the routes, not the upstream: any URL will do in the file.
     writeFileSync(configFile, withClassifier('http://127.0.0.1:9'));
-    writeFileSync(join(scratch, 'rows.jsonl'), rows());
-    execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'train', join(scratch, 'rows.jsonl')], {
+    execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'train', join(root, 'tests/data/classifier_rows.jsonl')], {
       env: { ...process.env, XDG_CACHE_HOME: join(scratch, 'cache') },
       stdio: 'pipe',
     });

@@ -227,46 +227,9 @@ fn eval_reports_each_level_its_share_and_accuracy() {
     assert!((weighted - report["accuracy"].as_f64().unwrap()).abs() < 1e-9, "{report}");
 }
 
-/// Labelled rows written for the classifier test: three routes, twenty rows each.
-fn classifier_rows() -> String {
-    let topics = [
-        "the sea",
-        "autumn",
-        "a lost cat",
-        "the moon",
-        "my grandmother",
-        "a rainy city",
-        "winter light",
-        "an old train",
-        "the desert",
-        "first love",
-        "a garden",
-        "the mountains",
-        "a lighthouse",
-        "snow",
-        "a storm",
-        "the stars",
-        "a quiet morning",
-        "a river",
-        "an empty house",
-        "the harvest",
-    ];
-    let langs = ["Python", "Rust", "JavaScript", "Go", "Java", "C++", "SQL", "Bash", "TypeScript", "Kotlin"];
-    let places = [
-        "France", "Japan", "Brazil", "Canada", "Kenya", "Norway", "Peru", "India", "Egypt", "Chile", "Spain",
-        "Italy", "Mexico", "Ghana", "Vietnam", "Poland", "Greece", "Turkey", "Iran", "Cuba",
-    ];
-    let mut rows = String::new();
-    for i in 0..20 {
-        let line =
-            |text: String, label: &str| serde_json::json!({"text": text, "label": label}).to_string() + "\n";
-        rows += &line(format!("Write a short poem about {}", topics[i]), "creative");
-        let bug = ["crashes on empty input", "is too slow", "leaks memory", "returns the wrong total"][i % 4];
-        rows += &line(format!("My {} function {bug}, how do I fix it?", langs[i % langs.len()]), "code");
-        rows += &line(format!("What is the capital of {}?", places[i]), "chat");
-    }
-    rows
-}
+/// Labelled rows written for the classifier tests (this one and tests/e2e/classifier.test.mjs):
+/// three routes, twenty rows each.
+const CLASSIFIER_ROWS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/classifier_rows.jsonl");
 
 #[test]
 fn train_writes_a_classifier_that_routes_held_out_rows_and_fits_the_config() {
@@ -283,7 +246,7 @@ fn train_writes_a_classifier_that_routes_held_out_rows_and_fits_the_config() {
         format!("{FIT_CONFIG}\n[classifier]\npath = \"head.json\"\nmin_confidence = 0.5\n"),
     )
     .unwrap();
-    std::fs::write(&rows, classifier_rows()).unwrap();
+    std::fs::copy(CLASSIFIER_ROWS, &rows).unwrap();
     let run = || {
         let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(["--config", config.to_str().unwrap(), "--model-dir", model_dir.to_str().unwrap()])
