@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ROUTER_KEY, fetchWithDeadline, startStack, test, testConfig } from './harness.mjs';
+import { postJson, startStack, test, testConfig } from './harness.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const cli = join(root, 'target/debug/switchyard');
@@ -44,12 +44,8 @@ describe('a trained classifier head in the Worker', () => {
       ['My Ruby function crashes on empty input, how do I fix it?', 'code', 'classifier'],
       ['What is the capital of Australia?', 'short', 'rules'],
     ]) {
-      const res = await fetchWithDeadline(`${stack.base}/v1/route`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: prompt }] }),
-      });
-      const worker = await res.json();
+      const res = await postJson(stack.base, '/v1/route', { model: 'auto', messages: [{ role: 'user', content: prompt }] });
+      const worker = res.json;
       const native = JSON.parse(execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'route', prompt], { stdio: 'pipe' }));
       assert.equal(res.status, 200, JSON.stringify(worker));
       assert.deepEqual([worker.route, worker.level], [route, level], JSON.stringify(worker));

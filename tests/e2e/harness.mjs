@@ -58,6 +58,24 @@ export async function fetchWithDeadline(url, init = {}, deadlineMs = REQUEST_DEA
   }
 }
 
+/**
+ * POSTs `body` (an object, or a string sent as is) to `path` with the router key, under the
+ * deadline; returns the status, headers, text and the JSON when the text is JSON.
+ */
+export async function postJson(base, path, body, headers = {}) {
+  const res = await fetchWithDeadline(`${base}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {}
+  return { status: res.status, headers: res.headers, json, text };
+}
+
 /** The official openai client pointed at the router, with the harness's deadline and no retries. */
 export function openaiClient(base, apiKey = ROUTER_KEY) {
   return new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0, timeout: REQUEST_DEADLINE_MS });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe } from 'node:test';
-import { ALLOWED_ORIGIN, ROUTER_KEY, UPSTREAM_KEY, fetchWithDeadline, openaiClient, startStack, test } from './harness.mjs';
+import { ALLOWED_ORIGIN, ROUTER_KEY, UPSTREAM_KEY, fetchWithDeadline, openaiClient, postJson, startStack, test } from './harness.mjs';
 
 let stack;
 let client;
@@ -30,19 +30,7 @@ function readGolden() {
   throw new Error('no golden embeddings found');
 }
 
-async function post(path, body, headers = {}) {
-  const res = await fetchWithDeadline(`${stack.base}${path}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json', ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {}
-  return { status: res.status, headers: res.headers, json, text };
-}
+const post = (path, body, headers) => postJson(stack.base, path, body, headers);
 
 function assertOpenAIError(res, status, type) {
   assert.equal(res.status, status, res.text);
@@ -524,11 +512,7 @@ describe('the routing model loads in the background from the first request', () 
       health = await (await fetchWithDeadline(`${fresh.base}/healthz`)).json();
     } while (health.encoder === 'not_loaded' && performance.now() - started < 30_000);
     assert.equal(health.encoder, 'ready', JSON.stringify(health));
-    const res = await fetchWithDeadline(`${fresh.base}/v1/route`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'auto', messages: user('Write a haiku about autumn leaves') }),
-    });
+    const res = await postJson(fresh.base, '/v1/route', { model: 'auto', messages: user('Write a haiku about autumn leaves') });
     assert.equal(res.status, 200);
     const timing = res.headers.get('server-timing');
     assert.match(timing, /embed;dur=/);

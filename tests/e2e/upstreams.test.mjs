@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, beforeEach, describe } from 'node:test';
-import { ROUTER_KEY, UPSTREAM_KEY, fetchWithDeadline, openaiClient, startStack, test } from './harness.mjs';
+import { ROUTER_KEY, UPSTREAM_KEY, fetchWithDeadline, openaiClient, postJson, startStack, test } from './harness.mjs';
 
 let stack;
 let client;
@@ -247,12 +247,7 @@ describe('fallbacks', () => {
 
   test('/v1/route shows the fallback plan without calling anything', async () => {
     const prompt = 'please summarise this: ' + 'lorem ipsum dolor sit amet '.repeat(20);
-    const res = await fetchWithDeadline(`${stack.base}/v1/route`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'skipping', messages: user(prompt) }),
-    });
-    const body = await res.json();
+    const body = (await postJson(stack.base, '/v1/route', { model: 'skipping', messages: user(prompt) })).json;
     assert.deepEqual(body.plan.map((p) => [p.model, p.skip]), [['tiny', 'context_window'], ['nokey', 'missing_secret'], ['primary', null]]);
     assert.match(body.plan[1].detail, /NEVER_SET_KEY/);
     assert.equal(stack.fake.requests().length, 0);
