@@ -24,9 +24,9 @@ mod cli {
     use switchyard::core::classifier::{self, TrainOptions};
     use switchyard::core::config::Config;
     use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
-    use switchyard::core::decision::{ClassifierSignal, Decision, SemanticSignal, Signals};
+    use switchyard::core::decision::{ClassifierSignal, Decision, LlmSignal, SemanticSignal, Signals};
     use switchyard::core::evaluation::{fit_thresholds, on_grid, parse_rows, EvalReport, LabelledRow};
-    use switchyard::core::pipeline::{self, Embedder};
+    use switchyard::core::pipeline::{self, Embedder, NoLlm, Platform};
     use switchyard::core::request::ChatRequest;
     use switchyard::core::semantic::{
         embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel, ENCODER_DIMENSIONS,
@@ -233,6 +233,10 @@ mod cli {
         pipeline::run_ready(future).expect("the CLI's embedder never waits")
     }
 
+    /// The CLI makes no model calls (yet): a config's LLM router declines, and routing goes on
+    /// without it.
+    const CLI_LLM: NoLlm = NoLlm("the CLI does not call the LLM router's model");
+
     /// A clock for the pipeline's phases.
     fn clock() -> impl Fn() -> f64 {
         let started = Instant::now();
@@ -245,9 +249,13 @@ mod cli {
         let now = clock();
         let mut watch = Stopwatch::since(0.0, &now);
         let decision =
-            ready(pipeline::route(config, request, embedder, &mut watch)).map_err(|e| e.message)?;
+            ready(pipeline::route(config, request, &Platform { embedder, llm: &CLI_LLM }, &mut watch))
+                .map_err(|e| e.message)?;
         if let SemanticSignal::Unavailable(reason) = &decision.signals.semantic {
             eprintln!("note: semantic routing is unavailable: {reason}");
+        }
+        if let LlmSignal::Declined { reason, .. } = &decision.signals.llm {
+            eprintln!("note: {reason}: routed by the other levels");
         }
         Ok(decision)
     }
@@ -303,7 +311,8 @@ mod cli {
             .iter()
             .map(|request| {
                 let mut watch = Stopwatch::since(now(), &now);
-                ready(pipeline::gather(config, request, Requested::Auto, &ahead, &mut watch))
+                let platform = Platform { embedder: &ahead, llm: &CLI_LLM };
+                ready(pipeline::gather(config, request, Requested::Auto, &platform, &mut watch))
             })
             .collect();
         if let Some(SemanticSignal::Unavailable(reason)) = gathered.first().map(|s| &s.semantic) {
@@ -311,6 +320,9 @@ mod cli {
         }
         if let Some(ClassifierSignal::Unavailable(reason)) = gathered.first().map(|s| &s.classifier) {
             eprintln!("note: the classifier is unavailable: {reason}; rows are routed by the other levels");
+        }
+        if gathered.iter().any(|s| matches!(s.llm, LlmSignal::Declined { .. })) {
+            eprintln!("note: {}; rows it would be asked about are routed by the other levels", CLI_LLM.0);
         }
         Ok(gathered)
     }

@@ -12,17 +12,18 @@
 //!    - it has exemplars but no keywords: it is the meaning winner, the best-scoring such route
 //!      within its token bounds that clears its threshold (level `semantic`);
 //!    - it has only token bounds: the prompt is within them (level `rules`).
-//! 4. Nothing matched: the default route (level `default`).
+//!    - a confident trained classifier (level 3) picked it: the classifier speaks for meaning
+//!      instead of the exemplar scores (level `classifier`).
+//! 4. The LLM router's choice (level `llm`), when it was asked and answered: it replaces any pick
+//!    by meaning (semantic or classifier), never a rule's match.
+//! 5. Nothing matched: the default route (level `default`).
 //!
 //! When level 2 could not run, semantic conditions are skipped: exemplar-only routes do not match
-//! and keyword routes need no confirmation.
-//!
-//! Where later levels go: a trained classifier is another source of the meaning winner (consulted
-//! before exemplar scores, above its confidence); an LLM router answers only when nothing in step
-//! 3 matched, before the default. Each reads its own field of [`Signals`].
+//! and keyword routes need no confirmation. Each level reads its own field of [`Signals`].
 
-use crate::core::config::{Config, Route};
-use crate::core::decision::{ClassifierSignal, Decision, Level, SemanticSignal, Signals};
+use crate::core::config::{Config, LlmRouterSettings, LlmWhen, Route};
+use crate::core::decision::{ClassifierSignal, Decision, Level, LlmSignal, SemanticSignal, Signals};
+use crate::core::llm_router::RouteOption;
 use crate::core::rules::RuleOutcome;
 use std::collections::BTreeMap;
 
@@ -111,6 +112,9 @@ fn decide_auto(config: &Config, signals: Signals) -> Decision {
         reasons.push("semantic routing was unavailable: routed by rules alone".to_string());
     }
     reasons.extend(unsure_classifier_reason(config, &signals, chosen.map(|(_, level)| level)));
+    if let LlmSignal::Declined { reason, .. } = &signals.llm {
+        reasons.push(format!("the LLM router gave no usable answer ({reason}): routed without it"));
+    }
     let scores = route_scores(config, &signals);
     let verdict = match chosen {
         Some((route, level)) => Verdict { route, level, reasons },
@@ -123,6 +127,16 @@ fn decide_auto(config: &Config, signals: Signals) -> Decision {
 /// the level it matched at; `None` when none does (the default route). The decision without its
 /// explanation, cheap enough for `fit` to call for every row and every candidate threshold.
 pub fn choose<'c>(config: &'c Config, signals: &Signals) -> Option<(&'c Route, Level)> {
+    let below_llm = choose_below_llm(config, signals);
+    match (&signals.llm, below_llm) {
+        (_, Some((route, Level::Rules))) => Some((route, Level::Rules)),
+        (LlmSignal::Chose { route, .. }, below) => config.route(route).map(|r| (r, Level::Llm)).or(below),
+        (_, below) => below,
+    }
+}
+
+/// [`choose`] by rules and meaning alone: what decides when the LLM router gives no answer.
+fn choose_below_llm<'c>(config: &'c Config, signals: &Signals) -> Option<(&'c Route, Level)> {
     // A confident trained head speaks for meaning instead of the exemplar scores (level 3 before
     // level 2): its pick matches at the route's place in config order, whatever the route's kind
     // (a route whose keywords missed, or the default: "none of these"). Rules keep their place.
@@ -135,6 +149,47 @@ pub fn choose<'c>(config: &'c Config, signals: &Signals) -> Option<(&'c Route, L
             pick.filter(|p| std::ptr::eq(*p, route)).map(|p| (p, Level::Classifier))
         }
     })
+}
+
+/// Whether the LLM router is to be asked, from what the levels below it observed: always, never,
+/// or when uncertain: no rule matched, and no route was picked by meaning by at least `margin`
+/// above its threshold (semantic) or `min_confidence` (classifier).
+pub fn llm_needed(config: &Config, settings: &LlmRouterSettings, signals: &Signals) -> bool {
+    match settings.when {
+        LlmWhen::Always => true,
+        LlmWhen::Never => false,
+        LlmWhen::Uncertain => match choose_below_llm(config, signals) {
+            None => true,
+            Some((route, Level::Semantic)) => {
+                let score = signals.semantic.scores().and_then(|s| s.get(&route.name)).copied();
+                let threshold = route.semantic.as_ref().map_or(0.0, |s| s.threshold);
+                score.is_none_or(|score| score < threshold + settings.margin)
+            }
+            Some((_, Level::Classifier)) => match (&signals.classifier, &config.classifier) {
+                (ClassifierSignal::Predicted { confidence, .. }, Some(c)) => {
+                    *confidence < c.min_confidence + settings.margin
+                }
+                _ => true,
+            },
+            Some(_) => false,
+        },
+    }
+}
+
+/// The routes the LLM router is offered: those `[llm_router] routes` allows whose token bounds
+/// the prompt is within, in config order, with their descriptions.
+pub fn llm_options<'c>(
+    config: &'c Config,
+    settings: &LlmRouterSettings,
+    signals: &Signals,
+) -> Vec<RouteOption<'c>> {
+    config
+        .routes
+        .iter()
+        .filter(|r| settings.routes.contains(&r.name))
+        .filter(|r| outcome_of(signals, r).is_none_or(|o| o.tokens_in_bounds))
+        .map(|r| RouteOption { name: &r.name, description: &r.description })
+        .collect()
 }
 
 /// Level 3's pick when it clears `min_confidence` and the route's token bounds allow it.
@@ -261,6 +316,10 @@ fn match_reasons(
     if let (Level::Classifier, ClassifierSignal::Predicted { confidence, .. }) = (level, &signals.classifier)
     {
         reasons.push(format!("the classifier picked route {:?} with confidence {confidence:.3}", route.name));
+    }
+    if let (Level::Llm, LlmSignal::Chose { cached, .. }) = (level, &signals.llm) {
+        let remembered = if *cached { " (remembered from the same text earlier)" } else { "" };
+        reasons.push(format!("the LLM router chose route {:?}{remembered}", route.name));
     }
     if let Some(score) = signals.semantic.scores().and_then(|s| s.get(&route.name)) {
         reasons.push(format!("semantic score {score:.3} for route {:?}", route.name));

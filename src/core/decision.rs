@@ -56,6 +56,62 @@ pub struct Signals {
     /// Level 3's trained head (absent without a `[classifier]` section).
     #[serde(skip_serializing_if = "ClassifierSignal::not_used")]
     pub classifier: ClassifierSignal,
+    /// Level 3a, the LLM router (absent without an `[llm_router]` section or when it is off).
+    #[serde(skip_serializing_if = "LlmSignal::not_used")]
+    pub llm: LlmSignal,
+}
+
+/// What the LLM router made of a request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum LlmSignal {
+    /// No `[llm_router]` section, `when = "never"`, or the request named its model.
+    #[default]
+    NotUsed,
+    /// `when = "uncertain"` and a rule or a sure pick by meaning decided: no call was made.
+    NotAsked,
+    /// It chose `route`; `cached` when an earlier answer for the same text was reused (no call,
+    /// no cost).
+    Chose { route: String, cost_usd: Option<f64>, cached: bool },
+    /// It was asked and gave no usable answer (timeout, error, refusal, invalid output): routing
+    /// went on as if it were off.
+    Declined { reason: String, cost_usd: Option<f64> },
+}
+
+impl LlmSignal {
+    pub fn not_used(&self) -> bool {
+        matches!(self, LlmSignal::NotUsed)
+    }
+
+    /// What the call cost, when one was made and the model reported its usage.
+    pub fn cost_usd(&self) -> Option<f64> {
+        match self {
+            LlmSignal::Chose { cost_usd, .. } | LlmSignal::Declined { cost_usd, .. } => *cost_usd,
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for LlmSignal {
+    /// `{"asked": false}`; `{"asked": true, "route", "cached", "cost_usd"}`;
+    /// `{"asked": true, "declined": reason, "cost_usd"}`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("asked", &matches!(self, LlmSignal::Chose { .. } | LlmSignal::Declined { .. }))?;
+        match self {
+            LlmSignal::Chose { route, cost_usd, cached } => {
+                map.serialize_entry("route", route)?;
+                map.serialize_entry("cached", cached)?;
+                map.serialize_entry("cost_usd", cost_usd)?;
+            }
+            LlmSignal::Declined { reason, cost_usd } => {
+                map.serialize_entry("declined", reason)?;
+                map.serialize_entry("cost_usd", cost_usd)?;
+            }
+            _ => {}
+        }
+        map.end()
+    }
 }
 
 /// What level 3's trained head made of a request.

@@ -152,3 +152,72 @@ pub fn read_choice(completion: &str, routes: &[RouteOption]) -> Result<String, D
         .map(|r| r.name.to_string())
         .ok_or_else(|| Declined::UnknownRoute(route.to_string()))
 }
+
+/// The routing text sent to the LLM router is cut to this many characters: the start of a
+/// request says what it is about, and a long prompt would make every routing call as costly as
+/// the answer.
+pub const MAX_ROUTING_CHARS: usize = 2_000;
+
+/// `text` cut to [`MAX_ROUTING_CHARS`] characters.
+pub fn clip(text: &str) -> &str {
+    text.char_indices().nth(MAX_ROUTING_CHARS).map_or(text, |(at, _)| &text[..at])
+}
+
+/// How many routing texts an isolate remembers the LLM's choice for.
+pub const CACHE_ENTRIES: usize = 1_024;
+
+/// The LLM router's recent choices, so that the same routing text (with the same routes offered)
+/// is not paid for twice within `ttl`. Bounded: past [`CACHE_ENTRIES`], the oldest is forgotten.
+/// Texts are kept as keyed hashes: the seed is the isolate's own, so another user cannot craft a
+/// text that collides with yours.
+#[derive(Debug)]
+pub struct ChoiceCache {
+    seed: u64,
+    ttl_ms: f64,
+    /// (key, route, expires at), oldest first.
+    entries: std::collections::VecDeque<(u64, String, f64)>,
+}
+
+impl ChoiceCache {
+    /// A cache whose answers live `ttl_ms` (0: nothing is kept); `seed` keys its hashes.
+    pub fn new(ttl_ms: f64, seed: u64) -> ChoiceCache {
+        ChoiceCache { seed, ttl_ms, entries: std::collections::VecDeque::new() }
+    }
+
+    /// The key of a routing text offered these routes.
+    pub fn key(&self, text: &str, routes: &[RouteOption]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.seed.hash(&mut hasher);
+        text.hash(&mut hasher);
+        for route in routes {
+            route.name.hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
+    /// The route chosen for `key`, if chosen less than `ttl` ago.
+    pub fn get(&mut self, key: u64, now_ms: f64) -> Option<String> {
+        self.entries.retain(|(_, _, expires)| *expires > now_ms);
+        self.entries.iter().find(|(k, _, _)| *k == key).map(|(_, route, _)| route.clone())
+    }
+
+    pub fn insert(&mut self, key: u64, route: &str, now_ms: f64) {
+        if self.ttl_ms <= 0.0 {
+            return;
+        }
+        self.entries.retain(|(k, _, _)| *k != key);
+        if self.entries.len() == CACHE_ENTRIES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((key, route.to_string(), now_ms + self.ttl_ms));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

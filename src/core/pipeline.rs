@@ -4,18 +4,22 @@
 //!
 //! Levels that need the platform get it through a small trait the platform implements: level 2's
 //! encoder is an [`Embedder`] (the Worker fetches the model from its assets on first use; the CLI
-//! reads the model folder). A new level adds one signal source here (a field of [`Signals`],
+//! reads the model folder); level 3a's model call is an [`LlmCaller`] (the Worker calls the
+//! upstream; the CLI has none yet: [`NoLlm`]). A new level adds one signal source here (a field of [`Signals`],
 //! filled in [`gather`]) and one rule in [`decide`]; the Worker's handler does not change.
 
-use crate::core::config::Config;
-use crate::core::decide::{decide, Requested};
-use crate::core::decision::{ClassifierSignal, Decision, SemanticSignal, Signals};
+use crate::core::config::{Config, LlmRouterSettings, LlmWhen};
+use crate::core::decide::{decide, llm_needed, llm_options, Requested};
+use crate::core::decision::{ClassifierSignal, Decision, LlmSignal, SemanticSignal, Signals};
 use crate::core::error::{ErrorKind, RouterError};
+use crate::core::llm_router::{self, ChoiceCache};
+use crate::core::providers::Completion;
 use crate::core::request::ChatRequest;
 use crate::core::rules::RuleOutcome;
 use crate::core::semantic::{routing_text, Encode, SemanticModel};
 use crate::core::timing::Stopwatch;
 use crate::core::tokens::estimate_request_tokens;
+use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -39,6 +43,34 @@ impl<E: Encode> Embedder for Result<Rc<SemanticModel<E>>, String> {
     }
 }
 
+/// Level 3a's model call, as the platform makes it.
+#[allow(async_fn_in_trait)]
+pub trait LlmCaller {
+    /// Sends `request` (not streamed) to `model` (a key of `[models]`) and returns its answer in
+    /// OpenAI `chat.completion` form, within `timeout_ms`. The error says why not, in words fit
+    /// for the decision's reasons: no URL, no key value.
+    async fn complete(
+        &self,
+        model: &str,
+        request: &ChatRequest,
+        timeout_ms: u64,
+    ) -> Result<Completion, String>;
+
+    /// The choices this platform remembers across requests (the Worker: per isolate).
+    fn remembered(&self) -> Option<&RefCell<ChoiceCache>> {
+        None
+    }
+}
+
+/// No way to call a model: the LLM router, if configured, declines with this reason.
+pub struct NoLlm(pub &'static str);
+
+impl LlmCaller for NoLlm {
+    async fn complete(&self, _: &str, _: &ChatRequest, _: u64) -> Result<Completion, String> {
+        Err(self.0.to_string())
+    }
+}
+
 /// Runs a pipeline future to its end when its embedder never waits (a model already loaded, or
 /// loaded synchronously, as the CLI reads its model folder): no async runtime needed. `None` if
 /// it would wait.
@@ -50,29 +82,35 @@ pub fn run_ready<F: Future>(future: F) -> Option<F::Output> {
     }
 }
 
+/// What the pipeline gets from the platform: level 2's encoder, level 3a's model call.
+pub struct Platform<'p, E, L> {
+    pub embedder: &'p E,
+    pub llm: &'p L,
+}
+
 /// Routes `request`: resolves its `model` field (404 when it names nothing), gathers the signals,
-/// decides. Phases `load` (first use of the encoder), `tokenize`, `embed` and `route` are timed
-/// on `watch`.
-pub async fn route(
+/// decides. Phases `load` (first use of the encoder), `tokenize`, `embed`, `classify`, `llm` and
+/// `route` are timed on `watch`.
+pub async fn route<E: Embedder, L: LlmCaller>(
     config: &Config,
     request: &ChatRequest,
-    embedder: &impl Embedder,
+    platform: &Platform<'_, E, L>,
     watch: &mut Stopwatch<'_>,
 ) -> Result<Decision, RouterError> {
     let requested =
         Requested::resolve(config, &request.model).ok_or_else(|| model_not_found(&request.model))?;
-    let signals = gather(config, request, requested, embedder, watch).await;
+    let signals = gather(config, request, requested, platform, watch).await;
     let decision = decide(config, requested, signals);
     watch.lap("route");
     Ok(decision)
 }
 
 /// Every level's observations. Only a routed request (`"auto"`) is looked at beyond its size.
-pub async fn gather(
+pub async fn gather<E: Embedder, L: LlmCaller>(
     config: &Config,
     request: &ChatRequest,
     requested: Requested<'_>,
-    embedder: &impl Embedder,
+    platform: &Platform<'_, E, L>,
     watch: &mut Stopwatch<'_>,
 ) -> Signals {
     let mut signals = Signals {
@@ -85,9 +123,67 @@ pub async fn gather(
     }
     signals.rules = rule_outcomes(config, request, signals.prompt_tokens);
     if config.uses_embeddings() {
-        (signals.semantic, signals.classifier) = embedding_signals(config, request, embedder, watch).await;
+        (signals.semantic, signals.classifier) =
+            embedding_signals(config, request, platform.embedder, watch).await;
+    }
+    if let Some(settings) = config.llm_router.as_ref().filter(|s| s.when != LlmWhen::Never) {
+        signals.llm = llm_signal(config, settings, request, &signals, platform.llm, watch).await;
     }
     signals
+}
+
+/// Level 3a: asks the LLM router when the levels below are unsure (or always), unless the same
+/// text was answered recently.
+async fn llm_signal(
+    config: &Config,
+    settings: &LlmRouterSettings,
+    request: &ChatRequest,
+    signals: &Signals,
+    llm: &impl LlmCaller,
+    watch: &mut Stopwatch<'_>,
+) -> LlmSignal {
+    if !llm_needed(config, settings, signals) {
+        return LlmSignal::NotAsked;
+    }
+    let options = llm_options(config, settings, signals);
+    if options.is_empty() {
+        let reason = "no route it may choose is within the prompt's token bounds".to_string();
+        return LlmSignal::Declined { reason, cost_usd: None };
+    }
+    let text = routing_text(request, config.semantic.follow_up_words);
+    let text = llm_router::clip(&text);
+    let remembered = llm.remembered();
+    let key = remembered.map(|cache| cache.borrow().key(text, &options));
+    if let Some(route) = remembered.zip(key).and_then(|(cache, key)| cache.borrow_mut().get(key, watch.now()))
+    {
+        return LlmSignal::Chose { route, cost_usd: None, cached: true };
+    }
+    let declined = |reason: String, cost_usd| LlmSignal::Declined { reason, cost_usd };
+    let configured = config.model(&settings.model).and_then(|m| Some((m, config.provider(&m.provider)?)));
+    let Some((model, provider)) = configured else {
+        return declined("its model is not configured".into(), None);
+    };
+    let routing_request =
+        match llm_router::routing_request(provider.kind, &options, text, settings.prompt.as_deref()) {
+            Ok(request) => request,
+            Err(e) => return declined(e.message, None),
+        };
+    let answer = llm.complete(&settings.model, &routing_request, settings.timeout_ms).await;
+    watch.lap("llm");
+    let completion = match answer {
+        Ok(completion) => completion,
+        Err(reason) => return declined(reason, None),
+    };
+    let cost_usd = completion.usage.map(|u| model.price.cost_usd(u.prompt_tokens, u.completion_tokens));
+    match llm_router::read_choice(&completion.body, &options) {
+        Ok(route) => {
+            if let Some((cache, key)) = remembered.zip(key) {
+                cache.borrow_mut().insert(key, &route, watch.now());
+            }
+            LlmSignal::Chose { route, cost_usd, cached: false }
+        }
+        Err(why) => declined(why.to_string(), cost_usd),
+    }
 }
 
 /// Level 1: every route that has rules, applied to the latest user message.

@@ -6,6 +6,7 @@
 
 mod body;
 mod http;
+mod llm_router;
 mod semantic;
 mod state;
 mod upstream;
@@ -85,6 +86,9 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
                 fallback::plan(&state.config, &decision, &request, |name| state::secret(env, name).is_some());
             let mut response = http::json(200, &route_json(&decision, &phases, &plan));
             annotate(&mut response, &decision, &phases);
+            if let Some(cost) = decision.signals.llm.cost_usd() {
+                http::set_headers(&mut response, [(headers::COST_USD, format_cost(cost))]);
+            }
             Ok(response)
         }
         (Method::Post, "/v1/chat/completions") => {
@@ -118,7 +122,9 @@ async fn decide(
     let mut watch = Stopwatch::since(started, &now_ms);
     watch.lap("parse");
     let embedder = semantic::AssetEmbedder { env, config: &state.config };
-    let decision = pipeline::route(&state.config, &request, &embedder, &mut watch).await?;
+    let llm = llm_router::UpstreamLlm { env, state };
+    let platform = pipeline::Platform { embedder: &embedder, llm: &llm };
+    let decision = pipeline::route(&state.config, &request, &platform, &mut watch).await?;
     if let SemanticSignal::Unavailable(reason) = &decision.signals.semantic {
         log_error(&RouterError::new(ErrorKind::Unavailable, reason.clone()));
     }
@@ -152,14 +158,20 @@ async fn chat(
     let mut response = match outcome.result {
         Err(error) => {
             log_error(&error);
+            if let Some(cost) = decision.signals.llm.cost_usd() {
+                // The routing call was paid for even though no answer came.
+                headers.push((headers::COST_USD, format_cost(cost)));
+                log.insert("cost_usd".into(), json!(cost));
+            }
             log.insert("status".into(), json!(error.status()));
             log_line(log);
             http::error(&error)
         }
         Ok(Answered { body: Body::Whole(completion), model }) => {
             let price = state.config.model(&model).map(|m| m.price);
-            let cost =
+            let answer_cost =
                 completion.usage.zip(price).map(|(u, p)| p.cost_usd(u.prompt_tokens, u.completion_tokens));
+            let cost = total_cost(answer_cost, decision.signals.llm.cost_usd());
             if let Some(cost) = cost {
                 headers.push((headers::COST_USD, format_cost(cost)));
             }
@@ -172,8 +184,9 @@ async fn chat(
         }
         Ok(Answered { body: Body::Stream(stream), .. }) => {
             log.insert("status".into(), json!(200));
+            let llm_cost = decision.signals.llm.cost_usd();
             let body = stream.into_body(move |end| {
-                add_usage(&mut log, end.usage, end.cost_usd);
+                add_usage(&mut log, end.usage, total_cost(end.cost_usd, llm_cost));
                 log.insert("stream_outcome".into(), json!(end.outcome));
                 if let Some(error) = &end.error {
                     log.insert("stream_error".into(), json!(error.message));
@@ -194,6 +207,14 @@ async fn chat(
     };
     http::set_headers(&mut response, headers);
     response
+}
+
+/// The request's cost: the answer's and the LLM router's call, whichever are known.
+fn total_cost(answer: Option<f64>, llm_router: Option<f64>) -> Option<f64> {
+    match (answer, llm_router) {
+        (None, None) => None,
+        (a, l) => Some(a.unwrap_or(0.0) + l.unwrap_or(0.0)),
+    }
 }
 
 fn add_usage(log: &mut serde_json::Map<String, serde_json::Value>, usage: Option<Usage>, cost: Option<f64>) {
@@ -299,6 +320,9 @@ fn decision_log(decision: &Decision, phases: &[Phase]) -> serde_json::Map<String
     log.insert("model".into(), json!(decision.model));
     log.insert("level".into(), json!(decision.level));
     log.insert("prompt_tokens".into(), json!(decision.signals.prompt_tokens));
+    if !decision.signals.llm.not_used() {
+        log.insert("llm_router".into(), json!(decision.signals.llm));
+    }
     log.insert("timing_ms".into(), serde_json::Value::Object(timing));
     log
 }

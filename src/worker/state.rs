@@ -9,6 +9,7 @@ use crate::core::auth::RouterKeys;
 use crate::core::config::{Config, ConfigError};
 use crate::core::cors::CorsPolicy;
 use crate::core::error::{ErrorKind, RouterError};
+use crate::core::llm_router::ChoiceCache;
 use crate::BUILTIN_CONFIG;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -25,6 +26,8 @@ pub struct State {
     pub config_source: &'static str,
     /// Values of every secret the config names, to scrub from anything sent out.
     pub secret_values: Vec<String>,
+    /// The LLM router's recent choices, per isolate.
+    pub llm_choices: RefCell<ChoiceCache>,
 }
 
 thread_local! {
@@ -62,7 +65,11 @@ fn load(env: &Env) -> Result<State, ConfigError> {
     let key_names: Vec<&str> = config.server.auth_keys.iter().map(String::as_str).collect();
     let keys = RouterKeys::resolve(&key_names, |name| secret(env, name));
     let secret_values = config.secret_names().into_iter().filter_map(|name| secret(env, name)).collect();
+    let cache_ms = config.llm_router.as_ref().map_or(0, |s| s.cache_seconds) as f64 * 1000.0;
+    // The seed only has to be unknown outside the isolate; it is not a key.
+    let seed = (js_sys::Math::random() * u64::MAX as f64) as u64;
     Ok(State {
+        llm_choices: RefCell::new(ChoiceCache::new(cache_ms, seed)),
         cors: CorsPolicy::new(&config.server.cors_origins),
         keys,
         config_source: source,

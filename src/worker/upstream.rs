@@ -90,6 +90,42 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
     Outcome { result: Err(error), attempts }
 }
 
+/// One whole (not streamed) answer from model `name`, within `timeout_ms` for the whole call,
+/// with no retry or fallback: the LLM router's call, which routing must not wait on for long.
+/// Errors come redacted of every secret value.
+pub async fn complete(
+    state: &State,
+    env: &Env,
+    request: &ChatRequest,
+    name: &str,
+    timeout_ms: u64,
+) -> Result<Completion, RouterError> {
+    let config = &state.config;
+    let missing = config
+        .model(name)
+        .and_then(|m| config.provider(&m.provider))
+        .and_then(|p| p.secret_names().find(|secret_name| secret(env, secret_name).is_none()));
+    if let Some(secret_name) = missing {
+        return Err(RouterError::new(
+            ErrorKind::Configuration,
+            format!("the secret {secret_name} that model {name:?} needs is not set"),
+        ));
+    }
+    let error = match within(timeout_ms, call(state, env, request, name)).await {
+        Some(Ok(Body::Whole(completion))) => return Ok(completion),
+        Some(Ok(Body::Stream(_))) => RouterError::new(
+            ErrorKind::Internal,
+            "a whole answer was asked for, and a stream came".to_string(),
+        ),
+        Some(Err(CallError::Failed(error) | CallError::Untranslatable(error))) => error,
+        None => RouterError::new(
+            ErrorKind::UpstreamTimeout,
+            format!("model {name:?} did not answer within {timeout_ms} ms"),
+        ),
+    };
+    Err(error.redacted(state.secret_values.iter().map(String::as_str)))
+}
+
 /// A request this model's API cannot express (found before calling it).
 struct Untranslatable(RouterError);
 

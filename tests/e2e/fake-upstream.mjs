@@ -19,6 +19,11 @@
 //   cut_after       send this many stream events, then drop the connection
 //   stall_after     send this many stream events, then go silent without closing
 //   error_after     send this many stream events, then an error event in the API's format
+//   answer          answer with this instead of the echo: a string is the text, an object its
+//                   JSON; when the request offers tools (Anthropic's forced tool), the tool call's
+//                   arguments (a string becomes {"text": ...})
+//   refusal         refuse in the API's own way: OpenAI `message.refusal`, Anthropic
+//                   `stop_reason: "refusal"`, Gemini `finishReason: "SAFETY"`
 // GET /__requests returns what it received (path, headers, body).
 import http from 'node:http';
 
@@ -76,6 +81,11 @@ export async function startFakeUpstream() {
 
     const answer = plan(api.name, body);
     answer.model = model;
+    if (step.answer !== undefined) {
+      if (answer.tool) answer.tool.args = typeof step.answer === 'object' ? step.answer : { text: step.answer };
+      else answer.text = typeof step.answer === 'string' ? step.answer : JSON.stringify(step.answer);
+    }
+    if (step.refusal) Object.assign(answer, { refusal: step.refusal, text: null, tool: null });
     if (!stream) return send(res, 200, api.whole(answer, body));
 
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -166,7 +176,8 @@ const openai = {
   whole(answer) {
     const text = textOf(answer);
     const u = usage(text);
-    const message = { role: 'assistant', content: text };
+    const message = { role: 'assistant', content: answer.refusal ? null : text };
+    if (answer.refusal) message.refusal = answer.refusal;
     if (answer.tool) {
       message.tool_calls = [{ id: answer.tool.id, type: 'function', function: { name: answer.tool.name, arguments: JSON.stringify(answer.tool.args) } }];
     }
@@ -205,12 +216,12 @@ const anthropic = {
   whole(answer) {
     const text = textOf(answer);
     const content = [];
-    if (text) content.push({ type: 'text', text });
+    if (text && !answer.refusal) content.push({ type: 'text', text });
     if (answer.tool) content.push({ type: 'tool_use', id: answer.tool.id, name: answer.tool.name, input: answer.tool.args });
     const u = usage(text);
     return {
       id: 'msg_fake', type: 'message', role: 'assistant', model: answer.model, content,
-      stop_reason: answer.tool ? 'tool_use' : 'end_turn', stop_sequence: null,
+      stop_reason: answer.refusal ? 'refusal' : answer.tool ? 'tool_use' : 'end_turn', stop_sequence: null,
       usage: { input_tokens: u.input, output_tokens: u.output },
     };
   },
@@ -243,11 +254,11 @@ const geminiApi = {
   whole(answer) {
     const text = textOf(answer);
     const parts = [];
-    if (text) parts.push({ text });
+    if (text && !answer.refusal) parts.push({ text });
     if (answer.tool) parts.push({ functionCall: { name: answer.tool.name, args: answer.tool.args } });
     const u = usage(text);
     return {
-      candidates: [{ content: { role: 'model', parts }, finishReason: 'STOP', index: 0 }],
+      candidates: [{ content: { role: 'model', parts }, finishReason: answer.refusal ? 'SAFETY' : 'STOP', index: 0 }],
       usageMetadata: { promptTokenCount: u.input, candidatesTokenCount: u.output, totalTokenCount: u.input + u.output },
       modelVersion: answer.model, responseId: 'rsp-fake',
     };

@@ -198,12 +198,14 @@ models = ["big"]
 
 [[routes]]
 name = "code"
+description = "Programming: writing, fixing or explaining code, SQL and scripts"
 models = ["coder", "big"]
 keywords = ['(?i)\\b(sql|python)\\b']
 unless = ['(?i)\\bjokes?\\b']
 
 [[routes]]
 name = "creative"
+description = "Poems, stories, jokes and other creative writing"
 models = ["mini"]
 exemplars = ["Write a short poem about the sea", "Write a haiku about autumn leaves", "Tell me a bedtime story about a fox"]
 threshold = 0.35
@@ -215,6 +217,7 @@ models = ["small"]
 
 [[routes]]
 name = "chat"
+description = "Everyday questions and small talk"
 models = ["mini"]
 
 # Routes for the fallback tests, named in the model field.

@@ -7,7 +7,7 @@ use switchyard::core::config::Config;
 use switchyard::core::decision::{Decision, Level, SemanticSignal};
 use switchyard::core::error::RouterError;
 use switchyard::core::evaluation::{parse_rows, EvalReport};
-use switchyard::core::pipeline::{self, run_ready};
+use switchyard::core::pipeline::{self, run_ready, NoLlm, Platform};
 use switchyard::core::request::ChatRequest;
 use switchyard::core::semantic::{routing_text, ExemplarIndex, IndexError, SemanticModel};
 use switchyard::core::timing::Stopwatch;
@@ -46,7 +46,8 @@ pub fn without_encoder() -> Level2 {
 pub fn decide(config: &Config, level2: &Level2, request: &ChatRequest) -> Result<Decision, RouterError> {
     let now = || 0.0;
     let mut watch = Stopwatch::since(0.0, &now);
-    run_ready(pipeline::route(config, request, level2, &mut watch)).expect("a loaded model never waits")
+    let platform = Platform { embedder: level2, llm: &NoLlm("no LLM in this test") };
+    run_ready(pipeline::route(config, request, &platform, &mut watch)).expect("a loaded model never waits")
 }
 
 /// Level 1 only, as when the encoder is unavailable.

@@ -58,6 +58,39 @@ pub struct Config {
     pub upstream: UpstreamPolicy,
     /// Level 3's trained head, when the config has a `[classifier]` section.
     pub classifier: Option<ClassifierSettings>,
+    /// Level 3a, when the config has an `[llm_router]` section.
+    pub llm_router: Option<LlmRouterSettings>,
+}
+
+/// `[llm_router]`: which model picks the route, when it is asked, and how long it may take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmRouterSettings {
+    /// A key of [`Config::models`]; its provider's API constrains the answer.
+    pub model: String,
+    pub when: LlmWhen,
+    /// Time for the whole call; past it, routing goes on without the LLM.
+    pub timeout_ms: u64,
+    /// Replaces the built-in instructions ([`crate::core::llm_router::DEFAULT_PROMPT`]).
+    pub prompt: Option<String>,
+    /// With `when = "uncertain"`, a pick by meaning that clears its threshold by less than this
+    /// is still uncertain.
+    pub margin: f32,
+    /// How long an isolate reuses the answer for the same routing text; 0: never.
+    pub cache_seconds: u64,
+    /// The routes the LLM may choose, in config order; every one has a description.
+    pub routes: Vec<String>,
+}
+
+/// When the LLM router is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmWhen {
+    /// For every routed request that no rule decided.
+    Always,
+    /// Only when no rule matched and the meaning-based pick, if any, is unsure.
+    Uncertain,
+    /// Configured but off.
+    Never,
 }
 
 /// `[classifier]`: where `switchyard train` writes the head and the router reads it, and how

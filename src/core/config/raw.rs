@@ -5,7 +5,7 @@
 //! an error about one points at the top of the file); nothing here leaves
 //! the module: validation turns these into the plain types of [`super`].
 
-use super::{Aggregation, Price, ProviderKind, Tier, DEFAULT_MAX_BODY_BYTES};
+use super::{Aggregation, LlmWhen, Price, ProviderKind, Tier, DEFAULT_MAX_BODY_BYTES};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
@@ -25,6 +25,40 @@ pub(super) struct ConfigFile {
     #[serde(default)]
     pub(super) upstream: UpstreamSection,
     pub(super) classifier: Option<ClassifierSection>,
+    pub(super) llm_router: Option<LlmRouterSection>,
+}
+
+/// `[llm_router]`: level 3a, a cheap model picks the route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LlmRouterSection {
+    pub(super) model: Spanned<String>,
+    #[serde(default = "default_when")]
+    pub(super) when: LlmWhen,
+    #[serde(default = "default_llm_timeout_ms")]
+    pub(super) timeout_ms: Spanned<u64>,
+    pub(super) prompt: Option<Spanned<String>>,
+    #[serde(default = "default_margin")]
+    pub(super) margin: Spanned<f32>,
+    #[serde(default = "default_cache_seconds")]
+    pub(super) cache_seconds: Spanned<u64>,
+    pub(super) routes: Option<Vec<Spanned<String>>>,
+}
+
+fn default_when() -> LlmWhen {
+    LlmWhen::Uncertain
+}
+
+fn default_llm_timeout_ms() -> Spanned<u64> {
+    unspanned(1500)
+}
+
+fn default_margin() -> Spanned<f32> {
+    unspanned(0.0)
+}
+
+fn default_cache_seconds() -> Spanned<u64> {
+    unspanned(300)
 }
 
 /// `[classifier]`: level 3's trained head.

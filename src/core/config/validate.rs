@@ -7,12 +7,12 @@
 //! re-reads a raw value.
 
 use super::raw::{
-    ClassifierSection, ConfigFile, ModelSection, ProviderSection, RouteSection, SemanticSection,
-    ServerSection, UpstreamSection,
+    ClassifierSection, ConfigFile, LlmRouterSection, ModelSection, ProviderSection, RouteSection,
+    SemanticSection, ServerSection, UpstreamSection,
 };
 use super::{
-    ClassifierSettings, Config, ConfigError, Model, Provider, Route, RouteSemantic, SemanticSettings, Server,
-    UpstreamPolicy, MAX_WAIT_MS, RESERVED_NAMES,
+    ClassifierSettings, Config, ConfigError, LlmRouterSettings, LlmWhen, Model, Provider, Route,
+    RouteSemantic, SemanticSettings, Server, UpstreamPolicy, MAX_WAIT_MS, RESERVED_NAMES,
 };
 use crate::core::rules::{RouteRules, TokenBounds};
 use regex::Regex;
@@ -87,7 +87,104 @@ fn compile(file: ConfigFile) -> Result<Config, Problem> {
         return Err((file.default.route.span(), format!("default.route: unknown route {default_route:?}")));
     }
     let classifier = file.classifier.as_ref().map(classifier).transpose()?;
-    Ok(Config { server, providers, models, routes, default_route, semantic, upstream, classifier })
+    let llm_router = file.llm_router.as_ref().map(|s| llm_router(s, &models, &file.routes)).transpose()?;
+    Ok(Config {
+        server,
+        providers,
+        models,
+        routes,
+        default_route,
+        semantic,
+        upstream,
+        classifier,
+        llm_router,
+    })
+}
+
+/// Longest time `[llm_router] timeout_ms` may give the call: it is spent before the answer starts.
+const MAX_LLM_ROUTER_TIMEOUT_MS: u64 = 60_000;
+
+/// Longest `[llm_router] cache_seconds`: a day.
+const MAX_CACHE_SECONDS: u64 = 86_400;
+
+fn llm_router(
+    section: &LlmRouterSection,
+    models: &BTreeMap<String, Model>,
+    routes: &[Spanned<RouteSection>],
+) -> Result<LlmRouterSettings, Problem> {
+    let model = section.model.get_ref();
+    if !models.contains_key(model) {
+        return Err((section.model.span(), format!("llm_router.model: unknown model {model:?}")));
+    }
+    let timeout = *section.timeout_ms.get_ref();
+    if !(1..=MAX_LLM_ROUTER_TIMEOUT_MS).contains(&timeout) {
+        return Err((
+            section.timeout_ms.span(),
+            format!("llm_router.timeout_ms must be between 1 and {MAX_LLM_ROUTER_TIMEOUT_MS}"),
+        ));
+    }
+    if let Some(prompt) = section.prompt.as_ref().filter(|p| p.get_ref().trim().is_empty()) {
+        return Err((
+            prompt.span(),
+            "llm_router.prompt must not be empty (leave it out for the built-in one)".into(),
+        ));
+    }
+    let margin = *section.margin.get_ref();
+    if !(0.0..=1.0).contains(&margin) {
+        return Err((section.margin.span(), "llm_router.margin must be in [0, 1]".into()));
+    }
+    if *section.cache_seconds.get_ref() > MAX_CACHE_SECONDS {
+        return Err((
+            section.cache_seconds.span(),
+            format!("llm_router.cache_seconds must be at most {MAX_CACHE_SECONDS}"),
+        ));
+    }
+    let chosen = llm_router_routes(section, routes)?;
+    Ok(LlmRouterSettings {
+        model: model.clone(),
+        when: section.when,
+        timeout_ms: timeout,
+        prompt: section.prompt.as_ref().map(|p| p.get_ref().clone()),
+        margin,
+        cache_seconds: *section.cache_seconds.get_ref(),
+        routes: chosen,
+    })
+}
+
+/// The routes the LLM may choose (`routes`, else all), in config order. The LLM reads their
+/// descriptions, so each must have one, unless the router is off (`when = "never"`).
+fn llm_router_routes(
+    section: &LlmRouterSection,
+    routes: &[Spanned<RouteSection>],
+) -> Result<Vec<String>, Problem> {
+    let named = |name: &str| routes.iter().find(|r| r.get_ref().name.get_ref() == name);
+    if let Some(listed) = &section.routes {
+        if let Some(unknown) = listed.iter().find(|n| named(n.get_ref()).is_none()) {
+            return Err((
+                unknown.span(),
+                format!("llm_router.routes: unknown route {:?}", unknown.get_ref()),
+            ));
+        }
+        if listed.len() < 2 {
+            return Err((0..0, "llm_router.routes must name at least two routes to choose from".into()));
+        }
+    }
+    let allowed = |name: &str| section.routes.as_ref().is_none_or(|l| l.iter().any(|n| n.get_ref() == name));
+    let chosen: Vec<&RouteSection> =
+        routes.iter().map(|r| r.get_ref()).filter(|r| allowed(r.name.get_ref())).collect();
+    if section.when != LlmWhen::Never {
+        if let Some(r) = chosen.iter().find(|r| r.description.trim().is_empty()) {
+            return Err((
+                r.name.span(),
+                format!(
+                    "route {:?} needs a description: the LLM router chooses by the routes' descriptions \
+                     (or leave the route out of llm_router.routes)",
+                    r.name.get_ref()
+                ),
+            ));
+        }
+    }
+    Ok(chosen.iter().map(|r| r.name.get_ref().clone()).collect())
 }
 
 fn classifier(section: &ClassifierSection) -> Result<ClassifierSettings, Problem> {
