@@ -11,10 +11,12 @@ pub const LEVEL: &str = "x-switchyard-level";
 pub const ATTEMPTS: &str = "x-switchyard-attempts";
 pub const SKIPPED: &str = "x-switchyard-skipped";
 pub const COST_USD: &str = "x-switchyard-cost-usd";
+/// The id of the chat request's row in the decision log (for `POST /v1/feedback`).
+pub const DECISION_ID: &str = "x-switchyard-decision-id";
 pub const SERVER_TIMING: &str = "server-timing";
 
 /// The headers a browser on another origin may read (`Access-Control-Expose-Headers`).
-pub const EXPOSED: [&str; 7] = [ROUTE, MODEL, LEVEL, ATTEMPTS, SKIPPED, COST_USD, SERVER_TIMING];
+pub const EXPOSED: [&str; 8] = [ROUTE, MODEL, LEVEL, ATTEMPTS, SKIPPED, COST_USD, DECISION_ID, SERVER_TIMING];
 
 /// The decision headers every routed response carries, and its timing.
 pub fn decision_headers(decision: &Decision, phases: &[Phase]) -> Vec<(&'static str, String)> {

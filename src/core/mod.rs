@@ -11,6 +11,7 @@ pub mod config;
 pub mod cors;
 pub mod decide;
 pub mod decision;
+pub mod decision_log;
 pub mod embeddings_api;
 pub mod error;
 pub mod evaluation;

@@ -5,6 +5,7 @@
 //! decision headers and `Server-Timing`, streaming ones included (headers leave before the body).
 
 mod body;
+mod decision_log;
 mod http;
 mod llm_router;
 mod semantic;
@@ -13,6 +14,7 @@ mod upstream;
 
 use crate::core::api::{models_json, route_json};
 use crate::core::decision::{Decision, SemanticSignal};
+use crate::core::decision_log::Answer;
 use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::fallback;
@@ -37,7 +39,7 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         warm_up(&ctx, &env, state);
     }
     let mut response = match &state {
-        Ok(state) => handle(req, &env, state).await.unwrap_or_else(|e| {
+        Ok(state) => handle(req, &env, state, &ctx).await.unwrap_or_else(|e| {
             log_error(&e);
             http::error(&e)
         }),
@@ -65,7 +67,7 @@ fn warm_up(ctx: &Context, env: &Env, state: &Rc<State>) {
     }
 }
 
-async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, RouterError> {
+async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Result<Response, RouterError> {
     let started = now_ms();
     let path = req.path();
     let method = req.method();
@@ -94,7 +96,7 @@ async fn handle(mut req: Request, env: &Env, state: &State) -> Result<Response, 
         (Method::Post, "/v1/chat/completions") => {
             authorize(&req, state)?;
             let (request, decision, phases) = decide(&mut req, env, state, started).await?;
-            Ok(chat(state, env, request, decision, phases).await)
+            Ok(chat(state, env, ctx, request, decision, phases).await)
         }
         (Method::Post, "/v1/embeddings") => {
             authorize(&req, state)?;
@@ -133,10 +135,12 @@ async fn decide(
 
 /// Calls the upstreams for a decided chat request and shapes the client's response: the answer
 /// (whole or streamed) or the last error, with the decision, attempt and cost headers. The
-/// decision is logged once the answer is over (for streams, when the stream ends).
+/// decision is logged once the answer is over (for streams, when the stream ends): a line in the
+/// Worker's log, and a row in the decision log written after the response.
 async fn chat(
     state: &State,
     env: &Env,
+    ctx: &Context,
     request: ChatRequest,
     decision: Decision,
     mut phases: Vec<Phase>,
@@ -149,6 +153,18 @@ async fn chat(
     let answered_by = outcome.result.as_ref().map(|a| a.model.clone()).ok();
     let mut headers =
         answer_headers(&decision, answered_by.as_deref(), attempts.clone(), skipped.clone(), &phases);
+    let entry = decision_log::Entry::start(state, &request);
+    headers.push((headers::DECISION_ID, entry.id.clone()));
+    let answer = Answer {
+        model: answered_by.clone().unwrap_or_else(|| decision.model.clone()),
+        status: 200,
+        outcome: "complete",
+        usage: None,
+        cost_usd: decision.signals.llm.cost_usd(),
+        attempts: attempts.clone(),
+        skipped: skipped.clone(),
+        stream: request.stream,
+    };
     let mut log = decision_log(&decision, &phases);
     log.insert("model".into(), json!(answered_by.as_deref().unwrap_or(&decision.model)));
     log.insert("attempts".into(), json!(attempts));
@@ -165,6 +181,8 @@ async fn chat(
             }
             log.insert("status".into(), json!(error.status()));
             log_line(log);
+            let answer = Answer { status: error.status(), outcome: "error", ..answer };
+            ctx.wait_until(decision_log::write(env.clone(), entry.row(&decision, &phases, answer)));
             http::error(&error)
         }
         Ok(Answered { body: Body::Whole(completion), model }) => {
@@ -178,6 +196,8 @@ async fn chat(
             log.insert("status".into(), json!(200));
             add_usage(&mut log, completion.usage, cost);
             log_line(log);
+            let answer = Answer { usage: completion.usage, cost_usd: cost, ..answer };
+            ctx.wait_until(decision_log::write(env.clone(), entry.row(&decision, &phases, answer)));
             let mut response = http::json_text(200, completion.body);
             http::set_headers(&mut response, headers);
             return response;
@@ -185,13 +205,25 @@ async fn chat(
         Ok(Answered { body: Body::Stream(stream), .. }) => {
             log.insert("status".into(), json!(200));
             let llm_cost = decision.signals.llm.cost_usd();
+            // The row is written once the stream ends; the wait keeps the request's context open
+            // until then, so the write is not cut off with the connection.
+            let (ended, end_seen) = futures_channel::oneshot::channel::<Answer>();
+            let (env, decision, logged_phases) = (env.clone(), decision.clone(), phases.clone());
+            let closed = Answer { outcome: "client_closed", ..answer.clone() };
+            ctx.wait_until(async move {
+                let answer = end_seen.await.unwrap_or(closed);
+                decision_log::write(env, entry.row(&decision, &logged_phases, answer)).await;
+            });
             let body = stream.into_body(move |end| {
-                add_usage(&mut log, end.usage, total_cost(end.cost_usd, llm_cost));
+                let cost = total_cost(end.cost_usd, llm_cost);
+                add_usage(&mut log, end.usage, cost);
                 log.insert("stream_outcome".into(), json!(end.outcome));
                 if let Some(error) = &end.error {
                     log.insert("stream_error".into(), json!(error.message));
                 }
                 log_line(log);
+                let _ =
+                    ended.send(Answer { usage: end.usage, cost_usd: cost, outcome: end.outcome, ..answer });
             });
             let response_headers = Headers::new();
             let _ = response_headers.set("content-type", "text/event-stream; charset=utf-8");

@@ -3,13 +3,14 @@
 //
 // The Worker must already be built (scripts/test.sh does it once); wrangler is told to reuse
 // pkg/ through SWITCHYARD_SKIP_BUILD. Its output goes to tests/e2e/.logs/ for post-mortems.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test as nodeTest } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import OpenAI from 'openai';
 import { startFakeUpstream } from './fake-upstream.mjs';
 
@@ -272,7 +273,23 @@ export async function freePort() {
  * SWITCHYARD_CONFIG text, or a function of the fake upstream's URL that returns it; `assets` a
  * folder to serve as the model assets instead of model/.
  */
-export async function startStack({ config, assets } = {}) {
+/** The decision log's D1 database (wrangler.toml). */
+export const DECISION_LOG = 'switchyard-decisions';
+
+/** Runs `npx wrangler ARGS` in the repository, quietly; resolves to its stdout. */
+async function wrangler(args) {
+  const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1' };
+  const { stdout } = await promisify(execFile)('npx', ['wrangler', ...args], { cwd: root, env, maxBuffer: 64 << 20 });
+  return stdout;
+}
+
+/**
+ * Starts the fake upstream and `wrangler dev`. `config`: the Worker's config (text, or a
+ * function of the fake's URL); `assets`: a model folder other than model/; `migrate: false`
+ * leaves the decision log without its tables (as a broken D1 would be). The stack's `query(sql)`
+ * reads the local decision log.
+ */
+export async function startStack({ config, assets, migrate = true } = {}) {
   const fake = await startFakeUpstream();
   const port = await freePort();
   const inspectorPort = await freePort();
@@ -283,10 +300,12 @@ export async function startStack({ config, assets } = {}) {
   const scratch = mkdtempSync(join(tmpdir(), 'switchyard-e2e-'));
   const envFile = join(scratch, 'empty.env');
   writeFileSync(envFile, '');
+  const state = join(scratch, 'state');
+  if (migrate) await wrangler(['d1', 'migrations', 'apply', DECISION_LOG, '--local', '--persist-to', state]);
   const args = [
     'wrangler', 'dev',
     '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
-    '--show-interactive-dev-session=false', '--persist-to', join(scratch, 'state'),
+    '--show-interactive-dev-session=false', '--persist-to', state,
     '--env-file', envFile,
     '--var', `SWITCHYARD_CONFIG:${typeof config === 'function' ? config(fake.url) : config ?? testConfig(fake.url)}`,
     ...(assets ? ['--assets', assets] : []),
@@ -322,5 +341,9 @@ export async function startStack({ config, assets } = {}) {
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  return { base, fake, stop, inspectorPort, logFile: join(logs, `wrangler-${port}.log`) };
+  const query = async (sql) => {
+    const out = await wrangler(['d1', 'execute', DECISION_LOG, '--local', '--persist-to', state, '--json', '--command', sql]);
+    return JSON.parse(out)[0].results;
+  };
+  return { base, fake, stop, query, inspectorPort, logFile: join(logs, `wrangler-${port}.log`) };
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod decision_log;
 mod embedding;
 mod fallback;
 mod llm_router;

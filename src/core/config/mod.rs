@@ -60,6 +60,27 @@ pub struct Config {
     pub classifier: Option<ClassifierSettings>,
     /// Level 3a, when the config has an `[llm_router]` section.
     pub llm_router: Option<LlmRouterSettings>,
+    pub log: LogSettings,
+}
+
+/// `[log]`: what the decision log keeps, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    pub store_text: StoreText,
+    /// Rows older than this are deleted by the scheduled clean-up.
+    pub retention_days: u32,
+}
+
+/// How much of the routing text a logged decision keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreText {
+    /// Nothing of it.
+    None,
+    /// Its SHA-256: identical texts can be grouped, none can be read.
+    Hash,
+    /// The text (cut to a bound) and its hash: what `switchyard export` turns into training rows.
+    Full,
 }
 
 /// `[llm_router]`: which model picks the route, when it is asked, and how long it may take.

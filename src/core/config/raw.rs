@@ -5,7 +5,7 @@
 //! an error about one points at the top of the file); nothing here leaves
 //! the module: validation turns these into the plain types of [`super`].
 
-use super::{Aggregation, LlmWhen, Price, ProviderKind, Tier, DEFAULT_MAX_BODY_BYTES};
+use super::{Aggregation, LlmWhen, Price, ProviderKind, StoreText, Tier, DEFAULT_MAX_BODY_BYTES};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
@@ -26,6 +26,32 @@ pub(super) struct ConfigFile {
     pub(super) upstream: UpstreamSection,
     pub(super) classifier: Option<ClassifierSection>,
     pub(super) llm_router: Option<LlmRouterSection>,
+    #[serde(default)]
+    pub(super) log: LogSection,
+}
+
+/// `[log]`: the decision log in D1.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogSection {
+    #[serde(default = "default_store_text")]
+    pub(super) store_text: StoreText,
+    #[serde(default = "default_retention_days")]
+    pub(super) retention_days: Spanned<u32>,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { store_text: default_store_text(), retention_days: default_retention_days() }
+    }
+}
+
+fn default_store_text() -> StoreText {
+    StoreText::None
+}
+
+fn default_retention_days() -> Spanned<u32> {
+    unspanned(30)
 }
 
 /// `[llm_router]`: level 3a, a cheap model picks the route.

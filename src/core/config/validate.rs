@@ -7,11 +7,11 @@
 //! re-reads a raw value.
 
 use super::raw::{
-    ClassifierSection, ConfigFile, LlmRouterSection, ModelSection, ProviderSection, RouteSection,
+    ClassifierSection, ConfigFile, LlmRouterSection, LogSection, ModelSection, ProviderSection, RouteSection,
     SemanticSection, ServerSection, UpstreamSection,
 };
 use super::{
-    ClassifierSettings, Config, ConfigError, LlmRouterSettings, LlmWhen, Model, Provider, Route,
+    ClassifierSettings, Config, ConfigError, LlmRouterSettings, LlmWhen, LogSettings, Model, Provider, Route,
     RouteSemantic, SemanticSettings, Server, UpstreamPolicy, MAX_WAIT_MS, RESERVED_NAMES,
 };
 use crate::core::rules::{RouteRules, TokenBounds};
@@ -88,6 +88,7 @@ fn compile(file: ConfigFile) -> Result<Config, Problem> {
     }
     let classifier = file.classifier.as_ref().map(classifier).transpose()?;
     let llm_router = file.llm_router.as_ref().map(|s| llm_router(s, &models, &file.routes)).transpose()?;
+    let log = log(&file.log)?;
     Ok(Config {
         server,
         providers,
@@ -98,7 +99,22 @@ fn compile(file: ConfigFile) -> Result<Config, Problem> {
         upstream,
         classifier,
         llm_router,
+        log,
     })
+}
+
+/// Longest `[log] retention_days`: ten years.
+const MAX_RETENTION_DAYS: u32 = 3_650;
+
+fn log(section: &LogSection) -> Result<LogSettings, Problem> {
+    let days = *section.retention_days.get_ref();
+    if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+        return Err((
+            section.retention_days.span(),
+            format!("log.retention_days must be between 1 and {MAX_RETENTION_DAYS}"),
+        ));
+    }
+    Ok(LogSettings { store_text: section.store_text, retention_days: days })
 }
 
 /// Longest time `[llm_router] timeout_ms` may give the call: it is spent before the answer starts.

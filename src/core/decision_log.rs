@@ -1,0 +1,183 @@
+//! The decision log: one row per routed chat request, kept in D1 (`migrations/` holds its table).
+//! Sans-IO: this module builds the row and the SQL; the Worker runs it after the response
+//! (`wait_until`), so a slow or failing database never slows or fails a request.
+//!
+//! A row holds what was decided and why (route, level, confidence, scores, signals, reasons), what
+//! it cost and how long each phase took, every upstream attempt, and how the answer ended. The
+//! routing text is kept only as `[log] store_text` allows: by default nothing of it; `"hash"` its
+//! SHA-256 (identical texts can be grouped, none read back); `"full"` the text too (cut to
+//! [`MAX_STORED_TEXT_CHARS`]), which is what turns the log into training rows.
+
+use crate::core::config::StoreText;
+use crate::core::decision::{ClassifierSignal, Decision, Level};
+use crate::core::providers::Usage;
+use crate::core::timing::Phase;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// A stored routing text is cut to this many characters (the encoder reads 256 tokens at most).
+pub const MAX_STORED_TEXT_CHARS: usize = 4_000;
+
+/// The table's columns, in the order of [`DecisionRow::values`].
+pub const COLUMNS: [&str; 20] = [
+    "id",
+    "created_at",
+    "route",
+    "model",
+    "level",
+    "confidence",
+    "scores",
+    "signals",
+    "reasons",
+    "prompt_tokens",
+    "usage",
+    "cost_usd",
+    "timing",
+    "attempts",
+    "skipped",
+    "stream",
+    "status",
+    "outcome",
+    "text",
+    "text_sha256",
+];
+
+/// `INSERT INTO decisions (...) VALUES (?1, ...)`, for [`DecisionRow::values`].
+pub fn insert_sql() -> String {
+    let places: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
+    format!("INSERT INTO decisions ({}) VALUES ({})", COLUMNS.join(", "), places.join(", "))
+}
+
+/// A decision id: 16 random bytes as a UUID (version 4), from the platform's random source.
+pub fn decision_id(random: [u8; 16]) -> String {
+    let mut b = random;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// Whether `id` has the form [`decision_id`] gives (checked before any lookup).
+pub fn is_decision_id(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit() && !c.is_ascii_uppercase(),
+        })
+}
+
+/// How the answer ended, for the row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The model that answered (else the route's first).
+    pub model: String,
+    pub status: u16,
+    /// `complete`, `error` or `client_closed`.
+    pub outcome: &'static str,
+    pub usage: Option<Usage>,
+    /// The answer's and the LLM router's call together.
+    pub cost_usd: Option<f64>,
+    pub attempts: Option<String>,
+    pub skipped: Option<String>,
+    pub stream: bool,
+}
+
+/// One row of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRow {
+    pub id: String,
+    pub created_at_ms: u64,
+    pub route: String,
+    pub level: Level,
+    pub confidence: Option<f32>,
+    pub scores: Value,
+    pub signals: Value,
+    pub reasons: Value,
+    pub prompt_tokens: u64,
+    pub timing: Value,
+    pub text: Option<String>,
+    pub text_sha256: Option<String>,
+    pub answer: Answer,
+}
+
+impl DecisionRow {
+    /// The row for `decision`, made at `created_at_ms`, its text kept as `store` allows.
+    pub fn new(
+        id: String,
+        created_at_ms: u64,
+        decision: &Decision,
+        phases: &[Phase],
+        routing_text: &str,
+        store: StoreText,
+        answer: Answer,
+    ) -> DecisionRow {
+        let timing: serde_json::Map<String, Value> =
+            phases.iter().map(|p| (p.name.to_string(), json!((p.ms * 100.0).round() / 100.0))).collect();
+        let (text, text_sha256) = stored_text(routing_text, store);
+        DecisionRow {
+            id,
+            created_at_ms,
+            route: decision.route.clone(),
+            level: decision.level,
+            confidence: confidence(decision),
+            scores: json!(decision.scores),
+            signals: json!(decision.signals),
+            reasons: json!(decision.reasons),
+            prompt_tokens: decision.signals.prompt_tokens,
+            timing: Value::Object(timing),
+            text,
+            text_sha256,
+            answer,
+        }
+    }
+
+    /// The values for [`insert_sql`], in [`COLUMNS`] order: JSON columns as text, `None` as null.
+    pub fn values(&self) -> Vec<Value> {
+        let a = &self.answer;
+        vec![
+            json!(self.id),
+            json!(self.created_at_ms),
+            json!(self.route),
+            json!(a.model),
+            json!(self.level.as_str()),
+            json!(self.confidence),
+            json!(self.scores.to_string()),
+            json!(self.signals.to_string()),
+            json!(self.reasons.to_string()),
+            json!(self.prompt_tokens),
+            json!(a.usage.map(|u| json!(u).to_string())),
+            json!(a.cost_usd),
+            json!(self.timing.to_string()),
+            json!(a.attempts),
+            json!(a.skipped),
+            json!(u8::from(a.stream)),
+            json!(a.status),
+            json!(a.outcome),
+            json!(self.text),
+            json!(self.text_sha256),
+        ]
+    }
+}
+
+/// The text and hash to keep: nothing, the hash, or both.
+fn stored_text(text: &str, store: StoreText) -> (Option<String>, Option<String>) {
+    let hash = || Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    match store {
+        StoreText::None => (None, None),
+        StoreText::Hash => (None, Some(hash())),
+        StoreText::Full => {
+            let cut = text.char_indices().nth(MAX_STORED_TEXT_CHARS).map_or(text, |(at, _)| &text[..at]);
+            (Some(cut.to_string()), Some(hash()))
+        }
+    }
+}
+
+/// How sure the deciding level was: the winning route's semantic score, the classifier's
+/// confidence; none for the others (a rule holds or not; the LLM gives no probability).
+fn confidence(decision: &Decision) -> Option<f32> {
+    match (decision.level, &decision.signals.classifier) {
+        (Level::Semantic, _) => decision.scores.get(&decision.route).copied(),
+        (Level::Classifier, ClassifierSignal::Predicted { confidence, .. }) => Some(*confidence),
+        _ => None,
+    }
+}

@@ -1,0 +1,82 @@
+//! The decision log's IO: a row per routed chat request, written to D1 (binding `DECISION_LOG`)
+//! after the response, through `wait_until`. A failed write is logged and nothing else: the
+//! client already has its answer.
+
+use crate::core::config::StoreText;
+use crate::core::decision::Decision;
+use crate::core::decision_log::{decision_id, insert_sql, Answer, DecisionRow};
+use crate::core::request::ChatRequest;
+use crate::core::semantic::routing_text;
+use crate::core::timing::Phase;
+use crate::worker::state::State;
+use serde_json::{json, Value};
+use wasm_bindgen::JsValue;
+use worker::{D1Database, Env};
+
+/// The D1 binding's name in wrangler.toml.
+pub const BINDING: &str = "DECISION_LOG";
+
+/// A logged request before its answer: its id (sent in `x-switchyard-decision-id`), when it came
+/// and the routing text, when the config keeps any of it.
+pub struct Entry {
+    pub id: String,
+    created_at_ms: u64,
+    text: String,
+    store: StoreText,
+}
+
+impl Entry {
+    pub fn start(state: &State, request: &ChatRequest) -> Entry {
+        let mut random = [0u8; 16];
+        if getrandom::fill(&mut random).is_err() {
+            // Never in Workers (crypto.getRandomValues); an id must not be guessable, so fall back
+            // to the runtime's generator rather than to zeros.
+            random.iter_mut().for_each(|b| *b = (js_sys::Math::random() * 256.0) as u8);
+        }
+        let store = state.config.log.store_text;
+        let text = match store {
+            StoreText::None => String::new(),
+            _ => routing_text(request, state.config.semantic.follow_up_words),
+        };
+        Entry { id: decision_id(random), created_at_ms: js_sys::Date::now() as u64, text, store }
+    }
+
+    pub fn row(&self, decision: &Decision, phases: &[Phase], answer: Answer) -> DecisionRow {
+        DecisionRow::new(
+            self.id.clone(),
+            self.created_at_ms,
+            decision,
+            phases,
+            &self.text,
+            self.store,
+            answer,
+        )
+    }
+}
+
+/// Writes `row`; a failure is logged with the row's id.
+pub async fn write(env: Env, row: DecisionRow) {
+    if let Err(error) = insert(&env, &row).await {
+        worker::console_log!(
+            "{}",
+            json!({"event": "decision_log_failed", "decision_id": row.id, "error": error.to_string()})
+        );
+    }
+}
+
+async fn insert(env: &Env, row: &DecisionRow) -> worker::Result<()> {
+    let db: D1Database = env.d1(BINDING)?;
+    let values: Vec<JsValue> = row.values().iter().map(js_value).collect();
+    db.prepare(insert_sql()).bind(&values)?.run().await?;
+    Ok(())
+}
+
+fn js_value(value: &Value) -> JsValue {
+    match value {
+        Value::Null => JsValue::NULL,
+        Value::Bool(b) => JsValue::from_bool(*b),
+        Value::Number(n) => n.as_f64().map_or(JsValue::NULL, JsValue::from_f64),
+        Value::String(s) => JsValue::from_str(s),
+        other => JsValue::from_str(&other.to_string()),
+    }
+}

@@ -1,0 +1,118 @@
+// End-to-end: the decision log in D1 through `wrangler dev` (local D1, persisted to a temp dir,
+// tables from migrations/). Every routed chat request gets an id in x-switchyard-decision-id and
+// one row, written after the response; the routing text is kept only as [log] store_text allows;
+// a broken database never fails a request.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe } from 'node:test';
+import { openaiClient, ROUTER_KEY, startStack, test, testConfig } from './harness.mjs';
+
+/** The row for `id`, once written (the write runs after the response). */
+async function rowOf(stack, id) {
+  assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  for (let i = 0; i < 20; i++) {
+    const rows = await stack.query(`SELECT * FROM decisions WHERE id = '${id}'`);
+    if (rows.length) return rows[0];
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`no row for decision ${id}`);
+}
+
+const SECRET_PROMPT = 'Write a short poem about the sea for my aunt Philomena';
+
+describe('the decision log, with the default store_text = "none"', () => {
+  let stack;
+  before(async () => {
+    stack = await startStack();
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('a whole answer: one row with the id from the header, nothing of the text', async () => {
+    const { data, response } = await openaiClient(stack.base)
+      .chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: SECRET_PROMPT }] })
+      .withResponse();
+    const row = await rowOf(stack, response.headers.get('x-switchyard-decision-id'));
+    assert.equal(row.route, response.headers.get('x-switchyard-route'));
+    assert.equal(row.level, response.headers.get('x-switchyard-level'));
+    assert.equal(row.model, response.headers.get('x-switchyard-model'));
+    assert.deepEqual([row.status, row.outcome, row.stream], [200, 'complete', 0]);
+    assert.deepEqual(JSON.parse(row.usage), { prompt_tokens: data.usage.prompt_tokens, completion_tokens: data.usage.completion_tokens });
+    assert.ok(row.prompt_tokens > 0);
+    assert.ok(JSON.parse(row.reasons).length > 0);
+    assert.ok('parse' in JSON.parse(row.timing) && 'upstream' in JSON.parse(row.timing));
+    assert.equal(row.attempts, response.headers.get('x-switchyard-attempts'));
+    assert.deepEqual([row.text, row.text_sha256], [null, null]);
+    assert.doesNotMatch(JSON.stringify(row), /Philomena/);
+  });
+
+  test('a stream: the row is written when it ends, with its usage', async () => {
+    const stream = await openaiClient(stack.base)
+      .chat.completions.create({ model: 'auto', stream: true, messages: [{ role: 'user', content: 'What is the capital of Peru?' }] })
+      .withResponse();
+    let text = '';
+    for await (const chunk of stream.data) text += chunk.choices[0]?.delta?.content ?? '';
+    assert.ok(text.length > 0);
+    const row = await rowOf(stack, stream.response.headers.get('x-switchyard-decision-id'));
+    assert.deepEqual([row.stream, row.outcome, row.status], [1, 'complete', 200]);
+    assert.ok(JSON.parse(row.usage).completion_tokens > 0);
+  });
+
+  test('an upstream error: the row says so, with every attempt', async () => {
+    stack.fake.reset();
+    for (let i = 0; i < 4; i++) stack.fake.script({ status: 500 });
+    const res = await fetch(`${stack.base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'failover', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    assert.equal(res.status, 500);
+    const row = await rowOf(stack, res.headers.get('x-switchyard-decision-id'));
+    assert.deepEqual([row.route, row.level, row.status, row.outcome], ['failover', 'explicit', 500, 'error']);
+    assert.equal(row.attempts, res.headers.get('x-switchyard-attempts'));
+  });
+});
+
+describe('the decision log with store_text = "full"', () => {
+  let stack;
+  before(async () => {
+    stack = await startStack({ config: (url) => `${testConfig(url)}\n[log]\nstore_text = "full"\n` });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('keeps the routing text and its SHA-256', async () => {
+    const { response } = await openaiClient(stack.base)
+      .chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: SECRET_PROMPT }] })
+      .withResponse();
+    const row = await rowOf(stack, response.headers.get('x-switchyard-decision-id'));
+    assert.equal(row.text, SECRET_PROMPT);
+    const { createHash } = await import('node:crypto');
+    assert.equal(row.text_sha256, createHash('sha256').update(SECRET_PROMPT).digest('hex'));
+  });
+});
+
+describe('a decision log that cannot be written', () => {
+  let stack;
+  before(async () => {
+    stack = await startStack({ migrate: false });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('does not fail the request; the failure is logged', async () => {
+    const { data, response } = await openaiClient(stack.base)
+      .chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'hello there' }] })
+      .withResponse();
+    assert.match(data.choices[0].message.content, /^echo from/);
+    const id = response.headers.get('x-switchyard-decision-id');
+    for (let i = 0; i < 20 && !readFileSync(stack.logFile, 'utf8').includes(id); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const failure = readFileSync(stack.logFile, 'utf8').split('\n').find((line) => line.includes(`"decision_id":"${id}"`));
+    assert.match(failure ?? '', /decision_log_failed/);
+  });
+});

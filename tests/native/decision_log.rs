@@ -1,0 +1,117 @@
+//! The decision log's rows: ids, what is kept of the routing text, and values in column order.
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use switchyard::core::config::{Config, StoreText};
+use switchyard::core::decision::{ClassifierSignal, Decision, Level, Signals};
+use switchyard::core::decision_log::{
+    decision_id, insert_sql, is_decision_id, Answer, DecisionRow, COLUMNS, MAX_STORED_TEXT_CHARS,
+};
+use switchyard::core::providers::Usage;
+use switchyard::core::timing::Phase;
+
+const SHA256_OF_TEXT: &str = "c5e95f25e47fc8d63d184ec56269140af1a1604f6e16eeeddc1144baec964187";
+
+fn decision(level: Level) -> Decision {
+    Decision {
+        route: "creative".into(),
+        model: "mini".into(),
+        candidates: vec!["mini".into()],
+        level,
+        scores: BTreeMap::from([("creative".to_string(), 0.61), ("code".to_string(), 0.2)]),
+        signals: Signals {
+            prompt_tokens: 12,
+            classifier: ClassifierSignal::Predicted { route: "creative".into(), confidence: 0.83 },
+            ..Signals::default()
+        },
+        reasons: vec!["semantic score 0.610 for route \"creative\"".into()],
+    }
+}
+
+fn answer() -> Answer {
+    Answer {
+        model: "mini".into(),
+        status: 200,
+        outcome: "complete",
+        usage: Some(Usage { prompt_tokens: 20, completion_tokens: 7 }),
+        cost_usd: Some(0.0001),
+        attempts: Some("mini=ok".into()),
+        skipped: None,
+        stream: true,
+    }
+}
+
+fn row(level: Level, text: &str, store: StoreText) -> DecisionRow {
+    let phases = [Phase { name: "parse", ms: 0.123 }, Phase { name: "upstream", ms: 412.0 }];
+    DecisionRow::new("id-1".into(), 1_764_000_000_000, &decision(level), &phases, text, store, answer())
+}
+
+#[test]
+fn ids_are_random_uuids_and_only_that_form_is_looked_up() {
+    let id = decision_id([0xab; 16]);
+    assert_eq!(id, "abababab-abab-4bab-abab-abababababab");
+    assert!(is_decision_id(&id));
+    assert_ne!(decision_id([1; 16]), decision_id([2; 16]));
+    for bad in [
+        "",
+        "abababab-abab-4bab-abab-ababababab'; DROP TABLE decisions",
+        "ABABABAB-ABAB-4BAB-ABAB-ABABABABABAB",
+    ] {
+        assert!(!is_decision_id(bad), "{bad}");
+    }
+}
+
+#[test]
+fn the_text_is_kept_only_as_the_config_allows() {
+    let text = "Write a poem for my aunt Philomena";
+    let none = row(Level::Semantic, text, StoreText::None);
+    assert_eq!((none.text.as_deref(), none.text_sha256.as_deref()), (None, None));
+    assert!(!format!("{:?}", none.values()).contains("Philomena"));
+    let hash = row(Level::Semantic, text, StoreText::Hash);
+    assert_eq!(hash.text, None);
+    // `printf %s "$text" | sha256sum`
+    assert_eq!(hash.text_sha256.as_deref(), Some(SHA256_OF_TEXT));
+    assert_eq!(hash.text_sha256.as_ref().map(String::len), Some(64));
+    let full = row(Level::Semantic, text, StoreText::Full);
+    assert_eq!((full.text.as_deref(), &full.text_sha256), (Some(text), &hash.text_sha256));
+    let long = "é".repeat(MAX_STORED_TEXT_CHARS + 10);
+    assert_eq!(
+        row(Level::Semantic, &long, StoreText::Full).text.unwrap().chars().count(),
+        MAX_STORED_TEXT_CHARS
+    );
+}
+
+#[test]
+fn a_row_holds_the_decision_its_timing_and_the_answer_in_column_order() {
+    let values = row(Level::Semantic, "t", StoreText::None).values();
+    assert_eq!(values.len(), COLUMNS.len());
+    assert_eq!(insert_sql().matches('?').count(), COLUMNS.len());
+    let by_column: BTreeMap<&str, &Value> = COLUMNS.iter().copied().zip(values.iter()).collect();
+    assert_eq!(by_column["level"], "semantic");
+    assert_eq!(by_column["confidence"].as_f64().map(|c| (c * 100.0).round()), Some(61.0));
+    let json_of = |column: &str| serde_json::from_str::<Value>(by_column[column].as_str().unwrap()).unwrap();
+    assert_eq!(json_of("timing"), json!({"parse": 0.12, "upstream": 412.0}));
+    assert_eq!(json_of("usage"), json!({"prompt_tokens": 20, "completion_tokens": 7}));
+    assert_eq!(
+        (by_column["stream"], by_column["status"], by_column["outcome"]),
+        (&json!(1), &json!(200), &json!("complete"))
+    );
+    // The classifier's confidence when it decided; none for levels without one.
+    let classified = row(Level::Classifier, "t", StoreText::None);
+    assert_eq!(classified.confidence, Some(0.83));
+    assert_eq!(row(Level::Llm, "t", StoreText::None).confidence, None);
+}
+
+#[test]
+fn the_log_section_is_checked() {
+    let base = switchyard::BUILTIN_CONFIG;
+    let config = Config::parse("t.toml", base).unwrap();
+    assert_eq!((config.log.store_text, config.log.retention_days), (StoreText::None, 30));
+    let with = |section: &str| Config::parse("t.toml", &format!("{base}\n[log]\n{section}\n"));
+    assert_eq!(with("store_text = \"hash\"").unwrap().log.store_text, StoreText::Hash);
+    assert!(with("store_text = \"some\"").unwrap_err().to_string().contains("unknown variant `some`"));
+    assert!(with("retention_days = 0")
+        .unwrap_err()
+        .to_string()
+        .contains("log.retention_days must be between 1 and 3650"));
+}
