@@ -181,3 +181,11 @@ fn confidence(decision: &Decision) -> Option<f32> {
         _ => None,
     }
 }
+
+/// Deletes the rows made before `?1` (ms since the epoch): the scheduled clean-up.
+pub const DELETE_EXPIRED_SQL: &str = "DELETE FROM decisions WHERE created_at < ?1";
+
+/// The time before which rows are past `retention_days`, at `now_ms`.
+pub fn expiry_cutoff_ms(now_ms: u64, retention_days: u32) -> u64 {
+    now_ms.saturating_sub(u64::from(retention_days) * 86_400_000)
+}

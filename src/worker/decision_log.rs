@@ -4,7 +4,9 @@
 
 use crate::core::config::StoreText;
 use crate::core::decision::Decision;
-use crate::core::decision_log::{decision_id, insert_sql, Answer, DecisionRow};
+use crate::core::decision_log::{
+    decision_id, expiry_cutoff_ms, insert_sql, Answer, DecisionRow, DELETE_EXPIRED_SQL,
+};
 use crate::core::request::ChatRequest;
 use crate::core::semantic::routing_text;
 use crate::core::timing::Phase;
@@ -79,4 +81,20 @@ fn js_value(value: &Value) -> JsValue {
         Value::String(s) => JsValue::from_str(s),
         other => JsValue::from_str(&other.to_string()),
     }
+}
+
+/// Deletes the rows older than `[log] retention_days`; run by the cron trigger (wrangler.toml).
+pub async fn delete_expired(env: &Env, retention_days: u32) {
+    let cutoff = expiry_cutoff_ms(js_sys::Date::now() as u64, retention_days);
+    let deleted = async {
+        let db: D1Database = env.d1(BINDING)?;
+        let result = db.prepare(DELETE_EXPIRED_SQL).bind(&[JsValue::from_f64(cutoff as f64)])?.run().await?;
+        worker::Result::Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
+    };
+    let deleted: worker::Result<usize> = deleted.await;
+    let line = match deleted {
+        Ok(rows) => json!({"event": "decision_log_expired", "deleted": rows, "before_ms": cutoff}),
+        Err(error) => json!({"event": "decision_log_failed", "error": error.to_string()}),
+    };
+    worker::console_log!("{line}");
 }

@@ -29,7 +29,7 @@ use serde_json::json;
 use state::State;
 use std::rc::Rc;
 use upstream::{Answered, Body};
-use worker::{event, Context, Env, Headers, Method, Request, Response};
+use worker::{event, Context, Env, Headers, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
@@ -52,6 +52,15 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         http::set_headers(&mut response, state.cors.response_headers(origin.as_deref()));
     }
     Ok(response)
+}
+
+/// The cron trigger (wrangler.toml `[triggers]`): deletes decision-log rows past their retention.
+#[event(scheduled)]
+pub async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    match state::get(&env) {
+        Ok(state) => decision_log::delete_expired(&env, state.config.log.retention_days).await,
+        Err(e) => log_error(&e),
+    }
 }
 
 /// Starts loading the routing model (encoder, index, classifier) at the isolate's first request of

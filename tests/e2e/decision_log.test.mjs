@@ -72,6 +72,23 @@ describe('the decision log, with the default store_text = "none"', () => {
     assert.deepEqual([row.route, row.level, row.status, row.outcome], ['failover', 'explicit', 500, 'error']);
     assert.equal(row.attempts, res.headers.get('x-switchyard-attempts'));
   });
+
+  test('the daily clean-up deletes rows past retention_days and keeps the others', async () => {
+    const columns = 'id, created_at, route, model, level, scores, signals, reasons, prompt_tokens, timing, stream, status, outcome';
+    const old = Date.now() - 31 * 86_400_000;
+    await stack.query(`INSERT INTO decisions (${columns}) VALUES ('expired-row', ${old}, 'chat', 'mini', 'default', '{}', '{}', '[]', 1, '{}', 0, 200, 'complete')`);
+    const before = (await stack.query('SELECT count(*) AS n FROM decisions'))[0].n;
+    const res = await fetch(`${stack.base}/__scheduled?cron=${encodeURIComponent('17 3 * * *')}`);
+    assert.equal(res.status, 200);
+    let left;
+    for (let i = 0; i < 20; i++) {
+      left = (await stack.query('SELECT id FROM decisions')).map((r) => r.id);
+      if (!left.includes('expired-row')) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    assert.ok(!left.includes('expired-row'));
+    assert.equal(left.length, before - 1);
+  });
 });
 
 describe('the decision log with store_text = "full"', () => {

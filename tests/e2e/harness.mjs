@@ -305,7 +305,7 @@ export async function startStack({ config, assets, migrate = true } = {}) {
   const args = [
     'wrangler', 'dev',
     '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
-    '--show-interactive-dev-session=false', '--persist-to', state,
+    '--show-interactive-dev-session=false', '--persist-to', state, '--test-scheduled',
     '--env-file', envFile,
     '--var', `SWITCHYARD_CONFIG:${typeof config === 'function' ? config(fake.url) : config ?? testConfig(fake.url)}`,
     ...(assets ? ['--assets', assets] : []),

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use switchyard::core::config::{Config, StoreText};
 use switchyard::core::decision::{ClassifierSignal, Decision, Level, Signals};
 use switchyard::core::decision_log::{
-    decision_id, insert_sql, is_decision_id, Answer, DecisionRow, COLUMNS, MAX_STORED_TEXT_CHARS,
+    decision_id, expiry_cutoff_ms, insert_sql, is_decision_id, Answer, DecisionRow, COLUMNS,
+    MAX_STORED_TEXT_CHARS,
 };
 use switchyard::core::providers::Usage;
 use switchyard::core::timing::Phase;
@@ -114,4 +115,11 @@ fn the_log_section_is_checked() {
         .unwrap_err()
         .to_string()
         .contains("log.retention_days must be between 1 and 3650"));
+}
+
+#[test]
+fn rows_expire_after_retention_days() {
+    let day = 86_400_000;
+    assert_eq!(expiry_cutoff_ms(100 * day, 30), 70 * day);
+    assert_eq!(expiry_cutoff_ms(5, 30), 0);
 }
