@@ -16,6 +16,7 @@ pub mod embeddings_api;
 pub mod error;
 pub mod evaluation;
 pub mod fallback;
+pub mod feedback;
 pub mod headers;
 pub mod llm_router;
 pub mod pipeline;

@@ -7,6 +7,8 @@ use crate::core::decision::Decision;
 use crate::core::decision_log::{
     decision_id, expiry_cutoff_ms, insert_sql, Answer, DecisionRow, DELETE_EXPIRED_SQL,
 };
+use crate::core::error::{ErrorKind, RouterError};
+use crate::core::feedback::{self, Feedback};
 use crate::core::request::ChatRequest;
 use crate::core::semantic::routing_text;
 use crate::core::timing::Phase;
@@ -97,4 +99,25 @@ pub async fn delete_expired(env: &Env, retention_days: u32) {
         Err(error) => json!({"event": "decision_log_failed", "error": error.to_string()}),
     };
     worker::console_log!("{line}");
+}
+
+/// Stores `feedback` on its row: a 404 when the log has no such decision, a 503 when the log
+/// cannot be reached (here the write is the request).
+pub async fn store_feedback(env: &Env, feedback: &Feedback) -> Result<(), RouterError> {
+    let unavailable = |e: worker::Error| {
+        RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be written: {e}"))
+    };
+    let db: D1Database = env.d1(BINDING).map_err(unavailable)?;
+    let values: Vec<JsValue> = feedback.values(js_sys::Date::now() as u64).iter().map(js_value).collect();
+    let result = db
+        .prepare(feedback::STORE_SQL)
+        .bind(&values)
+        .map_err(unavailable)?
+        .run()
+        .await
+        .map_err(unavailable)?;
+    match result.meta().map_err(unavailable)?.and_then(|m| m.changes) {
+        Some(0) => Err(feedback::unknown_decision(&feedback.decision_id)),
+        _ => Ok(()),
+    }
 }

@@ -18,6 +18,7 @@ use crate::core::decision_log::Answer;
 use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::fallback;
+use crate::core::feedback::Feedback;
 use crate::core::headers::{self, answer_headers, decision_headers, format_cost};
 use crate::core::pipeline;
 use crate::core::providers::Usage;
@@ -83,7 +84,8 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
     if method == Method::Options {
         return preflight(&req, state);
     }
-    let known = ["/healthz", "/v1/models", "/v1/chat/completions", "/v1/route", "/v1/embeddings"];
+    let known =
+        ["/healthz", "/v1/models", "/v1/chat/completions", "/v1/route", "/v1/embeddings", "/v1/feedback"];
     match (method, path.as_str()) {
         (Method::Get, "/healthz") => Ok(health(state)),
         (Method::Get, "/v1/models") => {
@@ -106,6 +108,13 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             authorize(&req, state)?;
             let (request, decision, phases) = decide(&mut req, env, state, started).await?;
             Ok(chat(state, env, ctx, request, decision, phases).await)
+        }
+        (Method::Post, "/v1/feedback") => {
+            authorize(&req, state)?;
+            let bytes = body::read_limited(&mut req, state.config.server.max_body_bytes).await?;
+            let feedback = Feedback::parse(&bytes, &state.config)?;
+            decision_log::store_feedback(env, &feedback).await?;
+            Ok(http::json(200, &feedback.stored_json()))
         }
         (Method::Post, "/v1/embeddings") => {
             authorize(&req, state)?;

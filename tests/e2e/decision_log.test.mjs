@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe } from 'node:test';
-import { openaiClient, ROUTER_KEY, startStack, test, testConfig } from './harness.mjs';
+import { openaiClient, postJson, ROUTER_KEY, startStack, test, testConfig } from './harness.mjs';
 
 /** The row for `id`, once written (the write runs after the response). */
 async function rowOf(stack, id) {
@@ -71,6 +71,28 @@ describe('the decision log, with the default store_text = "none"', () => {
     const row = await rowOf(stack, res.headers.get('x-switchyard-decision-id'));
     assert.deepEqual([row.route, row.level, row.status, row.outcome], ['failover', 'explicit', 500, 'error']);
     assert.equal(row.attempts, res.headers.get('x-switchyard-attempts'));
+  });
+
+  test('feedback is stored with its decision; unknown ids get a 404, bad fields a 400, no key a 401', async () => {
+    const { response } = await openaiClient(stack.base)
+      .chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'Tell me about tides' }] })
+      .withResponse();
+    const id = response.headers.get('x-switchyard-decision-id');
+    await rowOf(stack, id);
+    const sent = await postJson(stack.base, '/v1/feedback', { decision_id: id, rating: 'bad', route: 'creative' });
+    assert.equal(sent.status, 200, JSON.stringify(sent.json));
+    assert.deepEqual(sent.json, { object: 'feedback', decision_id: id, rating: 'bad', route: 'creative' });
+    const row = await rowOf(stack, id);
+    assert.deepEqual([row.feedback_rating, row.feedback_route], ['bad', 'creative']);
+    assert.ok(row.feedback_at >= row.created_at);
+
+    const unknown = await postJson(stack.base, '/v1/feedback', { decision_id: '00000000-0000-4000-8000-000000000000', rating: 'good' });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.json.error.param, 'decision_id');
+    const badRoute = await postJson(stack.base, '/v1/feedback', { decision_id: id, rating: 'good', route: 'legal' });
+    assert.deepEqual([badRoute.status, badRoute.json.error.param], [400, 'route']);
+    const noKey = await postJson(stack.base, '/v1/feedback', { decision_id: id, rating: 'good' }, { authorization: '' });
+    assert.equal(noKey.status, 401);
   });
 
   test('the daily clean-up deletes rows past retention_days and keeps the others', async () => {

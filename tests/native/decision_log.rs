@@ -8,6 +8,7 @@ use switchyard::core::decision_log::{
     decision_id, expiry_cutoff_ms, insert_sql, is_decision_id, Answer, DecisionRow, COLUMNS,
     MAX_STORED_TEXT_CHARS,
 };
+use switchyard::core::feedback::{Feedback, Rating};
 use switchyard::core::providers::Usage;
 use switchyard::core::timing::Phase;
 
@@ -122,4 +123,31 @@ fn rows_expire_after_retention_days() {
     let day = 86_400_000;
     assert_eq!(expiry_cutoff_ms(100 * day, 30), 70 * day);
     assert_eq!(expiry_cutoff_ms(5, 30), 0);
+}
+
+#[test]
+fn feedback_is_checked_before_it_is_stored() {
+    let config = Config::parse("t.toml", switchyard::BUILTIN_CONFIG).unwrap();
+    let id = decision_id([7; 16]);
+    let parse = |body: Value| Feedback::parse(body.to_string().as_bytes(), &config);
+    let good = parse(json!({"decision_id": id, "rating": "bad", "route": "code"})).unwrap();
+    assert_eq!((good.rating, good.route.as_deref()), (Rating::Bad, Some("code")));
+    assert_eq!(good.values(42), vec![json!("bad"), json!("code"), json!(42), json!(id)]);
+    assert_eq!(parse(json!({"decision_id": id, "rating": "good"})).unwrap().route, None);
+    for (body, param) in [
+        (json!({"decision_id": id, "rating": "meh"}), "rating"),
+        (json!({"decision_id": "1 OR 1=1", "rating": "good"}), "decision_id"),
+        (json!({"decision_id": id, "rating": "good", "route": "legal"}), "route"),
+        (json!({"decision_id": id, "rating": "good", "extra": 1}), "extra"),
+        (json!({"rating": "good"}), ""),
+    ] {
+        let error = parse(body.clone()).unwrap_err();
+        assert_eq!(
+            (error.status(), error.param.as_deref().unwrap_or("")),
+            (400, param),
+            "{body}: {}",
+            error.message
+        );
+    }
+    assert_eq!(Feedback::parse(b"not json", &config).unwrap_err().status(), 400);
 }
