@@ -76,6 +76,52 @@ impl RouterKeys {
     }
 }
 
+/// The keys of the admin endpoints (`/v1/admin/*`), which read the decision log. A router key
+/// never opens them: it gets a 403 that says so; no key, or a wrong one, a 401. With no
+/// `admin_keys` configured the endpoints are off (403), never open.
+#[derive(Debug, Clone)]
+pub struct AdminKeys(RouterKeys);
+
+impl AdminKeys {
+    pub fn resolve(names: &[&str], lookup: impl Fn(&str) -> Option<String>) -> AdminKeys {
+        AdminKeys(RouterKeys::resolve(names, lookup))
+    }
+
+    /// Checks an `Authorization` header value; `router` tells a router key from a wrong key.
+    pub fn check(&self, authorization: Option<&str>, router: &RouterKeys) -> Result<(), RouterError> {
+        if matches!(self.0, RouterKeys::Open) {
+            return Err(RouterError::new(
+                ErrorKind::Forbidden,
+                "The admin endpoints are off: list admin key secrets in [server] admin_keys.",
+            ));
+        }
+        match self.0.check(authorization) {
+            Err(e) if e.kind == ErrorKind::Unauthorized && authorization.is_some() && router.has_keys() => {
+                if router.check(authorization).is_ok() {
+                    Err(RouterError::new(
+                        ErrorKind::Forbidden,
+                        "A router key cannot use the admin endpoints: use a key from [server] admin_keys.",
+                    ))
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }
+
+    pub fn values(&self) -> &[String] {
+        self.0.values()
+    }
+}
+
+impl RouterKeys {
+    /// Whether keys are configured and set (neither open nor missing).
+    pub fn has_keys(&self) -> bool {
+        matches!(self, RouterKeys::Keys(_))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +144,19 @@ mod tests {
         let err = keys.check(Some("Bearer anything")).unwrap_err();
         assert_eq!(err.status(), 500);
         assert!(err.message.contains("ROUTER_KEY"));
+    }
+
+    #[test]
+    fn admin_endpoints_take_only_admin_keys_and_are_off_without_them() {
+        let admin = AdminKeys::resolve(&["ADMIN"], |n| (n == "ADMIN").then(|| "sk-admin-456".to_string()));
+        assert!(admin.check(Some("Bearer sk-admin-456"), &keys()).is_ok());
+        assert_eq!(admin.check(Some("Bearer sk-router-123"), &keys()).unwrap_err().status(), 403);
+        assert_eq!(admin.check(Some("Bearer sk-wrong"), &keys()).unwrap_err().status(), 401);
+        assert_eq!(admin.check(None, &keys()).unwrap_err().status(), 401);
+        let off = AdminKeys::resolve(&[], |_| None);
+        assert_eq!(off.check(Some("Bearer sk-admin-456"), &keys()).unwrap_err().status(), 403);
+        let unset = AdminKeys::resolve(&["ADMIN"], |_| None);
+        assert_eq!(unset.check(Some("Bearer sk-admin-456"), &keys()).unwrap_err().status(), 500);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub const LEVEL: &str = "x-switchyard-level";
 pub const ATTEMPTS: &str = "x-switchyard-attempts";
 pub const SKIPPED: &str = "x-switchyard-skipped";
 pub const COST_USD: &str = "x-switchyard-cost-usd";
+/// On a page of `/v1/admin/decisions`: the `cursor` of the next page (absent on the last).
+pub const NEXT_CURSOR: &str = "x-switchyard-next-cursor";
 /// The id of the chat request's row in the decision log (for `POST /v1/feedback`).
 pub const DECISION_ID: &str = "x-switchyard-decision-id";
 pub const SERVER_TIMING: &str = "server-timing";

@@ -4,6 +4,7 @@
 //! dependencies in Cargo.toml make that a compile error rather than a convention, so everything
 //! here is tested natively and behaves identically inside the Worker.
 
+pub mod admin_api;
 pub mod api;
 pub mod auth;
 pub mod classifier;

@@ -2,6 +2,7 @@
 //! after the response, through `wait_until`. A failed write is logged and nothing else: the
 //! client already has its answer.
 
+use crate::core::admin_api::{self, DecisionQuery};
 use crate::core::config::StoreText;
 use crate::core::decision::Decision;
 use crate::core::decision_log::{
@@ -99,6 +100,19 @@ pub async fn delete_expired(env: &Env, retention_days: u32) {
         Err(error) => json!({"event": "decision_log_failed", "error": error.to_string()}),
     };
     worker::console_log!("{line}");
+}
+
+/// A page of `GET /v1/admin/decisions`: JSON Lines and the next page's cursor.
+pub async fn read_page(env: &Env, query: &DecisionQuery) -> Result<(String, Option<String>), RouterError> {
+    let unavailable = |e: worker::Error| {
+        RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be read: {e}"))
+    };
+    let db: D1Database = env.d1(BINDING).map_err(unavailable)?;
+    let (sql, values) = query.sql();
+    let values: Vec<JsValue> = values.iter().map(js_value).collect();
+    let result = db.prepare(sql).bind(&values).map_err(unavailable)?.all().await.map_err(unavailable)?;
+    let rows = result.results::<serde_json::Map<String, Value>>().map_err(unavailable)?;
+    Ok(admin_api::page(rows, query.limit))
 }
 
 /// Stores `feedback` on its row: a 404 when the log has no such decision, a 503 when the log

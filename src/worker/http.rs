@@ -20,6 +20,13 @@ pub fn json_text(status: u16, body: String) -> Response {
     Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes())
 }
 
+/// A JSON Lines body.
+pub fn json_lines(body: String) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/x-ndjson; charset=utf-8");
+    Response::builder().with_status(200).with_headers(headers).fixed(body.into_bytes())
+}
+
 /// The OpenAI-style error response for `error`.
 pub fn error(error: &RouterError) -> Response {
     json(error.status(), &error.to_openai_json())

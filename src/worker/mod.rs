@@ -12,6 +12,7 @@ mod semantic;
 mod state;
 mod upstream;
 
+use crate::core::admin_api::DecisionQuery;
 use crate::core::api::{models_json, route_json};
 use crate::core::decision::{Decision, SemanticSignal};
 use crate::core::decision_log::Answer;
@@ -84,8 +85,15 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
     if method == Method::Options {
         return preflight(&req, state);
     }
-    let known =
-        ["/healthz", "/v1/models", "/v1/chat/completions", "/v1/route", "/v1/embeddings", "/v1/feedback"];
+    let known = [
+        "/healthz",
+        "/v1/models",
+        "/v1/chat/completions",
+        "/v1/route",
+        "/v1/embeddings",
+        "/v1/feedback",
+        "/v1/admin/decisions",
+    ];
     match (method, path.as_str()) {
         (Method::Get, "/healthz") => Ok(health(state)),
         (Method::Get, "/v1/models") => {
@@ -115,6 +123,16 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             let feedback = Feedback::parse(&bytes, &state.config)?;
             decision_log::store_feedback(env, &feedback).await?;
             Ok(http::json(200, &feedback.stored_json()))
+        }
+        (Method::Get, "/v1/admin/decisions") => {
+            let header = req.headers().get("authorization").ok().flatten();
+            state.admin_keys.check(header.as_deref(), &state.keys)?;
+            let url = req.url().map_err(|e| RouterError::invalid_request(format!("bad URL: {e}")))?;
+            let query = DecisionQuery::parse(url.query().unwrap_or(""))?;
+            let (lines, next) = decision_log::read_page(env, &query).await?;
+            let mut response = http::json_lines(lines);
+            http::set_headers(&mut response, next.map(|cursor| (headers::NEXT_CURSOR, cursor)));
+            Ok(response)
         }
         (Method::Post, "/v1/embeddings") => {
             authorize(&req, state)?;

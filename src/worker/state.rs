@@ -5,7 +5,7 @@
 //! `switchyard.toml`. A config that fails validation is kept as its error, so every request
 //! answers the same clear 500 (file, line, reason) instead of the isolate crashing.
 
-use crate::core::auth::RouterKeys;
+use crate::core::auth::{AdminKeys, RouterKeys};
 use crate::core::config::{Config, ConfigError};
 use crate::core::cors::CorsPolicy;
 use crate::core::error::{ErrorKind, RouterError};
@@ -21,6 +21,7 @@ pub const CONFIG_VAR: &str = "SWITCHYARD_CONFIG";
 pub struct State {
     pub config: Config,
     pub keys: RouterKeys,
+    pub admin_keys: AdminKeys,
     pub cors: CorsPolicy,
     /// Where the config came from: `builtin` or `SWITCHYARD_CONFIG`.
     pub config_source: &'static str,
@@ -64,6 +65,8 @@ fn load(env: &Env) -> Result<State, ConfigError> {
     };
     let key_names: Vec<&str> = config.server.auth_keys.iter().map(String::as_str).collect();
     let keys = RouterKeys::resolve(&key_names, |name| secret(env, name));
+    let admin_names: Vec<&str> = config.server.admin_keys.iter().map(String::as_str).collect();
+    let admin_keys = AdminKeys::resolve(&admin_names, |name| secret(env, name));
     let secret_values = config.secret_names().into_iter().filter_map(|name| secret(env, name)).collect();
     let cache_ms = config.llm_router.as_ref().map_or(0, |s| s.cache_seconds) as f64 * 1000.0;
     // The seed only has to be unknown outside the isolate; it is not a key.
@@ -72,6 +75,7 @@ fn load(env: &Env) -> Result<State, ConfigError> {
         llm_choices: RefCell::new(ChoiceCache::new(cache_ms, seed)),
         cors: CorsPolicy::new(&config.server.cors_origins),
         keys,
+        admin_keys,
         config_source: source,
         secret_values,
         config,

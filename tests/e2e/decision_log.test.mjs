@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe } from 'node:test';
-import { openaiClient, postJson, ROUTER_KEY, startStack, test, testConfig } from './harness.mjs';
+import { ADMIN_KEY, fetchWithDeadline, openaiClient, postJson, ROUTER_KEY, startStack, test, testConfig } from './harness.mjs';
 
 /** The row for `id`, once written (the write runs after the response). */
 async function rowOf(stack, id) {
@@ -93,6 +93,42 @@ describe('the decision log, with the default store_text = "none"', () => {
     assert.deepEqual([badRoute.status, badRoute.json.error.param], [400, 'route']);
     const noKey = await postJson(stack.base, '/v1/feedback', { decision_id: id, rating: 'good' }, { authorization: '' });
     assert.equal(noKey.status, 401);
+  });
+
+  test('GET /v1/admin/decisions: JSON Lines, filtered and paged, for admin keys only', async () => {
+    const get = (query, key = ADMIN_KEY) =>
+      fetchWithDeadline(`${stack.base}/v1/admin/decisions${query}`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
+    const lines = async (res) => (await res.text()).split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    const all = await get('?limit=1000');
+    assert.equal(all.status, 200);
+    assert.match(all.headers.get('content-type'), /application\/x-ndjson/);
+    const rows = await lines(all);
+    assert.ok(rows.length >= 3, `${rows.length} rows`);
+    assert.equal(all.headers.get('x-switchyard-next-cursor'), null);
+    assert.ok(Array.isArray(rows[0].reasons) && typeof rows[0].signals === 'object' && typeof rows[0].stream === 'boolean');
+    // Oldest first; two at a time, the cursor walks the same rows.
+    const walked = [];
+    let cursor = '';
+    for (let page = 0; page < 50; page++) {
+      const res = await get(`?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      walked.push(...(await lines(res)));
+      cursor = res.headers.get('x-switchyard-next-cursor');
+      if (!cursor) break;
+    }
+    assert.deepEqual(walked.map((r) => r.id), rows.map((r) => r.id));
+    const explicit = await lines(await get('?level=explicit'));
+    assert.ok(explicit.length >= 1 && explicit.every((r) => r.level === 'explicit'));
+    const since = await lines(await get(`?since=${rows.at(-1).created_at}`));
+    assert.ok(since.every((r) => r.created_at >= rows.at(-1).created_at));
+
+    assert.equal((await get('?level=loud')).status, 400);
+    assert.equal((await get('?verbose=1')).status, 400);
+    // A router key cannot read the log; no key or a wrong one is a 401.
+    const router = await get('', ROUTER_KEY);
+    assert.equal(router.status, 403);
+    assert.match((await router.json()).error.message, /router key cannot use the admin endpoints/);
+    assert.equal((await get('', null)).status, 401);
+    assert.equal((await get('', 'sk-guess')).status, 401);
   });
 
   test('the daily clean-up deletes rows past retention_days and keeps the others', async () => {

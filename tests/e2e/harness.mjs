@@ -18,6 +18,7 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 export const ROUTER_KEY = 'sk-router-e2e-0123456789';
 export const UPSTREAM_KEY = 'sk-upstream-e2e-secret-9876543210';
+export const ADMIN_KEY = 'sk-admin-e2e-5555444433332222';
 export const ALLOWED_ORIGIN = 'https://app.example';
 
 /**
@@ -86,6 +87,7 @@ export function testConfig(upstreamUrl) {
   return `
 [server]
 auth_keys = ["ROUTER_KEY"]
+admin_keys = ["ADMIN_KEY"]
 cors_origins = ["${ALLOWED_ORIGIN}"]
 max_body_bytes = 65536
 
@@ -310,6 +312,7 @@ export async function startStack({ config, assets, migrate = true } = {}) {
     '--var', `SWITCHYARD_CONFIG:${typeof config === 'function' ? config(fake.url) : config ?? testConfig(fake.url)}`,
     ...(assets ? ['--assets', assets] : []),
     '--var', `ROUTER_KEY:${ROUTER_KEY}`,
+    '--var', `ADMIN_KEY:${ADMIN_KEY}`,
     '--var', `FAKE_UPSTREAM_KEY:${UPSTREAM_KEY}`,
   ];
   const child = spawn('npx', args, {

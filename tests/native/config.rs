@@ -262,3 +262,13 @@ fn the_classifier_section_names_a_file_in_the_model_folder() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn admin_keys_are_secrets_of_their_own() {
+    let with = |server: &str| Config::parse("test.toml", &format!("[server]\n{server}\n{VALID}"));
+    let config = with("auth_keys = [\"ROUTER\"]\nadmin_keys = [\"ADMIN\"]").unwrap();
+    assert_eq!(config.server.admin_keys, ["ADMIN"]);
+    assert!(config.secret_names().contains(&"ADMIN"));
+    let err = with("auth_keys = [\"KEY\"]\nadmin_keys = [\"KEY\"]").unwrap_err().to_string();
+    assert!(err.starts_with("test.toml:3:15:") && err.contains("is also a router key"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use switchyard::core::admin_api::{self, DecisionQuery};
 use switchyard::core::config::{Config, StoreText};
 use switchyard::core::decision::{ClassifierSignal, Decision, Level, Signals};
 use switchyard::core::decision_log::{
@@ -150,4 +151,66 @@ fn feedback_is_checked_before_it_is_stored() {
         );
     }
     assert_eq!(Feedback::parse(b"not json", &config).unwrap_err().status(), 400);
+}
+
+#[test]
+fn admin_queries_are_checked_and_paged_oldest_first() {
+    let q = DecisionQuery::parse("since=1700000000000&level=llm&route=code&limit=2").unwrap();
+    let (sql, values) = q.sql();
+    assert_eq!(
+        sql,
+        "SELECT * FROM decisions WHERE created_at >= ?1 AND level = ?2 AND route = ?3 ORDER BY created_at, id LIMIT ?4"
+    );
+    assert_eq!(values, vec![json!(1_700_000_000_000u64), json!("llm"), json!("code"), json!(3)]);
+    for (query, param) in [
+        ("level=loud", "level"),
+        ("limit=0", "limit"),
+        ("limit=5000", "limit"),
+        ("since=yesterday", "since"),
+        ("cursor=x", "cursor"),
+        ("drop=1", "drop"),
+    ] {
+        let error = DecisionQuery::parse(query).unwrap_err();
+        assert_eq!((error.status(), error.param.as_deref()), (400, Some(param)), "{query}");
+    }
+    // Three rows for a limit of two: a page of two and the cursor of the second.
+    let row = |at: u64, id: &str| {
+        json!({"id": id, "created_at": at as f64, "stream": 1, "reasons": "[\"r\"]", "usage": null, "text": null})
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let (a, b, c) = (decision_id([1; 16]), decision_id([2; 16]), decision_id([3; 16]));
+    let (body, next) = admin_api::page(vec![row(5, &a), row(6, &b), row(6, &c)], 2);
+    let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!((&lines[0]["reasons"], &lines[0]["stream"]), (&json!(["r"]), &json!(true)));
+    let next = next.unwrap();
+    assert_eq!(next, format!("6_{b}"));
+    let (sql, values) = DecisionQuery::parse(&format!("cursor={next}")).unwrap().sql();
+    assert!(sql.contains("(created_at > ?1 OR (created_at = ?1 AND id > ?2))"), "{sql}");
+    assert_eq!(values[..2], [json!(6), json!(b)]);
+    assert_eq!(admin_api::page(vec![row(5, &a)], 2).1, None);
+}
+
+#[test]
+fn training_rows_come_from_corrections_first_then_llm_choices_with_stored_text() {
+    let line = |v: Value| v.as_object().unwrap().clone();
+    assert_eq!(
+        admin_api::training_row(&line(
+            json!({"text": "t", "route": "chat", "level": "llm", "feedback_route": null})
+        )),
+        Some(json!({"text": "t", "label": "chat", "source": "llm"}))
+    );
+    assert_eq!(
+        admin_api::training_row(&line(
+            json!({"text": "t", "route": "chat", "level": "semantic", "feedback_route": "code"})
+        )),
+        Some(json!({"text": "t", "label": "code", "source": "feedback"}))
+    );
+    assert_eq!(
+        admin_api::training_row(&line(json!({"text": "t", "route": "chat", "level": "semantic"}))),
+        None
+    );
+    assert_eq!(admin_api::training_row(&line(json!({"text": null, "route": "chat", "level": "llm"}))), None);
 }

@@ -129,6 +129,9 @@ pub struct ClassifierSettings {
 pub struct Server {
     /// Names of secrets holding accepted bearer keys. Empty: no auth (local development only).
     pub auth_keys: Vec<String>,
+    /// Names of secrets holding the keys of `/v1/admin/*`; none of them is a router key. Empty:
+    /// the admin endpoints are off.
+    pub admin_keys: Vec<String>,
     /// Origins allowed to call from a browser; `"*"` allows any.
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
@@ -302,7 +305,8 @@ impl Config {
 
     /// Names of every secret the config refers to (router keys and upstream keys).
     pub fn secret_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.server.auth_keys.iter().map(String::as_str).collect();
+        let mut names: Vec<&str> =
+            self.server.auth_keys.iter().chain(&self.server.admin_keys).map(String::as_str).collect();
         names.extend(self.providers.values().flat_map(Provider::secret_names));
         names
     }

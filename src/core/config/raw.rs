@@ -105,6 +105,8 @@ fn default_min_confidence() -> Spanned<f32> {
 pub(super) struct ServerSection {
     #[serde(default)]
     pub(super) auth_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) admin_keys: Vec<Spanned<String>>,
     #[serde(default = "default_cors_origins")]
     pub(super) cors_origins: Vec<Spanned<String>>,
     #[serde(default = "default_max_body_bytes")]
@@ -115,6 +117,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             auth_keys: Vec::new(),
+            admin_keys: Vec::new(),
             cors_origins: default_cors_origins(),
             max_body_bytes: default_max_body_bytes(),
         }

@@ -225,6 +225,18 @@ fn server(section: &ServerSection) -> Result<Server, Problem> {
     for key in &section.auth_keys {
         check_secret_name(key, "server.auth_keys")?;
     }
+    for key in &section.admin_keys {
+        check_secret_name(key, "server.admin_keys")?;
+        if section.auth_keys.iter().any(|k| k.get_ref() == key.get_ref()) {
+            return Err((
+                key.span(),
+                format!(
+                    "server.admin_keys: {:?} is also a router key; an admin key must be a secret of its own",
+                    key.get_ref()
+                ),
+            ));
+        }
+    }
     for origin in &section.cors_origins {
         let o = origin.get_ref();
         if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
@@ -239,6 +251,7 @@ fn server(section: &ServerSection) -> Result<Server, Problem> {
     }
     Ok(Server {
         auth_keys: section.auth_keys.iter().map(|k| k.get_ref().clone()).collect(),
+        admin_keys: section.admin_keys.iter().map(|k| k.get_ref().clone()).collect(),
         cors_origins: section.cors_origins.iter().map(|o| o.get_ref().clone()).collect(),
         max_body_bytes: *section.max_body_bytes.get_ref(),
     })
