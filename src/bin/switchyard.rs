@@ -20,12 +20,14 @@ mod cli {
     use std::process::ExitCode;
     use std::rc::Rc;
     use std::time::Instant;
+    use switchyard::core::admin_api;
     use switchyard::core::api::route_json;
     use switchyard::core::classifier::{self, TrainOptions};
     use switchyard::core::config::Config;
     use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
     use switchyard::core::decision::{ClassifierSignal, Decision, LlmSignal, SemanticSignal, Signals};
     use switchyard::core::evaluation::{fit_thresholds, on_grid, parse_rows, EvalReport, LabelledRow};
+    use switchyard::core::headers::NEXT_CURSOR;
     use switchyard::core::pipeline::{self, Embedder, NoLlm, Platform};
     use switchyard::core::request::ChatRequest;
     use switchyard::core::semantic::{
@@ -104,6 +106,23 @@ mod cli {
             /// Gradient steps.
             #[arg(long, default_value_t = 400)]
             steps: usize,
+        },
+        /// Write training rows {"text", "label", "source"} for `train` from a deployed router's
+        /// decision log: the LLM router's choices and the routes feedback corrected, where the
+        /// log kept the text ([log] store_text = "full").
+        Export {
+            /// The router's base URL, e.g. https://switchyard.example.workers.dev
+            #[arg(long)]
+            url: String,
+            /// Only decisions made at or after this time (ms since the Unix epoch).
+            #[arg(long)]
+            since: Option<u64>,
+            /// Where to write the rows (JSON Lines); default stdout.
+            #[arg(long)]
+            out: Option<PathBuf>,
+            /// An admin key of the router ([server] admin_keys).
+            #[arg(long, env = "SWITCHYARD_ADMIN_KEY", hide_env_values = true)]
+            admin_key: String,
         },
         /// Time the native encoder (p50/p90 per embedding, load time) and print JSON.
         Bench {
@@ -327,6 +346,66 @@ mod cli {
         Ok(gathered)
     }
 
+    /// Every labelled row of the decision log at `url`, page by page, as training rows: one per
+    /// text (the latest label wins, so a correction replaces an earlier LLM choice), in the
+    /// order the texts first appeared.
+    fn export_training_rows(
+        url: &str,
+        since: Option<u64>,
+        admin_key: &str,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let base = url.trim_end_matches('/').trim_end_matches("/v1");
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut rows: Vec<serde_json::Value> = Vec::new();
+        let mut by_text: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query =
+                vec![("labelled", "true".to_string()), ("limit", admin_api::MAX_LIMIT.to_string())];
+            query.extend(since.map(|s| ("since", s.to_string())));
+            query.extend(cursor.take().map(|c| ("cursor", c)));
+            let page_url = format!("{base}/v1/admin/decisions");
+            let mut response = agent
+                .get(&page_url)
+                .query_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
+                .header("authorization", format!("Bearer {admin_key}"))
+                .call()
+                .map_err(|e| format!("cannot reach {page_url}: {e}"))?;
+            let status = response.status().as_u16();
+            let next = response.headers().get(NEXT_CURSOR).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(256 << 20)
+                .read_to_string()
+                .map_err(|e| format!("reading {page_url}: {e}"))?;
+            if status != 200 {
+                let message = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                    .unwrap_or(body);
+                return Err(format!("{page_url} answered {status}: {message}"));
+            }
+            for line in body.lines().filter(|l| !l.trim().is_empty()) {
+                let line: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+                    .map_err(|e| format!("{page_url} sent a line that is not JSON: {e}"))?;
+                let Some(row) = admin_api::training_row(&line) else { continue };
+                let text = row["text"].as_str().unwrap_or_default().to_string();
+                match by_text.get(&text) {
+                    Some(&at) => rows[at] = row,
+                    None => {
+                        by_text.insert(text, rows.len());
+                        rows.push(row);
+                    }
+                }
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(rows),
+            }
+        }
+    }
+
     /// A text's token ids and its embedding.
     type Embedded = (Vec<u32>, Vec<f32>);
 
@@ -456,6 +535,22 @@ mod cli {
                 });
                 let json = route_json(&decision, &[], &plan);
                 println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+                Ok(())
+            }
+            Command::Export { url, since, out, admin_key } => {
+                let rows = export_training_rows(url, *since, admin_key)?;
+                let text: String = rows.iter().map(|row| format!("{row}\n")).collect();
+                match out {
+                    Some(path) => std::fs::write(path, text)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                    None => print!("{text}"),
+                }
+                let from_feedback = rows.iter().filter(|r| r["source"] == "feedback").count();
+                eprintln!(
+                    "exported {} rows: {} from LLM-router decisions, {from_feedback} from feedback",
+                    rows.len(),
+                    rows.len() - from_feedback
+                );
                 Ok(())
             }
             Command::Tokens => {

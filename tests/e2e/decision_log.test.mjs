@@ -3,7 +3,11 @@
 // one row, written after the response; the routing text is kept only as [log] store_text allows;
 // a broken database never fails a request.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { after, before, describe } from 'node:test';
 import { ADMIN_KEY, fetchWithDeadline, openaiClient, postJson, ROUTER_KEY, startStack, test, testConfig } from './harness.mjs';
 
@@ -189,5 +193,64 @@ describe('a decision log that cannot be written', () => {
     }
     const failure = readFileSync(stack.logFile, 'utf8').split('\n').find((line) => line.includes(`"decision_id":"${id}"`));
     assert.match(failure ?? '', /decision_log_failed/);
+  });
+});
+
+describe('switchyard export', () => {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const cli = join(root, 'target/debug/switchyard');
+  let stack;
+  before(async () => {
+    // The LLM router decides what rules and meaning leave open; the log keeps the text.
+    const config = (url) =>
+      `${testConfig(url).replace('[[routes]]\nname = "short"\nmax_tokens = 60\nmodels = ["small"]\n', '')}
+[llm_router]
+model = "primary"
+routes = ["code", "creative", "chat"]
+
+[log]
+store_text = "full"
+`;
+    stack = await startStack({ config });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  const chat = async (content) => {
+    const { response } = await openaiClient(stack.base)
+      .chat.completions.create({ model: 'auto', messages: [{ role: 'user', content }] })
+      .withResponse();
+    const id = response.headers.get('x-switchyard-decision-id');
+    await rowOf(stack, id);
+    return { id, level: response.headers.get('x-switchyard-level') };
+  };
+
+  test('turns LLM decisions and feedback corrections into training rows', async () => {
+    stack.fake.script({ model: 'fake-primary', answer: { route: 'creative' } });
+    const llm = await chat('Something nice for my grandmother birthday card');
+    assert.equal(llm.level, 'llm');
+    // A rule decision, corrected by feedback; and one nobody labelled.
+    const corrected = await chat('Explain the SQL of love in a sonnet');
+    assert.equal(corrected.level, 'rules');
+    const sent = await postJson(stack.base, '/v1/feedback', { decision_id: corrected.id, rating: 'bad', route: 'creative' });
+    assert.equal(sent.status, 200);
+    await chat('Write a SQL query that counts orders per day');
+
+    const { stdout, stderr } = await promisify(execFile)(cli, ['export', '--url', stack.base], {
+      env: { ...process.env, SWITCHYARD_ADMIN_KEY: ADMIN_KEY },
+    });
+    const rows = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    assert.deepEqual(rows, [
+      { text: 'Something nice for my grandmother birthday card', label: 'creative', source: 'llm' },
+      { text: 'Explain the SQL of love in a sonnet', label: 'creative', source: 'feedback' },
+    ]);
+    assert.match(stderr, /exported 2 rows: 1 from LLM-router decisions, 1 from feedback/);
+
+    // A router key cannot export.
+    await assert.rejects(
+      promisify(execFile)(cli, ['export', '--url', stack.base], { env: { ...process.env, SWITCHYARD_ADMIN_KEY: ROUTER_KEY } }),
+      /answered 403: A router key cannot use the admin endpoints/,
+    );
   });
 });

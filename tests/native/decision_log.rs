@@ -213,4 +213,9 @@ fn training_rows_come_from_corrections_first_then_llm_choices_with_stored_text()
         None
     );
     assert_eq!(admin_api::training_row(&line(json!({"text": null, "route": "chat", "level": "llm"}))), None);
+    // What `export` writes, `train` and `eval` read.
+    let exported =
+        admin_api::training_row(&line(json!({"text": "t", "route": "chat", "level": "llm"}))).unwrap();
+    let rows = switchyard::core::evaluation::parse_rows("export.jsonl", &exported.to_string()).unwrap();
+    assert_eq!((rows[0].text.as_str(), rows[0].label.as_str()), ("t", "chat"));
 }
