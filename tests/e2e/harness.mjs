@@ -4,7 +4,7 @@
 // The Worker must already be built (scripts/test.sh does it once); wrangler is told to reuse
 // pkg/ through SWITCHYARD_SKIP_BUILD. Its output goes to tests/e2e/.logs/ for post-mortems.
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -288,10 +288,11 @@ async function wrangler(args) {
 /**
  * Starts the fake upstream and `wrangler dev`. `config`: the Worker's config (text, or a
  * function of the fake's URL); `assets`: a model folder other than model/; `migrate: false`
- * leaves the decision log without its tables (as a broken D1 would be). The stack's `query(sql)`
- * reads the local decision log.
+ * leaves the decision log without its tables (as a broken D1 would be); `withoutDecisionLog`
+ * runs the Worker with a wrangler.toml that has no D1 binding at all (for benchmarks). The
+ * stack's `query(sql)` reads the local decision log.
  */
-export async function startStack({ config, assets, migrate = true } = {}) {
+export async function startStack({ config, assets, migrate = true, withoutDecisionLog = false } = {}) {
   const fake = await startFakeUpstream();
   const port = await freePort();
   const inspectorPort = await freePort();
@@ -303,6 +304,12 @@ export async function startStack({ config, assets, migrate = true } = {}) {
   const envFile = join(scratch, 'empty.env');
   writeFileSync(envFile, '');
   const state = join(scratch, 'state');
+  // wrangler resolves a config's paths from its folder: the copy sits beside wrangler.toml.
+  const wranglerToml = withoutDecisionLog ? join(root, `.wrangler-no-log-${process.pid}-${Date.now()}.toml`) : null;
+  if (wranglerToml) {
+    const original = readFileSync(join(root, 'wrangler.toml'), 'utf8');
+    writeFileSync(wranglerToml, original.replace(/\[\[d1_databases\]\]\n(?:\w+ = .*\n)*/, ''));
+  }
   if (migrate) await wrangler(['d1', 'migrations', 'apply', DECISION_LOG, '--local', '--persist-to', state]);
   const args = [
     'wrangler', 'dev',
@@ -311,6 +318,7 @@ export async function startStack({ config, assets, migrate = true } = {}) {
     '--env-file', envFile,
     '--var', `SWITCHYARD_CONFIG:${typeof config === 'function' ? config(fake.url) : config ?? testConfig(fake.url)}`,
     ...(assets ? ['--assets', assets] : []),
+    ...(wranglerToml ? ['--config', wranglerToml] : []),
     '--var', `ROUTER_KEY:${ROUTER_KEY}`,
     '--var', `ADMIN_KEY:${ADMIN_KEY}`,
     '--var', `FAKE_UPSTREAM_KEY:${UPSTREAM_KEY}`,
@@ -326,6 +334,7 @@ export async function startStack({ config, assets, migrate = true } = {}) {
     try {
       process.kill(-child.pid, 'SIGTERM');
     } catch {}
+    if (wranglerToml) rmSync(wranglerToml, { force: true });
     await fake.close();
   };
   const deadline = Date.now() + 90_000;
