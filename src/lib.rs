@@ -5,10 +5,14 @@
 //! models take easy prompts and expensive ones are kept for hard problems.
 //!
 //! The crate is split by platform, not by workspace: [`core`] is platform-free routing logic used
-//! by both the Cloudflare Worker (`worker`, wasm32 only) and the native `switchyard` CLI.
+//! by both the Cloudflare Worker (`worker`, wasm32 only) and the native `switchyard` CLI;
+//! [`native`] (native only) is the CLI's own IO, such as calling a model from a machine.
 
 pub mod core;
 pub mod embed;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 
 #[cfg(target_arch = "wasm32")]
 mod worker;

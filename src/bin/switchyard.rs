@@ -24,10 +24,13 @@ mod cli {
     use switchyard::core::api::route_json;
     use switchyard::core::classifier::{self, TrainOptions};
     use switchyard::core::config::Config;
+    use switchyard::core::config::{LlmRouterSettings, Price, ProviderKind};
     use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
     use switchyard::core::decision::{ClassifierSignal, Decision, LlmSignal, SemanticSignal, Signals};
+    use switchyard::core::error::ErrorKind;
     use switchyard::core::evaluation::{fit_thresholds, on_grid, parse_rows, EvalReport, LabelledRow};
     use switchyard::core::headers::NEXT_CURSOR;
+    use switchyard::core::llm_router::{clip, read_choice, routing_request, RouteOption};
     use switchyard::core::pipeline::{self, Embedder, NoLlm, Platform};
     use switchyard::core::request::ChatRequest;
     use switchyard::core::semantic::{
@@ -36,6 +39,7 @@ mod cli {
     use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
     use switchyard::embed::Encoder;
+    use switchyard::native::upstream::NativeUpstream;
     use switchyard::BUILTIN_CONFIG;
 
     #[derive(Parser)]
@@ -123,6 +127,17 @@ mod cli {
             /// An admin key of the router ([server] admin_keys).
             #[arg(long, env = "SWITCHYARD_ADMIN_KEY", hide_env_values = true)]
             admin_key: String,
+        },
+        /// Label prompts with the config's LLM router ([llm_router] model), for `train`: JSONL rows
+        /// {"text"} in (other fields ignored), rows {"text", "label", "source": "distill"}
+        /// appended to --out as they come. Resumable: texts already in --out are skipped.
+        Distill {
+            prompts: PathBuf,
+            #[arg(long)]
+            out: PathBuf,
+            /// Requests in flight at once.
+            #[arg(long, default_value_t = 4)]
+            concurrency: usize,
         },
         /// Time the native encoder (p50/p90 per embedding, load time) and print JSON.
         Bench {
@@ -406,6 +421,157 @@ mod cli {
         }
     }
 
+    /// What a distillation run did, for the progress bar and the summary.
+    #[derive(Default)]
+    struct DistillTally {
+        labelled: usize,
+        declined: BTreeMap<String, usize>,
+        cost_usd: f64,
+        /// Set when going on is pointless (the upstream refuses the key): every worker stops.
+        fatal: Option<String>,
+    }
+
+    /// `switchyard distill`: asks the LLM router's model for the route of every prompt not yet in
+    /// `out`, `concurrency` at a time, and appends each answer as soon as it comes, so a run that
+    /// stops (Ctrl-C, a crash, a spent budget) loses nothing and the next run resumes.
+    fn distill(config: &Config, prompts: &Path, out: &Path, concurrency: usize) -> Result<(), String> {
+        let settings = config
+            .llm_router
+            .as_ref()
+            .ok_or("distill labels with the LLM router: the config needs an [llm_router] section")?;
+        let model = config.model(&settings.model).ok_or("llm_router.model is not a model")?;
+        let kind = config.provider(&model.provider).ok_or("the LLM router's provider is missing")?.kind;
+        let options: Vec<RouteOption> = config
+            .routes
+            .iter()
+            .filter(|r| settings.routes.contains(&r.name))
+            .map(|r| RouteOption { name: &r.name, description: &r.description })
+            .collect();
+        let texts = read_texts(prompts)?;
+        let done: std::collections::HashSet<String> =
+            if out.exists() { read_texts(out)?.into_iter().collect() } else { Default::default() };
+        let mut seen = std::collections::HashSet::new();
+        let todo: Vec<&str> =
+            texts.iter().map(String::as_str).filter(|t| !done.contains(*t) && seen.insert(*t)).collect();
+        eprintln!(
+            "{} prompts to label with {:?}, {} already in {}",
+            todo.len(),
+            settings.model,
+            done.len(),
+            out.display()
+        );
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .map_err(|e| format!("cannot open {}: {e}", out.display()))?;
+        let writer = std::sync::Mutex::new(std::io::LineWriter::new(file));
+        let tally = std::sync::Mutex::new(DistillTally::default());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let upstream = NativeUpstream::new(config);
+        let bar = progress(todo.len(), "labelling");
+        std::thread::scope(|scope| {
+            for _ in 0..concurrency.min(todo.len().max(1)) {
+                scope.spawn(|| loop {
+                    let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let stop = tally.lock().map_or(true, |t| t.fatal.is_some());
+                    let Some(text) = todo.get(at).filter(|_| !stop) else { break };
+                    let (answer, cost) = label_one(&upstream, settings, kind, &options, model.price, text);
+                    let mut tally = match tally.lock() {
+                        Ok(tally) => tally,
+                        Err(_) => break,
+                    };
+                    tally.cost_usd += cost.unwrap_or(0.0);
+                    match answer {
+                        Ok(route) => {
+                            let row = serde_json::json!({"text": text, "label": route, "source": "distill"});
+                            let written = writer.lock().map_err(|e| e.to_string()).and_then(|mut w| {
+                                use std::io::Write;
+                                writeln!(w, "{row}").map_err(|e| e.to_string())
+                            });
+                            match written {
+                                Ok(()) => tally.labelled += 1,
+                                Err(e) => tally.fatal = Some(format!("cannot write {}: {e}", out.display())),
+                            }
+                        }
+                        Err(Failure::Fatal(why)) => tally.fatal = Some(why),
+                        Err(Failure::Declined(why)) => *tally.declined.entry(why).or_default() += 1,
+                    }
+                    bar.set_message(format!("labelling (${:.4} so far)", tally.cost_usd));
+                    bar.inc(1);
+                });
+            }
+        });
+        bar.finish_and_clear();
+        let tally = tally.into_inner().map_err(|e| e.to_string())?;
+        let declined: usize = tally.declined.values().sum();
+        eprintln!(
+            "labelled {}, declined {declined}, cost ${:.4}; rows in {}",
+            tally.labelled,
+            tally.cost_usd,
+            out.display()
+        );
+        for (why, count) in &tally.declined {
+            eprintln!("  declined {count}: {why}");
+        }
+        match tally.fatal {
+            Some(why) => Err(format!("stopped: {why} (run again to resume)")),
+            None => Ok(()),
+        }
+    }
+
+    /// Why a prompt got no label: this prompt only, or every prompt (stop the run).
+    enum Failure {
+        Declined(String),
+        Fatal(String),
+    }
+
+    /// One prompt's route from the LLM router's model, and what the call cost.
+    fn label_one(
+        upstream: &NativeUpstream,
+        settings: &LlmRouterSettings,
+        kind: ProviderKind,
+        options: &[RouteOption],
+        price: Price,
+        text: &str,
+    ) -> (Result<String, Failure>, Option<f64>) {
+        let request = match routing_request(kind, options, clip(text), settings.prompt.as_deref()) {
+            Ok(request) => request,
+            Err(e) => return (Err(Failure::Declined(e.message)), None),
+        };
+        let completion = match upstream.complete(&settings.model, &request) {
+            Ok(completion) => completion,
+            Err(e) if matches!(e.status(), 401 | 403) || e.kind == ErrorKind::Configuration => {
+                return (Err(Failure::Fatal(e.message)), None)
+            }
+            Err(e) => {
+                return (Err(Failure::Declined(format!("the call failed: {}", e.kind.outcome()))), None)
+            }
+        };
+        let cost = completion.usage.map(|u| price.cost_usd(u.prompt_tokens, u.completion_tokens));
+        (read_choice(&completion.body, options).map_err(|d| Failure::Declined(d.to_string())), cost)
+    }
+
+    /// The `text` of every JSONL row of `path`; errors name the line.
+    fn read_texts(path: &Path) -> Result<Vec<String>, String> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            text: String,
+        }
+        let content =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        content
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(i, line)| {
+                serde_json::from_str::<Row>(line)
+                    .map(|row| row.text)
+                    .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+            })
+            .collect()
+    }
+
     /// A text's token ids and its embedding.
     type Embedded = (Vec<u32>, Vec<f32>);
 
@@ -552,6 +718,10 @@ mod cli {
                     rows.len() - from_feedback
                 );
                 Ok(())
+            }
+            Command::Distill { prompts, out, concurrency } => {
+                let (config, _) = load_config(&cli)?;
+                distill(&config, prompts, out, (*concurrency).clamp(1, 64))
             }
             Command::Tokens => {
                 let mut text = String::new();

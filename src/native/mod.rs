@@ -1,0 +1,5 @@
+//! Native-only IO for the CLI: calling upstream models from a machine rather than from the
+//! Worker. Same provider translations and the same retry rules as the Worker (`core`), only
+//! the transport differs (blocking HTTP, ureq); the Worker never compiles this module.
+
+pub mod upstream;
