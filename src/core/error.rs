@@ -145,14 +145,44 @@ impl ErrorKind {
             || matches!(self, ErrorKind::UpstreamStatus(401 | 403 | 404))
     }
 
-    /// A short name for the failure, for the `x-switchyard-attempts` header and logs.
-    pub fn outcome(self) -> String {
+    /// How a call that failed this way is reported in `x-switchyard-attempts` and logs.
+    pub fn outcome(self) -> CallOutcome {
         match self {
-            ErrorKind::UpstreamStatus(status) => format!("http_{status}"),
-            ErrorKind::UpstreamUnreachable => "unreachable".into(),
-            ErrorKind::UpstreamTimeout => "timeout".into(),
-            ErrorKind::UpstreamMalformed => "malformed".into(),
-            other => other.default_code().into(),
+            ErrorKind::UpstreamStatus(status) => CallOutcome::Status(status),
+            ErrorKind::UpstreamUnreachable => CallOutcome::Unreachable,
+            ErrorKind::UpstreamTimeout => CallOutcome::Timeout,
+            ErrorKind::UpstreamMalformed => CallOutcome::Malformed,
+            other => CallOutcome::Failed(other.default_code()),
+        }
+    }
+}
+
+/// How one upstream call ended, as `x-switchyard-attempts` and the logs name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// It answered (`ok`).
+    Ok,
+    /// It answered this error status (`http_503`).
+    Status(u16),
+    /// It could not be reached (`unreachable`).
+    Unreachable,
+    /// It did not answer in time (`timeout`).
+    Timeout,
+    /// It answered 2xx with something that is not its API's answer (`malformed`).
+    Malformed,
+    /// Another failure, by its error code.
+    Failed(&'static str),
+}
+
+impl std::fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallOutcome::Ok => f.write_str("ok"),
+            CallOutcome::Status(status) => write!(f, "http_{status}"),
+            CallOutcome::Unreachable => f.write_str("unreachable"),
+            CallOutcome::Timeout => f.write_str("timeout"),
+            CallOutcome::Malformed => f.write_str("malformed"),
+            CallOutcome::Failed(code) => f.write_str(code),
         }
     }
 }

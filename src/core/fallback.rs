@@ -9,7 +9,7 @@
 
 use crate::core::config::{Config, UpstreamPolicy};
 use crate::core::decision::Decision;
-use crate::core::error::{ErrorKind, RouterError};
+use crate::core::error::{CallOutcome, ErrorKind, RouterError};
 use crate::core::providers;
 use crate::core::request::ChatRequest;
 use std::fmt;
@@ -19,8 +19,12 @@ use std::fmt;
 pub enum Skip {
     /// Prompt tokens plus `max_tokens` exceed the model's context window.
     ContextWindow { needed: u64, window: u32 },
-    /// The model's API cannot express something the request asks for.
+    /// The model's API cannot express a feature the request uses (found before building it).
     Unsupported(&'static str),
+    /// Building the request for the model's API failed: something in it that API cannot take.
+    Untranslatable,
+    /// The route names a model the config does not have.
+    UnknownModel,
     /// The provider's key secret is not set.
     MissingSecret(String),
 }
@@ -29,7 +33,7 @@ impl Skip {
     pub fn code(&self) -> &'static str {
         match self {
             Skip::ContextWindow { .. } => "context_window",
-            Skip::Unsupported(_) => "unsupported",
+            Skip::Unsupported(_) | Skip::Untranslatable | Skip::UnknownModel => "unsupported",
             Skip::MissingSecret(_) => "missing_secret",
         }
     }
@@ -38,7 +42,7 @@ impl Skip {
 /// One call, or one skip, in the order they happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {
-    Called { model: String, outcome: String },
+    Called { model: String, outcome: CallOutcome },
     Skipped { model: String, reason: Skip },
 }
 
@@ -56,7 +60,7 @@ pub fn plan(
         .iter()
         .map(|name| {
             let Some(model) = config.model(name) else {
-                return (name.clone(), Some(Skip::Unsupported("unknown_model")));
+                return (name.clone(), Some(Skip::UnknownModel));
             };
             let provider = config.provider(&model.provider);
             let skip = if needed > u64::from(model.context_window) {
@@ -148,6 +152,8 @@ pub fn nothing_to_call(route: &str, attempts: &[Attempt]) -> RouterError {
         .iter()
         .filter_map(|s| match s {
             Skip::Unsupported(f) => Some(*f),
+            Skip::Untranslatable => Some("request"),
+            Skip::UnknownModel => Some("unknown_model"),
             _ => None,
         })
         .collect();
@@ -186,6 +192,8 @@ impl fmt::Display for Skip {
         match self {
             Skip::ContextWindow { needed, window } => write!(f, "needs {needed} tokens, window {window}"),
             Skip::Unsupported(feature) => write!(f, "unsupported: {feature}"),
+            Skip::Untranslatable => f.write_str("unsupported: request"),
+            Skip::UnknownModel => f.write_str("unsupported: unknown_model"),
             Skip::MissingSecret(name) => write!(f, "secret {name} not set"),
         }
     }

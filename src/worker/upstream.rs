@@ -9,7 +9,7 @@
 
 use crate::core::config::{Model, Provider};
 use crate::core::decision::Decision;
-use crate::core::error::{parse_retry_after, ErrorKind, RouterError};
+use crate::core::error::{parse_retry_after, CallOutcome, ErrorKind, RouterError};
 use crate::core::fallback::{self, Attempt, Next, Skip};
 use crate::core::providers::{self, Completion, Target, Usage};
 use crate::core::relay::{error_event, StreamRelay};
@@ -59,12 +59,12 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
             let result = call(state, env, request, &name).await;
             let error = match result {
                 Ok(body) => {
-                    attempts.push(Attempt::Called { model: name.clone(), outcome: "ok".into() });
+                    attempts.push(Attempt::Called { model: name.clone(), outcome: CallOutcome::Ok });
                     return Outcome { result: Ok(Answered { model: name, body }), attempts };
                 }
                 Err(CallError::Untranslatable(error)) => {
                     // Another model's API may take it; if none does, this 400 is the answer.
-                    attempts.push(Attempt::Skipped { model: name, reason: Skip::Unsupported("request") });
+                    attempts.push(Attempt::Skipped { model: name, reason: Skip::Untranslatable });
                     last_error = Some(error);
                     break;
                 }

@@ -3,7 +3,7 @@
 use serde_json::json;
 use switchyard::core::config::Config;
 use switchyard::core::config::UpstreamPolicy;
-use switchyard::core::error::{ErrorKind, RouterError};
+use switchyard::core::error::{CallOutcome, ErrorKind, RouterError};
 use switchyard::core::fallback::{self, after_failure, backoff_ms, plan, Attempt, Next, Skip};
 use switchyard::core::request::ChatRequest;
 
@@ -159,10 +159,10 @@ fn backoff_grows_exponentially_with_jitter_and_a_cap() {
 #[test]
 fn attempts_are_reported_in_order() {
     let attempts = vec![
-        Attempt::Called { model: "small".into(), outcome: "http_503".into() },
+        Attempt::Called { model: "small".into(), outcome: CallOutcome::Status(503) },
         Attempt::Skipped { model: "coder".into(), reason: Skip::ContextWindow { needed: 9, window: 1 } },
-        Attempt::Called { model: "small".into(), outcome: "timeout".into() },
-        Attempt::Called { model: "mini".into(), outcome: "ok".into() },
+        Attempt::Called { model: "small".into(), outcome: CallOutcome::Timeout },
+        Attempt::Called { model: "mini".into(), outcome: CallOutcome::Ok },
     ];
     assert_eq!(
         fallback::attempts_header(&attempts).as_deref(),
