@@ -6,6 +6,7 @@
 
 pub mod admin_api;
 pub mod api;
+pub mod attempts;
 pub mod auth;
 pub mod classifier;
 pub mod config;

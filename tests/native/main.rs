@@ -1,5 +1,6 @@
 //! Native tests of the routing core: one binary, a module per topic.
 
+mod attempts;
 mod cli;
 mod config;
 mod decision_log;

@@ -1,0 +1,157 @@
+//! The attempt loop of a routed request, as a sans-IO state machine: which model to call next,
+//! whether to wait and call it again, fall back to the next one, deliver an answer or give up.
+//!
+//! The machine owns the plan ([`fallback::plan`]: the route's models, each with the reason it
+//! must be skipped) and every attempt made; the platform carries out its [`Action`]s (calls a
+//! model, waits) and reports what happened. Randomness (backoff jitter) comes in as an input, so
+//! tests drive it exactly, with a scripted upstream, and the Worker's driver holds no policy.
+//!
+//! ```text
+//!            start ──► Call(model) ──answered──► Deliver(model)
+//!                        │   ▲
+//!         failed, retry  │   │ waited
+//!                        ▼   │
+//!                      Wait(ms)
+//!   failed, fall back / untranslatable ──► Call(next model) … ──► Fail(last error)
+//! ```
+//!
+//! An answer is delivered as soon as it arrives. That step ([`Attempts::called`] with
+//! [`CallResult::Answered`]) is where a cascade (level 4) will decide whether the answer is good
+//! enough or the next, stronger model is asked instead.
+
+use crate::core::config::{Config, UpstreamPolicy};
+use crate::core::decision::Decision;
+use crate::core::error::{CallOutcome, RouterError};
+use crate::core::fallback::{self, after_failure, Attempt, Next, Skip};
+use crate::core::request::ChatRequest;
+
+/// What the platform is to do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Call `model` (a key of `[models]`) and report the result with [`Attempts::called`].
+    Call { model: String },
+    /// Wait `ms` milliseconds, then report with [`Attempts::waited`].
+    Wait { ms: u64 },
+    /// The answer `model` gave goes to the client.
+    Deliver { model: String },
+    /// No model answered: this error goes to the client.
+    Fail(RouterError),
+}
+
+/// How a call went, as the platform saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallResult {
+    /// The model answered (a whole answer read, or a stream's first event in hand).
+    Answered,
+    /// The request could not be put in the model's API; it was not called.
+    Untranslatable(RouterError),
+    /// The model was called and failed.
+    Failed(RouterError),
+}
+
+/// The attempts of one request.
+#[derive(Debug)]
+pub struct Attempts {
+    plan: std::vec::IntoIter<(String, Option<Skip>)>,
+    route: String,
+    policy: UpstreamPolicy,
+    /// Secret values scrubbed from every upstream error before it is kept or returned.
+    secrets: Vec<String>,
+    current: Option<String>,
+    retries: u32,
+    attempts: Vec<Attempt>,
+    last_error: Option<RouterError>,
+}
+
+impl Attempts {
+    /// The machine for `decision`'s models; `has_secret` tells whether a secret is set, `secrets`
+    /// are the values to scrub from upstream errors.
+    pub fn new(
+        config: &Config,
+        decision: &Decision,
+        request: &ChatRequest,
+        has_secret: impl Fn(&str) -> bool,
+        secrets: Vec<String>,
+    ) -> Attempts {
+        Attempts {
+            plan: fallback::plan(config, decision, request, has_secret).into_iter(),
+            route: decision.route.clone(),
+            policy: config.upstream,
+            secrets,
+            current: None,
+            retries: 0,
+            attempts: Vec::new(),
+            last_error: None,
+        }
+    }
+
+    /// The first action: call the first model that is not skipped.
+    pub fn start(&mut self) -> Action {
+        self.next_model()
+    }
+
+    /// The result of the [`Action::Call`] just carried out, and a random number in [0, 1) for the
+    /// backoff's jitter.
+    pub fn called(&mut self, result: CallResult, jitter: f64) -> Action {
+        let model = self.current.clone().unwrap_or_default();
+        match result {
+            CallResult::Answered => {
+                self.attempts.push(Attempt::Called { model: model.clone(), outcome: CallOutcome::Ok });
+                Action::Deliver { model }
+            }
+            CallResult::Untranslatable(error) => {
+                // Another model's API may take it; if none does, this 400 is the answer.
+                self.attempts.push(Attempt::Skipped { model, reason: Skip::Untranslatable });
+                self.last_error = Some(error);
+                self.next_model()
+            }
+            CallResult::Failed(error) => {
+                let error = error.redacted(self.secrets.iter().map(String::as_str));
+                self.attempts.push(Attempt::Called { model, outcome: error.kind.outcome() });
+                match after_failure(&self.policy, &error, self.retries, jitter) {
+                    Next::Retry { delay_ms } => {
+                        self.retries += 1;
+                        Action::Wait { ms: delay_ms }
+                    }
+                    Next::Fallback => {
+                        self.last_error = Some(error);
+                        self.next_model()
+                    }
+                    Next::Fail => Action::Fail(error),
+                }
+            }
+        }
+    }
+
+    /// The [`Action::Wait`] is over: call the same model again.
+    pub fn waited(&mut self) -> Action {
+        Action::Call { model: self.current.clone().unwrap_or_default() }
+    }
+
+    /// Every call and skip so far, in order (for the headers and the log).
+    pub fn attempts(&self) -> &[Attempt] {
+        &self.attempts
+    }
+
+    pub fn into_attempts(self) -> Vec<Attempt> {
+        self.attempts
+    }
+
+    /// The next model of the plan not to be skipped; when none is left, the last error (or why
+    /// nothing could be called).
+    fn next_model(&mut self) -> Action {
+        for (model, skip) in self.plan.by_ref() {
+            match skip {
+                Some(reason) => self.attempts.push(Attempt::Skipped { model, reason }),
+                None => {
+                    self.current = Some(model.clone());
+                    self.retries = 0;
+                    return Action::Call { model };
+                }
+            }
+        }
+        let error =
+            self.last_error.take().unwrap_or_else(|| fallback::nothing_to_call(&self.route, &self.attempts));
+        Action::Fail(error)
+    }
+}
