@@ -5,7 +5,8 @@
 //! and each skip is reported. After a failed call, the error's type alone decides: retry the
 //! same model after a jittered exponential backoff (bounded, and never sooner than the
 //! upstream's `retry-after`), fall back to the next model, or give up and return the error.
-//! The Worker carries this out; the decisions are here, where they are tested.
+//! [`crate::core::attempts`] runs these rules as a machine the Worker drives; the decisions
+//! are here, where they are tested.
 
 use crate::core::config::{Config, UpstreamPolicy};
 use crate::core::decision::Decision;

@@ -7,10 +7,11 @@
 //! model that accepts the request and then fails or stalls before saying anything is still
 //! replaced by the next; after that first byte, failures end the stream with an error event.
 
+use crate::core::attempts::{Action, Attempts, CallResult};
 use crate::core::config::{Model, Provider};
 use crate::core::decision::Decision;
-use crate::core::error::{parse_retry_after, CallOutcome, ErrorKind, RouterError};
-use crate::core::fallback::{self, Attempt, Next, Skip};
+use crate::core::error::{parse_retry_after, ErrorKind, RouterError};
+use crate::core::fallback::Attempt;
 use crate::core::providers::{self, Completion, Target, Usage};
 use crate::core::relay::{error_event, StreamRelay};
 use crate::core::request::ChatRequest;
@@ -43,51 +44,48 @@ pub struct Outcome {
     pub attempts: Vec<Attempt>,
 }
 
-/// Calls the decision's models in order until one answers.
+/// Calls the decision's models until one answers: a driver for [`Attempts`], which decides
+/// every call, wait, retry and fallback; this only carries them out.
 pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &Decision) -> Outcome {
     let config = &state.config;
-    let plan = fallback::plan(config, decision, request, |name| secret(env, name).is_some());
-    let mut attempts = Vec::new();
-    let mut last_error = None;
-    for (name, skip) in plan {
-        if let Some(reason) = skip {
-            attempts.push(Attempt::Skipped { model: name, reason });
-            continue;
-        }
-        let mut retries = 0;
-        loop {
-            let result = call(state, env, request, &name).await;
-            let error = match result {
-                Ok(body) => {
-                    attempts.push(Attempt::Called { model: name.clone(), outcome: CallOutcome::Ok });
-                    return Outcome { result: Ok(Answered { model: name, body }), attempts };
-                }
-                Err(CallError::Untranslatable(error)) => {
-                    // Another model's API may take it; if none does, this 400 is the answer.
-                    attempts.push(Attempt::Skipped { model: name, reason: Skip::Untranslatable });
-                    last_error = Some(error);
-                    break;
-                }
-                Err(CallError::Failed(error)) => {
-                    error.redacted(state.secret_values.iter().map(String::as_str))
-                }
-            };
-            attempts.push(Attempt::Called { model: name.clone(), outcome: error.kind.outcome() });
-            match fallback::after_failure(&config.upstream, &error, retries, js_sys::Math::random()) {
-                Next::Retry { delay_ms } => {
-                    Delay::from(Duration::from_millis(delay_ms)).await;
-                    retries += 1;
-                }
-                Next::Fallback => {
-                    last_error = Some(error);
-                    break;
-                }
-                Next::Fail => return Outcome { result: Err(error), attempts },
+    let mut machine = Attempts::new(
+        config,
+        decision,
+        request,
+        |name| secret(env, name).is_some(),
+        state.secret_values.clone(),
+    );
+    let mut answered = None;
+    let mut action = machine.start();
+    loop {
+        action = match action {
+            Action::Call { model } => {
+                let result = match call(state, env, request, &model).await {
+                    Ok(body) => {
+                        answered = Some(body);
+                        CallResult::Answered
+                    }
+                    Err(CallError::Untranslatable(error)) => CallResult::Untranslatable(error),
+                    Err(CallError::Failed(error)) => CallResult::Failed(error),
+                };
+                machine.called(result, js_sys::Math::random())
             }
-        }
+            Action::Wait { ms } => {
+                Delay::from(Duration::from_millis(ms)).await;
+                machine.waited()
+            }
+            Action::Deliver { model } => {
+                let result = match answered.take() {
+                    Some(body) => Ok(Answered { model, body }),
+                    None => {
+                        Err(RouterError::new(ErrorKind::Internal, "an answer was delivered before it came"))
+                    }
+                };
+                return Outcome { result, attempts: machine.into_attempts() };
+            }
+            Action::Fail(error) => return Outcome { result: Err(error), attempts: machine.into_attempts() },
+        };
     }
-    let error = last_error.unwrap_or_else(|| fallback::nothing_to_call(&decision.route, &attempts));
-    Outcome { result: Err(error), attempts }
 }
 
 /// One whole (not streamed) answer from model `name`, within `timeout_ms` for the whole call,
