@@ -216,7 +216,14 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
             header("retry-after").as_deref(),
             js_sys::Date::now() as u64,
         );
-        let text = within(idle_ms, response.text()).await.and_then(Result::ok).unwrap_or_default();
+        let text = match within(idle_ms, response.text()).await {
+            Some(read) => read.unwrap_or_default(),
+            None => {
+                // An error body that stalls is given up on, and its connection closed.
+                controller.abort();
+                String::new()
+            }
+        };
         let mut error = RouterError::from_upstream(provider_name, status, &text, &state.secret_values);
         error.retry_after_ms = retry_after;
         return Err(CallError::Failed(error));

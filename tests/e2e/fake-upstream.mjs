@@ -15,6 +15,7 @@
 //   echo_auth       the error message repeats the credentials received (a careless upstream)
 //   delay_ms        wait before answering; chunk_delay_ms: pause between stream events
 //   refuse          destroy the connection without answering
+//   stall_body      with status: send the status and the start of the body, then go silent
 //   malformed       answer 200 with a body (or a first stream event) that is not JSON
 //   cut_after       send this many stream events, then drop the connection
 //   stall_after     send this many stream events, then go silent without closing
@@ -59,12 +60,21 @@ export async function startFakeUpstream() {
       return send(res, 400, { error: { message: 'fake upstream got invalid JSON', type: 'invalid_request_error' } });
     }
     const model = api.model ?? body.model;
-    requests.push({ path: url.pathname + url.search, headers: req.headers, body, model });
+    const record = { path: url.pathname + url.search, headers: req.headers, body, model, closed: false };
+    requests.push(record);
+    // Whether the router hung up on this request (before or after its answer ended).
+    res.on('close', () => {
+      record.closed = true;
+    });
     const at = script.findIndex((s) => !s.model || s.model === model);
     const step = at >= 0 ? script.splice(at, 1)[0] : {};
 
     if (step.refuse) return req.socket.destroy();
     if (step.delay_ms) await sleep(step.delay_ms);
+    if (step.status && step.stall_body) {
+      res.writeHead(step.status, { 'content-type': 'application/json' });
+      return res.write('{"error": {"message": "scripted stall');
+    }
     if (step.status) {
       let errorBody = step.body ?? api.error(step.status, `scripted failure ${step.status}`);
       if (step.echo_auth) {

@@ -212,6 +212,20 @@ describe('fallbacks', () => {
     assert.equal(second.response.headers.get('x-switchyard-attempts'), 'primary=unreachable, primary=unreachable, secondary=ok');
   });
 
+  test('an error whose body stalls is given up on and its connection closed', async () => {
+    stack.fake.script({ model: 'fake-primary', status: 500, stall_body: true });
+    stack.fake.script({ model: 'fake-primary', status: 500 });
+    stack.fake.script({ model: 'fake-secondary', delay_ms: 1400 });
+    const answer = client.chat.completions.create({ model: 'failover', messages: user('hi') }).withResponse();
+    // The body read gives up after idle_timeout_ms (1.5 s); the request goes on until ~3 s.
+    await new Promise((resolve) => setTimeout(resolve, 2200));
+    const stalled = stack.fake.requests()[0];
+    assert.equal(stalled.model, 'fake-primary');
+    assert.equal(stalled.closed, true, 'the stalled connection is still open');
+    const { response } = await answer;
+    assert.equal(response.headers.get('x-switchyard-attempts'), 'primary=http_500, primary=http_500, secondary=ok');
+  });
+
   test('a malformed answer falls back at once', async () => {
     stack.fake.script({ model: 'fake-primary', malformed: true });
     const { response } = await client.chat.completions.create({ model: 'failover', messages: user('hi') }).withResponse();
