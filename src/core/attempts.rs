@@ -28,8 +28,9 @@ use crate::core::request::ChatRequest;
 /// What the platform is to do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Call `model` (a key of `[models]`) and report the result with [`Attempts::called`].
-    Call { model: String },
+    /// Call `model` (a key of `[models]`), giving it `timeout_ms` to start answering, and report
+    /// the result with [`Attempts::called`].
+    Call { model: String, timeout_ms: u64 },
     /// Wait `ms` milliseconds, then report with [`Attempts::waited`].
     Wait { ms: u64 },
     /// The answer `model` gave goes to the client.
@@ -57,6 +58,8 @@ pub struct Attempts {
     policy: UpstreamPolicy,
     /// Secret values scrubbed from every upstream error before it is kept or returned.
     secrets: Vec<String>,
+    /// Each model's time to start answering (its own, else `[upstream] timeout_ms`).
+    timeouts: std::collections::BTreeMap<String, u64>,
     current: Option<String>,
     retries: u32,
     attempts: Vec<Attempt>,
@@ -78,6 +81,7 @@ impl Attempts {
             route: decision.route.clone(),
             policy: config.upstream,
             secrets,
+            timeouts: config.models.iter().map(|(name, m)| (name.clone(), m.timeout_ms)).collect(),
             current: None,
             retries: 0,
             attempts: Vec::new(),
@@ -125,7 +129,13 @@ impl Attempts {
 
     /// The [`Action::Wait`] is over: call the same model again.
     pub fn waited(&mut self) -> Action {
-        Action::Call { model: self.current.clone().unwrap_or_default() }
+        let model = self.current.clone().unwrap_or_default();
+        self.call(model)
+    }
+
+    fn call(&self, model: String) -> Action {
+        let timeout_ms = self.timeouts.get(&model).copied().unwrap_or(self.policy.timeout_ms);
+        Action::Call { model, timeout_ms }
     }
 
     /// Every call and skip so far, in order (for the headers and the log).
@@ -146,7 +156,7 @@ impl Attempts {
                 None => {
                     self.current = Some(model.clone());
                     self.retries = 0;
-                    return Action::Call { model };
+                    return self.call(model);
                 }
             }
         }

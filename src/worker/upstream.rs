@@ -59,8 +59,8 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
     let mut action = machine.start();
     loop {
         action = match action {
-            Action::Call { model } => {
-                let result = match call(state, env, request, &model).await {
+            Action::Call { model, timeout_ms } => {
+                let result = match call(state, env, request, &model, timeout_ms).await {
                     Ok(body) => {
                         answered = Some(body);
                         CallResult::Answered
@@ -109,7 +109,8 @@ pub async fn complete(
             format!("the secret {secret_name} that model {name:?} needs is not set"),
         ));
     }
-    let error = match within(timeout_ms, call(state, env, request, name)).await {
+    let model_timeout = state.config.model(name).map_or(timeout_ms, |m| m.timeout_ms);
+    let error = match within(timeout_ms, call(state, env, request, name, model_timeout)).await {
         Some(Ok(Body::Whole(completion))) => return Ok(completion),
         Some(Ok(Body::Stream(_))) => RouterError::new(
             ErrorKind::Internal,
@@ -146,8 +147,14 @@ enum CallError {
     Untranslatable(RouterError),
 }
 
-/// One call to one model.
-async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Result<Body, CallError> {
+/// One call to one model, which has `timeout_ms` to start answering.
+async fn call(
+    state: &State,
+    env: &Env,
+    request: &ChatRequest,
+    name: &str,
+    timeout_ms: u64,
+) -> Result<Body, CallError> {
     let config = &state.config;
     let internal =
         |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
@@ -166,7 +173,6 @@ async fn call(state: &State, env: &Env, request: &ChatRequest, name: &str) -> Re
         default_max_tokens: model.max_output_tokens,
     };
     let outgoing = providers::build_request(&target, request).map_err(Untranslatable)?;
-    let timeout_ms = model.timeout_ms;
     let idle_ms = config.upstream.idle_timeout_ms;
     let started = js_sys::Date::now();
 

@@ -25,6 +25,7 @@ context_window = 8192
 [models.b]
 provider = "local"
 context_window = 8192
+timeout_ms = 4000
 
 [models.small]
 provider = "local"
@@ -83,7 +84,8 @@ fn drive(mut machine: Attempts, script: Vec<CallResult>) -> Run {
     let mut action = machine.start();
     let end = loop {
         action = match action {
-            Action::Call { model } => {
+            Action::Call { model, timeout_ms } => {
+                assert_eq!(timeout_ms, if model == "b" { 4000 } else { 60_000 }, "{model}");
                 calls.push(model);
                 machine.called(script.next().expect("the script ran out"), JITTER)
             }
