@@ -3,8 +3,14 @@
 //!
 //! The machine owns the plan ([`fallback::plan`]: the route's models, each with the reason it
 //! must be skipped) and every attempt made; the platform carries out its [`Action`]s (calls a
-//! model, waits) and reports what happened. Randomness (backoff jitter) comes in as an input, so
-//! tests drive it exactly, with a scripted upstream, and the Worker's driver holds no policy.
+//! model, waits) and reports what happened. Randomness (backoff jitter) and the time come in as
+//! inputs, so tests drive it exactly, with a scripted upstream, and the Worker's driver holds no
+//! policy.
+//!
+//! Time: the attempts of a request share `[upstream] request_deadline_ms`, counted from
+//! [`Attempts::start`]. Each call gets at most what is left of it to start answering; a retry
+//! whose wait would outlast it is not waited for (the next model is tried instead); once it has
+//! passed, the request fails with a 504 that says so.
 //!
 //! ```text
 //!            start ──► Call(model) ──answered──► Deliver(model)
@@ -21,7 +27,7 @@
 
 use crate::core::config::{Config, UpstreamPolicy};
 use crate::core::decision::Decision;
-use crate::core::error::{CallOutcome, RouterError};
+use crate::core::error::{CallOutcome, ErrorKind, RouterError};
 use crate::core::fallback::{self, after_failure, Attempt, Next, Skip};
 use crate::core::request::ChatRequest;
 
@@ -60,6 +66,8 @@ pub struct Attempts {
     secrets: Vec<String>,
     /// Each model's time to start answering (its own, else `[upstream] timeout_ms`).
     timeouts: std::collections::BTreeMap<String, u64>,
+    /// When the deadline passes (ms, the platform's clock), set by [`Attempts::start`].
+    deadline_ms: u64,
     current: Option<String>,
     retries: u32,
     attempts: Vec<Attempt>,
@@ -82,6 +90,7 @@ impl Attempts {
             policy: config.upstream,
             secrets,
             timeouts: config.models.iter().map(|(name, m)| (name.clone(), m.timeout_ms)).collect(),
+            deadline_ms: u64::MAX,
             current: None,
             retries: 0,
             attempts: Vec::new(),
@@ -89,14 +98,16 @@ impl Attempts {
         }
     }
 
-    /// The first action: call the first model that is not skipped.
-    pub fn start(&mut self) -> Action {
-        self.next_model()
+    /// The first action: call the first model that is not skipped. `now_ms` starts the
+    /// request's deadline.
+    pub fn start(&mut self, now_ms: u64) -> Action {
+        self.deadline_ms = now_ms.saturating_add(self.policy.request_deadline_ms);
+        self.next_model(now_ms)
     }
 
-    /// The result of the [`Action::Call`] just carried out, and a random number in [0, 1) for the
-    /// backoff's jitter.
-    pub fn called(&mut self, result: CallResult, jitter: f64) -> Action {
+    /// The result of the [`Action::Call`] just carried out, the time, and a random number in
+    /// [0, 1) for the backoff's jitter.
+    pub fn called(&mut self, result: CallResult, now_ms: u64, jitter: f64) -> Action {
         let model = self.current.clone().unwrap_or_default();
         match result {
             CallResult::Answered => {
@@ -107,19 +118,19 @@ impl Attempts {
                 // Another model's API may take it; if none does, this 400 is the answer.
                 self.attempts.push(Attempt::Skipped { model, reason: Skip::Untranslatable });
                 self.last_error = Some(error);
-                self.next_model()
+                self.next_model(now_ms)
             }
             CallResult::Failed(error) => {
                 let error = error.redacted(self.secrets.iter().map(String::as_str));
                 self.attempts.push(Attempt::Called { model, outcome: error.kind.outcome() });
                 match after_failure(&self.policy, &error, self.retries, jitter) {
-                    Next::Retry { delay_ms } => {
+                    Next::Retry { delay_ms } if now_ms.saturating_add(delay_ms) < self.deadline_ms => {
                         self.retries += 1;
                         Action::Wait { ms: delay_ms }
                     }
-                    Next::Fallback => {
+                    Next::Retry { .. } | Next::Fallback => {
                         self.last_error = Some(error);
-                        self.next_model()
+                        self.next_model(now_ms)
                     }
                     Next::Fail => Action::Fail(error),
                 }
@@ -128,14 +139,30 @@ impl Attempts {
     }
 
     /// The [`Action::Wait`] is over: call the same model again.
-    pub fn waited(&mut self) -> Action {
+    pub fn waited(&mut self, now_ms: u64) -> Action {
         let model = self.current.clone().unwrap_or_default();
-        self.call(model)
+        self.call(model, now_ms)
     }
 
-    fn call(&self, model: String) -> Action {
-        let timeout_ms = self.timeouts.get(&model).copied().unwrap_or(self.policy.timeout_ms);
-        Action::Call { model, timeout_ms }
+    /// Call `model` within its timeout and what is left of the deadline; fail if nothing is.
+    fn call(&mut self, model: String, now_ms: u64) -> Action {
+        let left = self.deadline_ms.saturating_sub(now_ms);
+        if left == 0 {
+            return Action::Fail(self.deadline_passed());
+        }
+        let own = self.timeouts.get(&model).copied().unwrap_or(self.policy.timeout_ms);
+        Action::Call { model, timeout_ms: own.min(left) }
+    }
+
+    fn deadline_passed(&self) -> RouterError {
+        let tried = self.attempts.iter().filter(|a| matches!(a, Attempt::Called { .. })).count();
+        RouterError::new(
+            ErrorKind::UpstreamTimeout,
+            format!(
+                "no answer within the request's deadline of {} ms ([upstream] request_deadline_ms), after {tried} calls",
+                self.policy.request_deadline_ms
+            ),
+        )
     }
 
     /// Every call and skip so far, in order (for the headers and the log).
@@ -149,14 +176,14 @@ impl Attempts {
 
     /// The next model of the plan not to be skipped; when none is left, the last error (or why
     /// nothing could be called).
-    fn next_model(&mut self) -> Action {
+    fn next_model(&mut self, now_ms: u64) -> Action {
         for (model, skip) in self.plan.by_ref() {
             match skip {
                 Some(reason) => self.attempts.push(Attempt::Skipped { model, reason }),
                 None => {
                     self.current = Some(model.clone());
                     self.retries = 0;
-                    return self.call(model);
+                    return self.call(model, now_ms);
                 }
             }
         }

@@ -56,7 +56,8 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
         state.secret_values.clone(),
     );
     let mut answered = None;
-    let mut action = machine.start();
+    let now = || js_sys::Date::now() as u64;
+    let mut action = machine.start(now());
     loop {
         action = match action {
             Action::Call { model, timeout_ms } => {
@@ -68,11 +69,11 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
                     Err(CallError::Untranslatable(error)) => CallResult::Untranslatable(error),
                     Err(CallError::Failed(error)) => CallResult::Failed(error),
                 };
-                machine.called(result, js_sys::Math::random())
+                machine.called(result, now(), js_sys::Math::random())
             }
             Action::Wait { ms } => {
                 Delay::from(Duration::from_millis(ms)).await;
-                machine.waited()
+                machine.waited(now())
             }
             Action::Deliver { model } => {
                 let result = match answered.take() {

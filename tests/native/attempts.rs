@@ -52,6 +52,7 @@ max_retries = 1
 backoff_base_ms = 100
 backoff_max_ms = 1000
 max_retry_after_ms = 2000
+request_deadline_ms = 10000
 
 [default]
 route = "chain"
@@ -73,25 +74,37 @@ fn machine(route: &str, content: &str) -> Attempts {
 struct Run {
     calls: Vec<String>,
     waits: Vec<u64>,
+    /// The time each call was given to start answering.
+    timeouts: Vec<u64>,
     end: Action,
     attempts: Option<String>,
     skipped: Option<String>,
 }
 
-fn drive(mut machine: Attempts, script: Vec<CallResult>) -> Run {
+fn drive(machine: Attempts, script: Vec<CallResult>) -> Run {
+    let script = script.into_iter().map(|result| (result, 0)).collect();
+    drive_timed(machine, script)
+}
+
+/// As [`drive`], each call taking the given milliseconds of a fake clock (waits take theirs).
+fn drive_timed(mut machine: Attempts, script: Vec<(CallResult, u64)>) -> Run {
     let mut script = script.into_iter();
-    let (mut calls, mut waits) = (Vec::new(), Vec::new());
-    let mut action = machine.start();
+    let (mut calls, mut waits, mut timeouts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut now = 1_000_000;
+    let mut action = machine.start(now);
     let end = loop {
         action = match action {
             Action::Call { model, timeout_ms } => {
-                assert_eq!(timeout_ms, if model == "b" { 4000 } else { 60_000 }, "{model}");
                 calls.push(model);
-                machine.called(script.next().expect("the script ran out"), JITTER)
+                timeouts.push(timeout_ms);
+                let (result, took) = script.next().expect("the script ran out");
+                now += took;
+                machine.called(result, now, JITTER)
             }
             Action::Wait { ms } => {
                 waits.push(ms);
-                machine.waited()
+                now += ms;
+                machine.waited(now)
             }
             end => break end,
         };
@@ -100,6 +113,7 @@ fn drive(mut machine: Attempts, script: Vec<CallResult>) -> Run {
     Run {
         calls,
         waits,
+        timeouts,
         end,
         attempts: attempts_header(machine.attempts()),
         skipped: skipped_header(machine.attempts()),
@@ -224,4 +238,41 @@ fn skipped_models_are_never_called_and_all_skipped_says_why() {
     let run = drive(machine("nothing", "hi"), vec![status(503), status(503)]);
     assert_eq!(run.calls, ["small", "small"]);
     assert_eq!(run.skipped.as_deref(), Some("sonnet=missing_secret"));
+}
+
+#[test]
+fn each_call_gets_its_models_timeout_clipped_to_what_is_left_of_the_deadline() {
+    // a: the [upstream] default (60 s) clipped to the 10 s deadline; b: its own 4 s.
+    let run = drive(machine("chain", "hi"), vec![failed(ErrorKind::UpstreamMalformed), CallResult::Answered]);
+    assert_eq!(run.timeouts, [10_000, 4000]);
+    // After 8 s spent on a, b has 2 s left, not its 4.
+    let run = drive_timed(
+        machine("chain", "hi"),
+        vec![(failed(ErrorKind::UpstreamMalformed), 8000), (CallResult::Answered, 100)],
+    );
+    assert_eq!(run.timeouts, [10_000, 2000]);
+}
+
+#[test]
+fn a_retry_that_would_outlast_the_deadline_moves_on_and_a_spent_deadline_fails_with_a_504() {
+    let mut limited = RouterError::from_upstream("local", 429, "{}", &[]);
+    limited.retry_after_ms = Some(1500);
+    // 9 s gone: waiting 1.5 s for a would pass the deadline, so b is called with what is left.
+    let run = drive_timed(
+        machine("chain", "hi"),
+        vec![(CallResult::Failed(limited), 9000), (CallResult::Answered, 100)],
+    );
+    assert_eq!(run.calls, ["a", "b"]);
+    assert!(run.waits.is_empty());
+    assert_eq!(run.timeouts, [10_000, 1000]);
+    // a's timeout used the whole deadline: nothing is left for b.
+    let run = drive_timed(machine("chain", "hi"), vec![(failed(ErrorKind::UpstreamTimeout), 10_000)]);
+    let Action::Fail(error) = run.end else { panic!("{:?}", run.end) };
+    assert_eq!(error.status(), 504);
+    assert!(
+        error.message.contains("deadline of 10000 ms") && error.message.contains("after 1 calls"),
+        "{}",
+        error.message
+    );
+    assert_eq!(run.attempts.as_deref(), Some("a=timeout"));
 }

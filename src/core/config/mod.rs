@@ -273,6 +273,9 @@ pub struct UpstreamPolicy {
     pub backoff_max_ms: u64,
     /// An upstream asking for a longer wait than this is not retried: the next model is tried.
     pub max_retry_after_ms: u64,
+    /// Total time for the attempts of one request, from the first call: every call's time to
+    /// start answering and every wait before a retry is clipped to what is left of it.
+    pub request_deadline_ms: u64,
 }
 
 impl Config {

@@ -255,6 +255,8 @@ pub(super) struct UpstreamSection {
     pub(super) backoff_max_ms: Spanned<u64>,
     #[serde(default = "default_max_retry_after_ms")]
     pub(super) max_retry_after_ms: Spanned<u64>,
+    #[serde(default = "default_request_deadline_ms")]
+    pub(super) request_deadline_ms: Spanned<u64>,
 }
 
 impl Default for UpstreamSection {
@@ -266,6 +268,7 @@ impl Default for UpstreamSection {
             backoff_base_ms: default_backoff_base_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             max_retry_after_ms: default_max_retry_after_ms(),
+            request_deadline_ms: default_request_deadline_ms(),
         }
     }
 }
@@ -288,6 +291,10 @@ fn default_backoff_base_ms() -> Spanned<u64> {
 
 fn default_backoff_max_ms() -> Spanned<u64> {
     unspanned(4_000)
+}
+
+fn default_request_deadline_ms() -> Spanned<u64> {
+    unspanned(120_000)
 }
 
 fn default_max_retry_after_ms() -> Spanned<u64> {

@@ -442,14 +442,17 @@ fn semantic(section: &SemanticSection) -> Result<SemanticSettings, Problem> {
 
 fn upstream(u: &UpstreamSection) -> Result<UpstreamPolicy, Problem> {
     // Timers take milliseconds as a 32-bit int: anything near that would fire at once.
-    let waits = [&u.timeout_ms, &u.idle_timeout_ms, &u.backoff_max_ms, &u.max_retry_after_ms];
+    let waits =
+        [&u.timeout_ms, &u.idle_timeout_ms, &u.backoff_max_ms, &u.max_retry_after_ms, &u.request_deadline_ms];
     if let Some(wait) = waits.iter().find(|ms| *ms.get_ref() > MAX_WAIT_MS) {
         return Err((wait.span(), too_long()));
     }
-    if let Some(timeout) = [&u.timeout_ms, &u.idle_timeout_ms].iter().find(|ms| *ms.get_ref() == 0) {
+    if let Some(timeout) =
+        [&u.timeout_ms, &u.idle_timeout_ms, &u.request_deadline_ms].iter().find(|ms| *ms.get_ref() == 0)
+    {
         return Err((
             timeout.span(),
-            "upstream.timeout_ms and upstream.idle_timeout_ms must be positive".into(),
+            "upstream.timeout_ms, idle_timeout_ms and request_deadline_ms must be positive".into(),
         ));
     }
     if *u.max_retries.get_ref() > 10 {
@@ -472,6 +475,7 @@ fn upstream_policy(u: &UpstreamSection) -> UpstreamPolicy {
         backoff_base_ms: *u.backoff_base_ms.get_ref(),
         backoff_max_ms: *u.backoff_max_ms.get_ref(),
         max_retry_after_ms: *u.max_retry_after_ms.get_ref(),
+        request_deadline_ms: *u.request_deadline_ms.get_ref(),
     }
 }
 
