@@ -12,11 +12,41 @@ use crate::core::config::StoreText;
 use crate::core::decision::{ClassifierSignal, Decision, Level};
 use crate::core::providers::Usage;
 use crate::core::timing::Phase;
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 /// A stored routing text is cut to this many characters (the encoder reads 256 tokens at most).
 pub const MAX_STORED_TEXT_CHARS: usize = 4_000;
+
+/// The line the Worker logs once per routed chat request, when its answer is over
+/// (`"event": "decision"`): the row's decision and outcome, never the prompt.
+#[derive(Debug, Serialize)]
+pub struct DecisionLine<'r> {
+    pub event: &'static str,
+    pub decision_id: &'r str,
+    pub route: &'r str,
+    /// The model that answered (else the route's first).
+    pub model: &'r str,
+    pub level: &'static str,
+    pub prompt_tokens: u64,
+    pub timing_ms: &'r Value,
+    /// As `/v1/route`'s `signals.llm`, when the config has an LLM router.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_router: Option<&'r Value>,
+    pub attempts: Option<&'r str>,
+    pub skipped: Option<&'r str>,
+    pub stream: bool,
+    pub status: u16,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    /// Streams only: `complete`, `error` or `client_closed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_outcome: Option<&'static str>,
+    /// Streams that ended with an error event: its message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_error: Option<&'r str>,
+}
 
 /// The table's columns, in the order of [`DecisionRow::values`].
 pub const COLUMNS: [&str; 20] = [
@@ -128,6 +158,29 @@ impl DecisionRow {
             text,
             text_sha256,
             answer,
+        }
+    }
+
+    /// The line to log for this row; `stream_error` is the error event a stream ended with.
+    pub fn log_line<'r>(&'r self, stream_error: Option<&'r str>) -> DecisionLine<'r> {
+        let a = &self.answer;
+        DecisionLine {
+            event: "decision",
+            decision_id: &self.id,
+            route: &self.route,
+            model: &a.model,
+            level: self.level.as_str(),
+            prompt_tokens: self.prompt_tokens,
+            timing_ms: &self.timing,
+            llm_router: self.signals.get("llm"),
+            attempts: a.attempts.as_deref(),
+            skipped: a.skipped.as_deref(),
+            stream: a.stream,
+            status: a.status,
+            usage: a.usage,
+            cost_usd: a.cost_usd,
+            stream_outcome: a.stream.then_some(a.outcome),
+            stream_error,
         }
     }
 

@@ -59,6 +59,18 @@ impl Entry {
     }
 }
 
+/// Logs the decision's line (with the error event a stream ended with, if any), then writes its
+/// row.
+pub async fn finish(env: Env, row: DecisionRow, stream_error: Option<String>) {
+    match serde_json::to_string(&row.log_line(stream_error.as_deref())) {
+        Ok(line) => worker::console_log!("{line}"),
+        Err(e) => {
+            worker::console_log!("{}", json!({"event": "error", "message": format!("decision line: {e}")}))
+        }
+    }
+    write(env, row).await;
+}
+
 /// Writes `row`; a failure is logged with the row's id.
 pub async fn write(env: Env, row: DecisionRow) {
     if let Err(error) = insert(&env, &row).await {

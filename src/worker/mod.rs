@@ -22,7 +22,6 @@ use crate::core::fallback;
 use crate::core::feedback::Feedback;
 use crate::core::headers::{self, answer_headers, decision_headers, format_cost};
 use crate::core::pipeline;
-use crate::core::providers::Usage;
 use crate::core::request::ChatRequest;
 use crate::core::timing::{server_timing, Phase, Stopwatch};
 use crate::embed::DIMENSIONS;
@@ -201,11 +200,6 @@ async fn chat(
         skipped: skipped.clone(),
         stream: request.stream,
     };
-    let mut log = decision_log(&decision, &phases);
-    log.insert("model".into(), json!(answered_by.as_deref().unwrap_or(&decision.model)));
-    log.insert("attempts".into(), json!(attempts));
-    log.insert("skipped".into(), json!(skipped));
-    log.insert("stream".into(), json!(request.stream));
 
     let mut response = match outcome.result {
         Err(error) => {
@@ -213,12 +207,9 @@ async fn chat(
             if let Some(cost) = decision.signals.llm.cost_usd() {
                 // The routing call was paid for even though no answer came.
                 headers.push((headers::COST_USD, format_cost(cost)));
-                log.insert("cost_usd".into(), json!(cost));
             }
-            log.insert("status".into(), json!(error.status()));
-            log_line(log);
             let answer = Answer { status: error.status(), outcome: "error", ..answer };
-            ctx.wait_until(decision_log::write(env.clone(), entry.row(&decision, &phases, answer)));
+            ctx.wait_until(decision_log::finish(env.clone(), entry.row(&decision, &phases, answer), None));
             http::error(&error)
         }
         Ok(Answered { body: Body::Whole(completion), model }) => {
@@ -229,37 +220,27 @@ async fn chat(
             if let Some(cost) = cost {
                 headers.push((headers::COST_USD, format_cost(cost)));
             }
-            log.insert("status".into(), json!(200));
-            add_usage(&mut log, completion.usage, cost);
-            log_line(log);
             let answer = Answer { usage: completion.usage, cost_usd: cost, ..answer };
-            ctx.wait_until(decision_log::write(env.clone(), entry.row(&decision, &phases, answer)));
+            ctx.wait_until(decision_log::finish(env.clone(), entry.row(&decision, &phases, answer), None));
             let mut response = http::json_text(200, completion.body);
             http::set_headers(&mut response, headers);
             return response;
         }
         Ok(Answered { body: Body::Stream(stream), .. }) => {
-            log.insert("status".into(), json!(200));
             let llm_cost = decision.signals.llm.cost_usd();
-            // The row is written once the stream ends; the wait keeps the request's context open
-            // until then, so the write is not cut off with the connection.
-            let (ended, end_seen) = futures_channel::oneshot::channel::<Answer>();
+            // The line and the row are made once the stream ends; the wait keeps the request's
+            // context open until then, so the write is not cut off with the connection.
+            let (ended, end_seen) = futures_channel::oneshot::channel::<(Answer, Option<String>)>();
             let (env, decision, logged_phases) = (env.clone(), decision.clone(), phases.clone());
             let closed = Answer { outcome: "client_closed", ..answer.clone() };
             ctx.wait_until(async move {
-                let answer = end_seen.await.unwrap_or(closed);
-                decision_log::write(env, entry.row(&decision, &logged_phases, answer)).await;
+                let (answer, stream_error) = end_seen.await.unwrap_or((closed, None));
+                decision_log::finish(env, entry.row(&decision, &logged_phases, answer), stream_error).await;
             });
             let body = stream.into_body(move |end| {
                 let cost = total_cost(end.cost_usd, llm_cost);
-                add_usage(&mut log, end.usage, cost);
-                log.insert("stream_outcome".into(), json!(end.outcome));
-                if let Some(error) = &end.error {
-                    log.insert("stream_error".into(), json!(error.message));
-                }
-                log_line(log);
-                let _ =
-                    ended.send(Answer { usage: end.usage, cost_usd: cost, outcome: end.outcome, ..answer });
+                let answer = Answer { usage: end.usage, cost_usd: cost, outcome: end.outcome, ..answer };
+                let _ = ended.send((answer, end.error.map(|e| e.message)));
             });
             let response_headers = Headers::new();
             let _ = response_headers.set("content-type", "text/event-stream; charset=utf-8");
@@ -283,11 +264,6 @@ fn total_cost(answer: Option<f64>, llm_router: Option<f64>) -> Option<f64> {
         (None, None) => None,
         (a, l) => Some(a.unwrap_or(0.0) + l.unwrap_or(0.0)),
     }
-}
-
-fn add_usage(log: &mut serde_json::Map<String, serde_json::Value>, usage: Option<Usage>, cost: Option<f64>) {
-    log.insert("usage".into(), usage.map_or(serde_json::Value::Null, |u| json!(u)));
-    log.insert("cost_usd".into(), json!(cost));
 }
 
 /// `POST /v1/embeddings` with the router's own encoder.
@@ -375,28 +351,6 @@ fn health(state: &State) -> Response {
 /// The wasm linear memory size: what the isolate holds for this module.
 fn wasm_memory_bytes() -> usize {
     core::arch::wasm32::memory_size(0) * 65536
-}
-
-/// The decision line logged once per routed request: decision and timings, never the prompt or
-/// any key. The caller adds the outcome (status, attempts, usage, cost) before logging it.
-fn decision_log(decision: &Decision, phases: &[Phase]) -> serde_json::Map<String, serde_json::Value> {
-    let timing: serde_json::Map<String, serde_json::Value> =
-        phases.iter().map(|p| (p.name.to_string(), json!((p.ms * 100.0).round() / 100.0))).collect();
-    let mut log = serde_json::Map::new();
-    log.insert("event".into(), json!("decision"));
-    log.insert("route".into(), json!(decision.route));
-    log.insert("model".into(), json!(decision.model));
-    log.insert("level".into(), json!(decision.level));
-    log.insert("prompt_tokens".into(), json!(decision.signals.prompt_tokens));
-    if !decision.signals.llm.not_used() {
-        log.insert("llm_router".into(), json!(decision.signals.llm));
-    }
-    log.insert("timing_ms".into(), serde_json::Value::Object(timing));
-    log
-}
-
-fn log_line(log: serde_json::Map<String, serde_json::Value>) {
-    worker::console_log!("{}", serde_json::Value::Object(log));
 }
 
 fn log_error(error: &RouterError) {

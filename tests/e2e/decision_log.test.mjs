@@ -188,10 +188,13 @@ describe('a decision log that cannot be written', () => {
       .withResponse();
     assert.match(data.choices[0].message.content, /^echo from/);
     const id = response.headers.get('x-switchyard-decision-id');
-    for (let i = 0; i < 20 && !readFileSync(stack.logFile, 'utf8').includes(id); i++) {
+    const linesOf = () => readFileSync(stack.logFile, 'utf8').split('\n').filter((line) => line.includes(`"decision_id":"${id}"`));
+    for (let i = 0; i < 20 && linesOf().length < 2; i++) {
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    const failure = readFileSync(stack.logFile, 'utf8').split('\n').find((line) => line.includes(`"decision_id":"${id}"`));
+    // The decision's own line, then the failed write, both with the id.
+    const [decision, failure] = linesOf();
+    assert.match(decision ?? '', /"event":"decision"/);
     assert.match(failure ?? '', /decision_log_failed/);
   });
 });

@@ -219,3 +219,20 @@ fn training_rows_come_from_corrections_first_then_llm_choices_with_stored_text()
     let rows = switchyard::core::evaluation::parse_rows("export.jsonl", &exported.to_string()).unwrap();
     assert_eq!((rows[0].text.as_str(), rows[0].label.as_str()), ("t", "chat"));
 }
+
+#[test]
+fn the_logged_line_is_the_rows_decision_and_outcome_never_the_text() {
+    let mut streamed = row(Level::Semantic, "Write a poem for my aunt Philomena", StoreText::Full);
+    streamed.answer.outcome = "error";
+    let mut failed = row(Level::Llm, "t", StoreText::None);
+    failed.signals = json!({"prompt_tokens": 12, "llm": {"asked": true, "declined": "model \"flash\" failed: timeout", "cost_usd": null}});
+    failed.answer =
+        Answer { status: 503, outcome: "error", usage: None, cost_usd: None, stream: false, ..answer() };
+    let lines = json!([
+        serde_json::to_value(streamed.log_line(Some("the upstream sent nothing for 1500 ms mid-answer")))
+            .unwrap(),
+        serde_json::to_value(failed.log_line(None)).unwrap(),
+    ]);
+    crate::providers::golden("log/decision_lines.json", &crate::providers::pretty(&lines));
+    assert!(!lines.to_string().contains("Philomena"));
+}
