@@ -59,16 +59,17 @@ pub enum CallResult {
 /// The attempts of one request.
 #[derive(Debug)]
 pub struct Attempts {
-    plan: std::vec::IntoIter<(String, Option<Skip>)>,
+    /// The models left to try: each with the reason to skip it, or its time to start answering
+    /// (its own `timeout_ms`, else `[upstream]`'s).
+    plan: std::vec::IntoIter<(String, Result<u64, Skip>)>,
     route: String,
     policy: UpstreamPolicy,
     /// Secret values scrubbed from every upstream error before it is kept or returned.
     secrets: Vec<String>,
-    /// Each model's time to start answering (its own, else `[upstream] timeout_ms`).
-    timeouts: std::collections::BTreeMap<String, u64>,
     /// When the deadline passes (ms, the platform's clock), set by [`Attempts::start`].
     deadline_ms: u64,
-    current: Option<String>,
+    /// The model being tried, and its time to start answering.
+    current: Option<(String, u64)>,
     retries: u32,
     attempts: Vec<Attempt>,
     last_error: Option<RouterError>,
@@ -84,12 +85,20 @@ impl Attempts {
         has_secret: impl Fn(&str) -> bool,
         secrets: Vec<String>,
     ) -> Attempts {
+        let timeout_of =
+            |model: &str| config.model(model).map_or(config.upstream.timeout_ms, |m| m.timeout_ms);
+        let plan: Vec<(String, Result<u64, Skip>)> = fallback::plan(config, decision, request, has_secret)
+            .into_iter()
+            .map(|(model, skip)| {
+                let timeout = skip.map_or_else(|| Ok(timeout_of(&model)), Err);
+                (model, timeout)
+            })
+            .collect();
         Attempts {
-            plan: fallback::plan(config, decision, request, has_secret).into_iter(),
+            plan: plan.into_iter(),
             route: decision.route.clone(),
             policy: config.upstream,
             secrets,
-            timeouts: config.models.iter().map(|(name, m)| (name.clone(), m.timeout_ms)).collect(),
             deadline_ms: u64::MAX,
             current: None,
             retries: 0,
@@ -108,7 +117,7 @@ impl Attempts {
     /// The result of the [`Action::Call`] just carried out, the time, and a random number in
     /// [0, 1) for the backoff's jitter.
     pub fn called(&mut self, result: CallResult, now_ms: u64, jitter: f64) -> Action {
-        let model = self.current.clone().unwrap_or_default();
+        let model = self.current.as_ref().map(|(model, _)| model.clone()).unwrap_or_default();
         match result {
             CallResult::Answered => {
                 self.attempts.push(Attempt::Called { model: model.clone(), outcome: CallOutcome::Ok });
@@ -140,18 +149,19 @@ impl Attempts {
 
     /// The [`Action::Wait`] is over: call the same model again.
     pub fn waited(&mut self, now_ms: u64) -> Action {
-        let model = self.current.clone().unwrap_or_default();
-        self.call(model, now_ms)
+        self.call_current(now_ms)
     }
 
-    /// Call `model` within its timeout and what is left of the deadline; fail if nothing is.
-    fn call(&mut self, model: String, now_ms: u64) -> Action {
+    /// Call the current model within its timeout and what is left of the deadline; fail if
+    /// nothing is.
+    fn call_current(&self, now_ms: u64) -> Action {
         let left = self.deadline_ms.saturating_sub(now_ms);
-        if left == 0 {
-            return Action::Fail(self.deadline_passed());
+        match &self.current {
+            Some((model, own)) if left > 0 => {
+                Action::Call { model: model.clone(), timeout_ms: (*own).min(left) }
+            }
+            _ => Action::Fail(self.deadline_passed()),
         }
-        let own = self.timeouts.get(&model).copied().unwrap_or(self.policy.timeout_ms);
-        Action::Call { model, timeout_ms: own.min(left) }
     }
 
     fn deadline_passed(&self) -> RouterError {
@@ -177,13 +187,13 @@ impl Attempts {
     /// The next model of the plan not to be skipped; when none is left, the last error (or why
     /// nothing could be called).
     fn next_model(&mut self, now_ms: u64) -> Action {
-        for (model, skip) in self.plan.by_ref() {
-            match skip {
-                Some(reason) => self.attempts.push(Attempt::Skipped { model, reason }),
-                None => {
-                    self.current = Some(model.clone());
+        for (model, timeout) in self.plan.by_ref() {
+            match timeout {
+                Err(reason) => self.attempts.push(Attempt::Skipped { model, reason }),
+                Ok(timeout_ms) => {
+                    self.current = Some((model, timeout_ms));
                     self.retries = 0;
-                    return self.call(model, now_ms);
+                    return self.call_current(now_ms);
                 }
             }
         }

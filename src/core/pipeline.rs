@@ -122,12 +122,18 @@ pub async fn gather<E: Embedder, L: LlmCaller>(
         return signals;
     }
     signals.rules = rule_outcomes(config, request, signals.prompt_tokens);
+    let llm_router = config.llm_router.as_ref().filter(|s| s.when != LlmWhen::Never);
+    if !config.uses_embeddings() && llm_router.is_none() {
+        return signals;
+    }
+    // What levels 2, 3 and 3a read: made once, for all of them.
+    let text = routing_text(request, config.semantic.follow_up_words);
     if config.uses_embeddings() {
         (signals.semantic, signals.classifier) =
-            embedding_signals(config, request, platform.embedder, watch).await;
+            embedding_signals(config, &text, platform.embedder, watch).await;
     }
-    if let Some(settings) = config.llm_router.as_ref().filter(|s| s.when != LlmWhen::Never) {
-        signals.llm = llm_signal(config, settings, request, &signals, platform.llm, watch).await;
+    if let Some(settings) = llm_router {
+        signals.llm = llm_signal(config, settings, &text, &signals, platform.llm, watch).await;
     }
     signals
 }
@@ -137,7 +143,7 @@ pub async fn gather<E: Embedder, L: LlmCaller>(
 async fn llm_signal(
     config: &Config,
     settings: &LlmRouterSettings,
-    request: &ChatRequest,
+    routing_text: &str,
     signals: &Signals,
     llm: &impl LlmCaller,
     watch: &mut Stopwatch<'_>,
@@ -150,8 +156,7 @@ async fn llm_signal(
         let reason = "no route it may choose is within the prompt's token bounds".to_string();
         return LlmSignal::Declined { reason, cost_usd: None };
     }
-    let text = routing_text(request, config.semantic.follow_up_words);
-    let text = llm_router::clip(&text);
+    let text = llm_router::clip(routing_text);
     let remembered = llm.remembered();
     let key = remembered.map(|cache| cache.borrow().key(text, &options));
     if let Some(route) = remembered.zip(key).and_then(|(cache, key)| cache.borrow_mut().get(key, watch.now()))
@@ -201,7 +206,7 @@ fn rule_outcomes(config: &Config, request: &ChatRequest, prompt_tokens: u64) -> 
 /// exemplars, and the trained head's pick.
 async fn embedding_signals(
     config: &Config,
-    request: &ChatRequest,
+    routing_text: &str,
     embedder: &impl Embedder,
     watch: &mut Stopwatch<'_>,
 ) -> (SemanticSignal, ClassifierSignal) {
@@ -224,7 +229,7 @@ async fn embedding_signals(
         Ok(model) => model,
         Err(reason) => return both_unavailable(reason),
     };
-    let ids = model.encoder.token_ids(&routing_text(request, config.semantic.follow_up_words));
+    let ids = model.encoder.token_ids(routing_text);
     watch.lap("tokenize");
     let embedding = ids.and_then(|ids| model.encoder.embed_ids(&ids));
     watch.lap("embed");
