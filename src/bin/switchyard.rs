@@ -25,6 +25,7 @@ mod cli {
     use switchyard::core::classifier::{self, TrainOptions};
     use switchyard::core::config::Config;
     use switchyard::core::config::{LlmRouterSettings, Price, ProviderKind};
+    use switchyard::core::decide::llm_options;
     use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
     use switchyard::core::decision::{ClassifierSignal, Decision, LlmSignal, SemanticSignal, Signals};
     use switchyard::core::error::ErrorKind;
@@ -441,12 +442,8 @@ mod cli {
             .ok_or("distill labels with the LLM router: the config needs an [llm_router] section")?;
         let model = config.model(&settings.model).ok_or("llm_router.model is not a model")?;
         let kind = config.provider(&model.provider).ok_or("the LLM router's provider is missing")?.kind;
-        let options: Vec<RouteOption> = config
-            .routes
-            .iter()
-            .filter(|r| settings.routes.contains(&r.name))
-            .map(|r| RouteOption { name: &r.name, description: &r.description })
-            .collect();
+        // Every route it may choose: with no prompt's token count, no bound rules one out.
+        let options = llm_options(config, settings, &Signals::default());
         let texts = read_texts(prompts)?;
         let done: std::collections::HashSet<String> =
             if out.exists() { read_texts(out)?.into_iter().collect() } else { Default::default() };

@@ -5,6 +5,7 @@
 //! Pages are in time order, oldest first, so an export can be resumed: each page ends where the
 //! `x-switchyard-next-cursor` header says, and that header is absent on the last page.
 
+use crate::core::decision::Level;
 use crate::core::error::RouterError;
 use serde_json::{json, Map, Value};
 
@@ -14,10 +15,6 @@ pub const MAX_LIMIT: u32 = 1_000;
 
 /// The columns that hold JSON as text, turned back into JSON in each line.
 const JSON_COLUMNS: [&str; 5] = ["scores", "signals", "reasons", "timing", "usage"];
-
-/// Levels a row can have (`level=` must be one of them).
-const LEVELS: [&str; 8] =
-    ["rules", "semantic", "classifier", "llm", "cascade", "conversation", "explicit", "default"];
 
 /// A checked `GET /v1/admin/decisions` query.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -45,8 +42,13 @@ impl DecisionQuery {
                     parsed.since_ms =
                         Some(value.parse().map_err(|_| bad("milliseconds since the Unix epoch"))?)
                 }
-                "level" if LEVELS.contains(&value.as_ref()) => parsed.level = Some(value.into_owned()),
-                "level" => return Err(bad(&format!("one of {}", LEVELS.join(", ")))),
+                "level" => match Level::ALL.into_iter().find(|level| level.as_str() == value) {
+                    Some(level) => parsed.level = Some(level.as_str().to_string()),
+                    None => {
+                        let levels: Vec<&str> = Level::ALL.iter().map(|level| level.as_str()).collect();
+                        return Err(bad(&format!("one of {}", levels.join(", "))));
+                    }
+                },
                 "route" if !value.is_empty() && value.len() <= 200 => parsed.route = Some(value.into_owned()),
                 "route" => return Err(bad("a route name")),
                 "labelled" => {

@@ -25,6 +25,18 @@ pub enum Level {
 }
 
 impl Level {
+    /// Every level, in the order above.
+    pub const ALL: [Level; 8] = [
+        Level::Rules,
+        Level::Semantic,
+        Level::Classifier,
+        Level::Llm,
+        Level::Cascade,
+        Level::Conversation,
+        Level::Explicit,
+        Level::Default,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Rules => "rules",

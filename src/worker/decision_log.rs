@@ -16,7 +16,7 @@ use crate::core::timing::Phase;
 use crate::worker::state::State;
 use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
-use worker::{D1Database, Env};
+use worker::{D1Database, D1PreparedStatement, Env};
 
 /// The D1 binding's name in wrangler.toml.
 pub const BINDING: &str = "DECISION_LOG";
@@ -82,10 +82,15 @@ pub async fn write(env: Env, row: DecisionRow) {
 }
 
 async fn insert(env: &Env, row: &DecisionRow) -> worker::Result<()> {
-    let db: D1Database = env.d1(BINDING)?;
-    let values: Vec<JsValue> = row.values().iter().map(js_value).collect();
-    db.prepare(insert_sql()).bind(&values)?.run().await?;
+    statement(env, insert_sql(), &row.values())?.run().await?;
     Ok(())
+}
+
+/// `sql` on the decision log, with its `?N` values bound.
+fn statement(env: &Env, sql: impl Into<String>, values: &[Value]) -> worker::Result<D1PreparedStatement> {
+    let db: D1Database = env.d1(BINDING)?;
+    let values: Vec<JsValue> = values.iter().map(js_value).collect();
+    db.prepare(sql).bind(&values)
 }
 
 fn js_value(value: &Value) -> JsValue {
@@ -102,8 +107,7 @@ fn js_value(value: &Value) -> JsValue {
 pub async fn delete_expired(env: &Env, retention_days: u32) {
     let cutoff = expiry_cutoff_ms(js_sys::Date::now() as u64, retention_days);
     let deleted = async {
-        let db: D1Database = env.d1(BINDING)?;
-        let result = db.prepare(DELETE_EXPIRED_SQL).bind(&[JsValue::from_f64(cutoff as f64)])?.run().await?;
+        let result = statement(env, DELETE_EXPIRED_SQL, &[json!(cutoff)])?.run().await?;
         worker::Result::Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
     };
     let deleted: worker::Result<usize> = deleted.await;
@@ -119,10 +123,8 @@ pub async fn read_page(env: &Env, query: &DecisionQuery) -> Result<(String, Opti
     let unavailable = |e: worker::Error| {
         RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be read: {e}"))
     };
-    let db: D1Database = env.d1(BINDING).map_err(unavailable)?;
     let (sql, values) = query.sql();
-    let values: Vec<JsValue> = values.iter().map(js_value).collect();
-    let result = db.prepare(sql).bind(&values).map_err(unavailable)?.all().await.map_err(unavailable)?;
+    let result = statement(env, sql, &values).map_err(unavailable)?.all().await.map_err(unavailable)?;
     let rows = result.results::<serde_json::Map<String, Value>>().map_err(unavailable)?;
     Ok(admin_api::page(rows, query.limit))
 }
@@ -133,11 +135,8 @@ pub async fn store_feedback(env: &Env, feedback: &Feedback) -> Result<(), Router
     let unavailable = |e: worker::Error| {
         RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be written: {e}"))
     };
-    let db: D1Database = env.d1(BINDING).map_err(unavailable)?;
-    let values: Vec<JsValue> = feedback.values(js_sys::Date::now() as u64).iter().map(js_value).collect();
-    let result = db
-        .prepare(feedback::STORE_SQL)
-        .bind(&values)
+    let values = feedback.values(js_sys::Date::now() as u64);
+    let result = statement(env, feedback::STORE_SQL, &values)
         .map_err(unavailable)?
         .run()
         .await

@@ -8,23 +8,24 @@ use worker::{Headers, Response, ResponseBody};
 
 /// A JSON response with the given status.
 pub fn json(status: u16, value: &serde_json::Value) -> Response {
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    Response::builder().with_status(status).with_headers(headers).fixed(value.to_string().into_bytes())
+    json_text(status, value.to_string())
 }
 
 /// A response whose body is already JSON text.
 pub fn json_text(status: u16, body: String) -> Response {
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes())
+    fixed(status, "application/json", body.into_bytes())
 }
 
 /// A JSON Lines body.
 pub fn json_lines(body: String) -> Response {
+    fixed(200, "application/x-ndjson; charset=utf-8", body.into_bytes())
+}
+
+/// A whole body of `content_type`.
+fn fixed(status: u16, content_type: &str, body: Vec<u8>) -> Response {
     let headers = Headers::new();
-    let _ = headers.set("content-type", "application/x-ndjson; charset=utf-8");
-    Response::builder().with_status(200).with_headers(headers).fixed(body.into_bytes())
+    let _ = headers.set("content-type", content_type);
+    Response::builder().with_status(status).with_headers(headers).fixed(body)
 }
 
 /// The OpenAI-style error response for `error`.
