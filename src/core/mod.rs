@@ -30,3 +30,4 @@ pub mod semantic;
 pub mod sse;
 pub mod timing;
 pub mod tokens;
+pub mod upstream_call;

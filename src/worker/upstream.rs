@@ -1,28 +1,29 @@
-//! Calling upstreams: the IO half of `core::fallback` and `core::providers`.
+//! Calling upstreams: the IO half of `core::attempts` and `core::upstream_call`.
 //!
-//! For each model of the decision, in order: skip it if the plan says so, else build its request
-//! (`providers::build_request`), send it under the model's timeout (aborting the fetch when it
-//! expires), and on failure let `fallback::after_failure` say whether to wait and retry, move on,
-//! or give up. A stream counts as answered only once its first translated event is in hand, so a
-//! model that accepts the request and then fails or stalls before saying anything is still
-//! replaced by the next; after that first byte, failures end the stream with an error event.
+//! Which model to call, when to wait and retry, when to fall back, when a call has failed and
+//! when a stream has committed are all decided in core; this module carries the decisions out:
+//! it sends each request, reads the response within the deadline each step gives, aborts a
+//! fetch given up on (so the upstream stops generating, and billing), and relays a committed
+//! stream to the client.
 
 use crate::core::attempts::{Action, Attempts, CallResult};
-use crate::core::config::{Model, Provider};
 use crate::core::decision::Decision;
-use crate::core::error::{parse_retry_after, ErrorKind, RouterError};
+use crate::core::error::{ErrorKind, RouterError};
 use crate::core::fallback::Attempt;
-use crate::core::providers::{self, Completion, Target, Usage};
+use crate::core::providers::{Completion, Usage};
 use crate::core::relay::{error_event, StreamRelay};
 use crate::core::request::ChatRequest;
+use crate::core::upstream_call::{CallError, CommittedStream, Head, Input, Outgoing, Step, UpstreamCall};
 use crate::worker::state::{secret, State};
 use futures_util::future::{select, Either};
 use futures_util::{Stream, StreamExt};
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use wasm_bindgen::JsValue;
 use worker::{
     AbortController, ByteStream, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    Response,
 };
 
 /// What a model answered.
@@ -56,7 +57,6 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
         state.secret_values.clone(),
     );
     let mut answered = None;
-    let now = || js_sys::Date::now() as u64;
     let mut action = machine.start(now());
     loop {
         action = match action {
@@ -66,8 +66,7 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
                         answered = Some(body);
                         CallResult::Answered
                     }
-                    Err(CallError::Untranslatable(error)) => CallResult::Untranslatable(error),
-                    Err(CallError::Failed(error)) => CallResult::Failed(error),
+                    Err(error) => error.into(),
                 };
                 machine.called(result, now(), js_sys::Math::random())
             }
@@ -99,17 +98,6 @@ pub async fn complete(
     name: &str,
     timeout_ms: u64,
 ) -> Result<Completion, RouterError> {
-    let config = &state.config;
-    let missing = config
-        .model(name)
-        .and_then(|m| config.provider(&m.provider))
-        .and_then(|p| p.secret_names().find(|secret_name| secret(env, secret_name).is_none()));
-    if let Some(secret_name) = missing {
-        return Err(RouterError::new(
-            ErrorKind::Configuration,
-            format!("the secret {secret_name} that model {name:?} needs is not set"),
-        ));
-    }
     let model_timeout = state.config.model(name).map_or(timeout_ms, |m| m.timeout_ms);
     let error = match within(timeout_ms, call(state, env, request, name, model_timeout)).await {
         Some(Ok(Body::Whole(completion))) => return Ok(completion),
@@ -117,7 +105,7 @@ pub async fn complete(
             ErrorKind::Internal,
             "a whole answer was asked for, and a stream came".to_string(),
         ),
-        Some(Err(CallError::Failed(error) | CallError::Untranslatable(error))) => error,
+        Some(Err(error)) => error.into_error(),
         None => RouterError::new(
             ErrorKind::UpstreamTimeout,
             format!("model {name:?} did not answer within {timeout_ms} ms"),
@@ -126,29 +114,8 @@ pub async fn complete(
     Err(error.redacted(state.secret_values.iter().map(String::as_str)))
 }
 
-/// A request this model's API cannot express (found before calling it).
-struct Untranslatable(RouterError);
-
-impl From<RouterError> for CallError {
-    fn from(error: RouterError) -> Self {
-        CallError::Failed(error)
-    }
-}
-
-impl From<Untranslatable> for CallError {
-    fn from(error: Untranslatable) -> Self {
-        CallError::Untranslatable(error.0)
-    }
-}
-
-enum CallError {
-    /// The model was called and failed.
-    Failed(RouterError),
-    /// The model was not called: the request cannot be put in its API.
-    Untranslatable(RouterError),
-}
-
-/// One call to one model, which has `timeout_ms` to start answering.
+/// One call to one model, which has `timeout_ms` to start answering: the steps of its
+/// [`UpstreamCall`] carried out (send, read within each step's deadline, abort on failure).
 async fn call(
     state: &State,
     env: &Env,
@@ -156,156 +123,133 @@ async fn call(
     name: &str,
     timeout_ms: u64,
 ) -> Result<Body, CallError> {
-    let config = &state.config;
-    let internal =
-        |what: &str| RouterError::new(ErrorKind::Internal, format!("decision names unknown {what}"));
-    let model: &Model = config.model(name).ok_or_else(|| CallError::Failed(internal("model")))?;
-    let provider_name = &model.provider;
-    let provider: &Provider =
-        config.provider(provider_name).ok_or_else(|| CallError::Failed(internal("provider")))?;
-    let api_key = provider.api_key.as_ref().and_then(|k| secret(env, k));
-    let base_url = provider.base_url.as_str();
-    let upstream_model = model.upstream.as_str();
-    let target = Target {
-        kind: provider.kind,
-        base_url,
-        api_key: api_key.as_deref(),
-        model: upstream_model,
-        default_max_tokens: model.max_output_tokens,
-    };
-    let outgoing = providers::build_request(&target, request).map_err(Untranslatable)?;
-    let idle_ms = config.upstream.idle_timeout_ms;
-    let started = js_sys::Date::now();
-
-    let headers = Headers::new();
-    for (header, value) in &outgoing.headers {
-        let _ = headers.set(header, value);
-    }
-    for (header, secret_name) in &provider.headers {
-        // The plan skipped this model if any of these secrets were missing.
-        if let Some(value) = secret(env, secret_name) {
-            let _ = headers.set(header, &value);
-        }
-    }
+    let secrets = state.secret_values.clone();
+    let (mut call, outgoing) =
+        UpstreamCall::prepare(&state.config, name, request, timeout_ms, |s| secret(env, s), secrets, now())?;
     let controller = AbortController::default();
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&outgoing.body)))
-        // A redirect would carry the upstream key to another host: it is an error instead.
-        .with_redirect(RequestRedirect::Manual);
-    let unreachable = |detail: String| {
-        RouterError::new(
-            ErrorKind::UpstreamUnreachable,
-            format!("could not reach upstream {provider_name:?} at {base_url}: {detail}"),
-        )
-    };
-    let timed_out = |what: &str, ms: u64| {
-        RouterError::new(ErrorKind::UpstreamTimeout, format!("model {name:?} {what} within {ms} ms"))
-    };
-    let upstream_request =
-        Request::new_with_init(&outgoing.url, &init).map_err(|e| unreachable(e.to_string()))?;
-    let signal = controller.signal();
-    let sent = within(timeout_ms, Fetch::Request(upstream_request).send_with_signal(&signal)).await;
-    let mut response = match sent {
-        Some(result) => result.map_err(|e| unreachable(e.to_string()))?,
-        None => {
-            controller.abort();
-            return Err(CallError::Failed(timed_out("did not start answering", timeout_ms)));
-        }
-    };
-
-    let status = response.status_code();
-    if !(200..300).contains(&status) {
-        let header = |name: &str| response.headers().get(name).ok().flatten();
-        let retry_after = parse_retry_after(
-            header("retry-after-ms").as_deref(),
-            header("retry-after").as_deref(),
-            js_sys::Date::now() as u64,
-        );
-        let text = match within(idle_ms, response.text()).await {
-            Some(read) => read.unwrap_or_default(),
-            None => {
-                // An error body that stalls is given up on, and its connection closed.
-                controller.abort();
-                String::new()
-            }
-        };
-        let mut error = RouterError::from_upstream(provider_name, status, &text, &state.secret_values);
-        error.retry_after_ms = retry_after;
-        return Err(CallError::Failed(error));
-    }
-    let created = (js_sys::Date::now() / 1000.0) as u64;
-    if !request.stream {
-        let text = match within(idle_ms, response.text()).await {
-            Some(text) => text.map_err(|e| unreachable(format!("reading the answer failed: {e}")))?,
-            None => {
-                controller.abort();
-                return Err(CallError::Failed(timed_out("went silent while answering", idle_ms)));
-            }
-        };
-        return providers::parse_completion(provider.kind, &text, upstream_model, created)
-            .map(Body::Whole)
-            .map_err(CallError::Failed);
-    }
-
-    let upstream = response.stream().map_err(|e| unreachable(e.to_string()))?;
-    let include_usage = request
-        .body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false);
-    let relay = StreamRelay::new(
-        providers::stream_translator(provider.kind, upstream_model, created),
-        include_usage,
-        model.price,
-    );
-    let mut answer = StreamAnswer {
-        first: Vec::new(),
-        upstream,
-        relay,
-        idle_ms,
-        controller: Some(controller),
-        secrets: state.secret_values.clone(),
-        on_end: None,
-        done: false,
-        upstream_ended: false,
-    };
-    // Nothing has reached the client yet: until the stream says something (content, a tool call,
-    // a finish), any failure is a fallback. The opening role chunk waits with it.
+    let mut connection = Connection::send(&outgoing, &controller);
+    let mut step = call.start();
     loop {
-        let left = (timeout_ms as f64 - (js_sys::Date::now() - started)).max(1.0) as u64;
-        match within(left, answer.upstream.next()).await {
-            Some(Some(Ok(bytes))) => {
-                let relayed = answer.relay.feed(&bytes);
-                if let Some(error) = relayed.error {
-                    return Err(CallError::Failed(error));
+        let input = match step {
+            Step::AwaitHead { until_ms } => connection.head(until_ms).await,
+            Step::ReadText { until_ms } => connection.text(until_ms).await,
+            Step::ReadChunk { until_ms } => connection.chunk(until_ms).await,
+            Step::Answered(completion) => return Ok(Body::Whole(completion)),
+            Step::Committed(committed) => match connection {
+                Connection::Body(upstream) => {
+                    return Ok(Body::Stream(StreamAnswer::new(committed, upstream, controller)))
                 }
-                answer.first.extend(relayed.bytes);
-                if answer.relay.answering {
-                    return Ok(Body::Stream(answer));
-                }
+                _ => Input::Broken("the stream was lost".into()),
+            },
+            Step::Failed(error) => {
+                controller.abort();
+                return Err(CallError::Failed(error));
             }
-            Some(Some(Err(e))) => {
-                return Err(CallError::Failed(unreachable(format!("the stream broke: {e}"))))
+        };
+        step = call.on(input, now());
+    }
+}
+
+/// The platform's clock, in milliseconds.
+fn now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// An upstream request in flight: sent, its head in, or its body being read.
+enum Connection {
+    Sending(Pin<Box<dyn Future<Output = worker::Result<Response>>>>),
+    Head(Response),
+    Body(ByteStream),
+    /// The request could not be made, or its body was read whole.
+    Gone(String),
+}
+
+impl Connection {
+    fn send(outgoing: &Outgoing, controller: &AbortController) -> Connection {
+        let headers = Headers::new();
+        for (header, value) in &outgoing.headers {
+            let _ = headers.set(header, value);
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(JsValue::from_str(&outgoing.body)))
+            // A redirect would carry the upstream key to another host: it is an error instead.
+            .with_redirect(RequestRedirect::Manual);
+        match Request::new_with_init(&outgoing.url, &init) {
+            Ok(request) => {
+                let signal = controller.signal();
+                Connection::Sending(Box::pin(async move {
+                    Fetch::Request(request).send_with_signal(&signal).await
+                }))
             }
-            Some(None) => {
-                answer.upstream_ended = true;
-                let relayed = answer.relay.finish();
-                if let Some(error) = relayed.error {
-                    return Err(CallError::Failed(error));
-                }
-                answer.first.extend(relayed.bytes);
-                answer.done = true;
-                return Ok(Body::Stream(answer));
-            }
-            None => {
-                answer.abort();
-                return Err(CallError::Failed(timed_out("sent no stream event", timeout_ms)));
+            Err(e) => Connection::Gone(e.to_string()),
+        }
+    }
+
+    async fn head(&mut self, until_ms: u64) -> Input {
+        let Connection::Sending(sending) = self else { return self.gone() };
+        match within_until(until_ms, sending).await {
+            None => Input::TimedOut,
+            Some(Err(e)) => Input::Broken(e.to_string()),
+            Some(Ok(response)) => {
+                let header = |name: &str| response.headers().get(name).ok().flatten();
+                let head = Head {
+                    status: response.status_code(),
+                    retry_after_ms: header("retry-after-ms"),
+                    retry_after: header("retry-after"),
+                };
+                *self = Connection::Head(response);
+                Input::Head(head)
             }
         }
     }
+
+    async fn text(&mut self, until_ms: u64) -> Input {
+        let Connection::Head(response) = self else { return self.gone() };
+        let input = match within_until(until_ms, response.text()).await {
+            None => Input::TimedOut,
+            Some(Err(e)) => Input::Broken(e.to_string()),
+            Some(Ok(text)) => Input::Text(text),
+        };
+        *self = Connection::Gone("the body was read".into());
+        input
+    }
+
+    async fn chunk(&mut self, until_ms: u64) -> Input {
+        if let Connection::Head(response) = self {
+            *self = match response.stream() {
+                Ok(body) => Connection::Body(body),
+                Err(e) => Connection::Gone(e.to_string()),
+            };
+        }
+        match self {
+            Connection::Body(body) => next_chunk(body, until_ms).await,
+            _ => self.gone(),
+        }
+    }
+
+    fn gone(&self) -> Input {
+        match self {
+            Connection::Gone(detail) => Input::Broken(detail.clone()),
+            _ => Input::Broken("the response was read out of turn".into()),
+        }
+    }
+}
+
+/// The next bytes of an upstream body, read until `until_ms`.
+async fn next_chunk(body: &mut ByteStream, until_ms: u64) -> Input {
+    match within_until(until_ms, body.next()).await {
+        None => Input::TimedOut,
+        Some(None) => Input::End,
+        Some(Some(Ok(bytes))) => Input::Chunk(bytes),
+        Some(Some(Err(e))) => Input::Broken(e.to_string()),
+    }
+}
+
+/// Runs `future` until `until_ms` on the platform's clock (at least 1 ms).
+async fn within_until<T>(until_ms: u64, future: impl Future<Output = T>) -> Option<T> {
+    within(until_ms.saturating_sub(now()).max(1), future).await
 }
 
 /// Runs `future` for at most `ms` milliseconds.
@@ -342,6 +286,20 @@ pub struct StreamAnswer {
 }
 
 impl StreamAnswer {
+    fn new(committed: CommittedStream, upstream: ByteStream, controller: AbortController) -> StreamAnswer {
+        StreamAnswer {
+            first: committed.said,
+            upstream,
+            relay: committed.relay,
+            idle_ms: committed.idle_ms,
+            controller: Some(controller),
+            secrets: committed.secrets,
+            on_end: None,
+            done: committed.upstream_ended,
+            upstream_ended: committed.upstream_ended,
+        }
+    }
+
     /// The client's body. `on_end` runs once, when the stream ends or the client goes away.
     pub fn into_body(
         mut self,

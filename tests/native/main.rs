@@ -11,3 +11,4 @@ mod providers;
 mod request;
 mod routing;
 mod tokens;
+mod upstream_call;

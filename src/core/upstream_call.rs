@@ -1,0 +1,349 @@
+//! One call to one model, as a sans-IO state machine: the request it sends, and every decision
+//! between sending it and the commit point, where the answer becomes the client's.
+//!
+//! Why a machine: when a call has failed, and whether it may still be replaced by another
+//! model's answer, is the subtle part of a router, and it depends on time. Here it is decided
+//! from inputs alone (the response's head, its body whole or chunk by chunk, its end, a deadline
+//! that passed, a broken connection) and the platform's clock, so native tests drive every case
+//! with a fake clock. The platform only fetches, reads each step with the deadline it is given,
+//! and aborts the fetch when told the call failed, so an upstream given up on stops generating
+//! (and billing) at once.
+//!
+//! The policy:
+//! - the time a model has to start answering (`timeout_ms`: its own, else `[upstream]`'s,
+//!   clipped by the request's deadline) is shared by the response head and, for a stream, its
+//!   first event that says something;
+//! - a whole body, or an error body, that sends nothing for `[upstream] idle_timeout_ms` is given
+//!   up on (an error body keeps its status; a silent answer is a timeout);
+//! - a stream commits once it says something (content, a tool call, a refusal, reasoning, a
+//!   finish): its opening role-only chunk does not, so a model that opens a stream and then
+//!   fails or stalls is still replaced, unseen by the client;
+//! - an error event before the commit point is a failure of the status it stands for (an
+//!   Anthropic `overloaded_error` is retried like a 503).
+//!
+//! ```text
+//!  start ─► AwaitHead ─2xx, whole──► ReadText ─────────────────────────► Answered(completion)
+//!              │      └─2xx, stream─► ReadChunk ⟲ role-only chunks ─said something─► Committed
+//!              └─other status─► ReadText (the error body) ──────────────► Failed(its status)
+//!  a deadline passed, a broken connection, an error event or garbage before commit ─► Failed
+//! ```
+
+use crate::core::attempts::CallResult;
+use crate::core::config::{Config, ProviderKind};
+use crate::core::error::{parse_retry_after, ErrorKind, RouterError};
+use crate::core::providers::{self, Completion, Target};
+use crate::core::relay::StreamRelay;
+use crate::core::request::ChatRequest;
+
+/// The HTTP request to send (POST).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub url: String,
+    /// The API's own headers, then the provider's configured ones with their secrets' values.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// Why a call did not answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// The model was called (or could not be: an unknown model, a missing secret) and failed.
+    Failed(RouterError),
+    /// The model was not called: the request cannot be put in its API.
+    Untranslatable(RouterError),
+}
+
+impl CallError {
+    pub fn into_error(self) -> RouterError {
+        match self {
+            CallError::Failed(error) | CallError::Untranslatable(error) => error,
+        }
+    }
+}
+
+impl From<CallError> for CallResult {
+    fn from(error: CallError) -> CallResult {
+        match error {
+            CallError::Failed(error) => CallResult::Failed(error),
+            CallError::Untranslatable(error) => CallResult::Untranslatable(error),
+        }
+    }
+}
+
+/// What the platform saw, reported with [`UpstreamCall::on`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The response's status and retry headers arrived.
+    Head(Head),
+    /// The whole body, read as text.
+    Text(String),
+    /// The body's next bytes.
+    Chunk(Vec<u8>),
+    /// The body ended.
+    End,
+    /// The step's deadline passed with nothing read.
+    TimedOut,
+    /// The connection failed (refused, reset, or broken mid-body), with the platform's detail.
+    Broken(String),
+}
+
+/// The part of a response head the call reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Head {
+    pub status: u16,
+    /// The `retry-after-ms` header.
+    pub retry_after_ms: Option<String>,
+    /// The `retry-after` header.
+    pub retry_after: Option<String>,
+}
+
+/// What the platform is to do next. Deadlines are on the clock passed to [`UpstreamCall::on`].
+pub enum Step {
+    /// Wait for the response's head until `until_ms`.
+    AwaitHead { until_ms: u64 },
+    /// Read the whole body as text until `until_ms`.
+    ReadText { until_ms: u64 },
+    /// Read the body's next bytes until `until_ms`.
+    ReadChunk { until_ms: u64 },
+    /// A whole answer: the call is over.
+    Answered(Completion),
+    /// The stream said something: it is the client's now, relayed by the [`CommittedStream`].
+    Committed(CommittedStream),
+    /// The call failed: abort the fetch and report the error.
+    Failed(RouterError),
+}
+
+/// A stream past its commit point.
+pub struct CommittedStream {
+    pub relay: StreamRelay,
+    /// Everything the stream said up to the commit point, for the client first.
+    pub said: Vec<u8>,
+    /// The upstream already ended its stream (and the relay has finished it).
+    pub upstream_ended: bool,
+    /// The longest the stream may stay silent.
+    pub idle_ms: u64,
+    /// Values scrubbed from the error that ends a failed stream.
+    pub secrets: Vec<String>,
+}
+
+/// One call to one model.
+pub struct UpstreamCall {
+    model: String,
+    provider: String,
+    base_url: String,
+    kind: ProviderKind,
+    upstream_model: String,
+    stream: bool,
+    include_usage: bool,
+    price: crate::core::config::Price,
+    timeout_ms: u64,
+    idle_ms: u64,
+    secrets: Vec<String>,
+    /// When the model must have started answering (its head and, for a stream, its commit).
+    start_by_ms: u64,
+    phase: Phase,
+}
+
+enum Phase {
+    /// The request is sent; no head yet.
+    Sent,
+    /// A status other than 2xx: reading the error body.
+    ErrorBody { status: u16, retry_after_ms: Option<u64> },
+    /// A 2xx to a request not streamed: reading the answer.
+    WholeBody { created: u64 },
+    /// A 2xx stream that has not said anything yet.
+    Opening { relay: Box<StreamRelay>, said: Vec<u8> },
+    /// Answered, committed or failed.
+    Over,
+}
+
+impl UpstreamCall {
+    /// The call of model `name` (a key of `[models]`) for `request`, which has `timeout_ms` to
+    /// start answering from `now_ms`, and the request to send; or why it cannot be sent.
+    /// `secret` reads a secret's value by name; `secrets` are the values to scrub from errors.
+    pub fn prepare(
+        config: &Config,
+        name: &str,
+        request: &ChatRequest,
+        timeout_ms: u64,
+        secret: impl Fn(&str) -> Option<String>,
+        secrets: Vec<String>,
+        now_ms: u64,
+    ) -> Result<(UpstreamCall, Outgoing), CallError> {
+        let unknown = |what: &str| {
+            CallError::Failed(RouterError::new(
+                ErrorKind::Internal,
+                format!("model {name:?} names an unknown {what}"),
+            ))
+        };
+        let model = config.model(name).ok_or_else(|| unknown("model"))?;
+        let provider = config.provider(&model.provider).ok_or_else(|| unknown("provider"))?;
+        if let Some(missing) = provider.secret_names().find(|secret_name| secret(secret_name).is_none()) {
+            return Err(CallError::Failed(RouterError::new(
+                ErrorKind::Configuration,
+                format!("the secret {missing} that model {name:?} needs is not set"),
+            )));
+        }
+        let api_key = provider.api_key.as_deref().and_then(&secret);
+        let target = Target {
+            kind: provider.kind,
+            base_url: &provider.base_url,
+            api_key: api_key.as_deref(),
+            model: &model.upstream,
+            default_max_tokens: model.max_output_tokens,
+        };
+        let built = providers::build_request(&target, request).map_err(CallError::Untranslatable)?;
+        let mut headers: Vec<(String, String)> =
+            built.headers.into_iter().map(|(header, value)| (header.to_string(), value)).collect();
+        for (header, secret_name) in &provider.headers {
+            headers.extend(secret(secret_name).map(|value| (header.clone(), value)));
+        }
+        let include_usage = request
+            .body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let call = UpstreamCall {
+            model: name.to_string(),
+            provider: model.provider.clone(),
+            base_url: provider.base_url.clone(),
+            kind: provider.kind,
+            upstream_model: model.upstream.clone(),
+            stream: request.stream,
+            include_usage,
+            price: model.price,
+            timeout_ms,
+            idle_ms: config.upstream.idle_timeout_ms,
+            secrets,
+            start_by_ms: now_ms.saturating_add(timeout_ms),
+            phase: Phase::Sent,
+        };
+        Ok((call, Outgoing { url: built.url, headers, body: built.body }))
+    }
+
+    /// The first step, once the request is sent: wait for its head.
+    pub fn start(&self) -> Step {
+        Step::AwaitHead { until_ms: self.start_by_ms }
+    }
+
+    /// What the last step brought, at `now_ms`: the next step.
+    pub fn on(&mut self, input: Input, now_ms: u64) -> Step {
+        match (std::mem::replace(&mut self.phase, Phase::Over), input) {
+            (Phase::Sent, Input::Head(head)) => self.head(head, now_ms),
+            (Phase::Sent, Input::TimedOut) => {
+                self.failed(self.timed_out(format!("did not start answering within {} ms", self.timeout_ms)))
+            }
+            (Phase::ErrorBody { status, retry_after_ms }, input) => {
+                let text = match input {
+                    Input::Text(text) => text,
+                    // An error body that stalls or breaks is given up on; its status stays.
+                    _ => String::new(),
+                };
+                let mut error = RouterError::from_upstream(&self.provider, status, &text, &self.secrets);
+                error.retry_after_ms = retry_after_ms;
+                self.failed(error)
+            }
+            (Phase::WholeBody { created }, Input::Text(text)) => {
+                match providers::parse_completion(self.kind, &text, &self.upstream_model, created) {
+                    Ok(completion) => Step::Answered(completion),
+                    Err(error) => self.failed(error),
+                }
+            }
+            (Phase::WholeBody { .. }, Input::TimedOut) => {
+                self.failed(self.timed_out(format!("went silent for {} ms while answering", self.idle_ms)))
+            }
+            (Phase::WholeBody { .. }, Input::Broken(detail)) => {
+                self.failed(self.unreachable(&format!("reading the answer failed: {detail}")))
+            }
+            (Phase::Opening { relay, said }, input) => self.opening(relay, said, input),
+            (_, Input::Broken(detail)) => self.failed(self.unreachable(&detail)),
+            (_, input) => self.failed(RouterError::new(
+                ErrorKind::Internal,
+                format!("the call of model {:?} got {} out of turn", self.model, input.name()),
+            )),
+        }
+    }
+
+    fn head(&mut self, head: Head, now_ms: u64) -> Step {
+        if !(200..300).contains(&head.status) {
+            let retry_after_ms =
+                parse_retry_after(head.retry_after_ms.as_deref(), head.retry_after.as_deref(), now_ms);
+            self.phase = Phase::ErrorBody { status: head.status, retry_after_ms };
+            return Step::ReadText { until_ms: now_ms.saturating_add(self.idle_ms) };
+        }
+        let created = now_ms / 1000;
+        if !self.stream {
+            self.phase = Phase::WholeBody { created };
+            return Step::ReadText { until_ms: now_ms.saturating_add(self.idle_ms) };
+        }
+        let translator = providers::stream_translator(self.kind, &self.upstream_model, created);
+        let relay = StreamRelay::new(translator, self.include_usage, self.price);
+        self.phase = Phase::Opening { relay: Box::new(relay), said: Vec::new() };
+        Step::ReadChunk { until_ms: self.start_by_ms }
+    }
+
+    /// A stream before its commit point: any failure is the call's, and still replaceable.
+    fn opening(&mut self, mut relay: Box<StreamRelay>, mut said: Vec<u8>, input: Input) -> Step {
+        let (relayed, upstream_ended) = match input {
+            Input::Chunk(bytes) => (relay.feed(&bytes), false),
+            Input::End => (relay.finish(), true),
+            Input::TimedOut => {
+                let error = format!("sent no stream event within {} ms", self.timeout_ms);
+                return self.failed(self.timed_out(error));
+            }
+            Input::Broken(detail) => {
+                return self.failed(self.unreachable(&format!("the stream broke: {detail}")))
+            }
+            other => {
+                let error = format!("the stream of model {:?} got {}", self.model, other.name());
+                return self.failed(RouterError::new(ErrorKind::Internal, error));
+            }
+        };
+        if let Some(error) = relayed.error {
+            return self.failed(error);
+        }
+        said.extend(relayed.bytes);
+        if relay.answering || upstream_ended {
+            return Step::Committed(CommittedStream {
+                relay: *relay,
+                said,
+                upstream_ended,
+                idle_ms: self.idle_ms,
+                secrets: std::mem::take(&mut self.secrets),
+            });
+        }
+        self.phase = Phase::Opening { relay, said };
+        Step::ReadChunk { until_ms: self.start_by_ms }
+    }
+
+    fn failed(&mut self, error: RouterError) -> Step {
+        self.phase = Phase::Over;
+        Step::Failed(error)
+    }
+
+    fn timed_out(&self, what: String) -> RouterError {
+        RouterError::new(ErrorKind::UpstreamTimeout, format!("model {:?} {what}", self.model))
+    }
+
+    fn unreachable(&self, detail: &str) -> RouterError {
+        RouterError::new(
+            ErrorKind::UpstreamUnreachable,
+            format!("could not reach upstream {:?} at {}: {detail}", self.provider, self.base_url),
+        )
+    }
+}
+
+impl Input {
+    /// What it is, for an error about it.
+    fn name(&self) -> &'static str {
+        match self {
+            Input::Head(_) => "a response head",
+            Input::Text(_) => "a whole body",
+            Input::Chunk(_) => "a chunk",
+            Input::End => "the end of the body",
+            Input::TimedOut => "a timeout",
+            Input::Broken(_) => "a broken connection",
+        }
+    }
+}
