@@ -1,5 +1,6 @@
-//! One call to one model, as a sans-IO state machine: the request it sends, and every decision
-//! between sending it and the commit point, where the answer becomes the client's.
+//! One call to one model, as a sans-IO state machine: the request it sends, every decision
+//! between sending it and the commit point, where the answer becomes the client's, and how a
+//! committed stream is relayed and ends.
 //!
 //! Why a machine: when a call has failed, and whether it may still be replaced by another
 //! model's answer, is the subtle part of a router, and it depends on time. Here it is decided
@@ -19,20 +20,30 @@
 //!   finish): its opening role-only chunk does not, so a model that opens a stream and then
 //!   fails or stalls is still replaced, unseen by the client;
 //! - an error event before the commit point is a failure of the status it stands for (an
-//!   Anthropic `overloaded_error` is retried like a 503).
+//!   Anthropic `overloaded_error` is retried like a 503);
+//! - after the commit point ([`CommittedStream`]) a failure can no longer be replaced: a cut, an
+//!   error event, garbage or `idle_timeout_ms` of silence ends the stream with an OpenAI error
+//!   event and no `[DONE]`, and the fetch is aborted; a whole answer whose connection lingers
+//!   ends complete; a client that goes away ends it as `client_closed` with the usage so far.
+//!   Each stream reports its [`StreamEnd`] exactly once. Before and after the commit point, a
+//!   chunk goes through the same relay step (`hear`).
 //!
 //! ```text
 //!  start ─► AwaitHead ─2xx, whole──► ReadText ─────────────────────────► Answered(completion)
 //!              │      └─2xx, stream─► ReadChunk ⟲ role-only chunks ─said something─► Committed
 //!              └─other status─► ReadText (the error body) ──────────────► Failed(its status)
 //!  a deadline passed, a broken connection, an error event or garbage before commit ─► Failed
+//!
+//!  Committed ─start─► Relay ⟲ each chunk (idle_timeout_ms more) ─end of a whole answer─► End(complete)
+//!                        └─ cut, error event, garbage, silence ─► End(error: error event, abort)
+//!  the client goes away before the end ─► End(client_closed, abort), once
 //! ```
 
 use crate::core::attempts::CallResult;
 use crate::core::config::{Config, ProviderKind};
 use crate::core::error::{parse_retry_after, ErrorKind, RouterError};
-use crate::core::providers::{self, Completion, Target};
-use crate::core::relay::StreamRelay;
+use crate::core::providers::{self, Completion, Target, Usage};
+use crate::core::relay::{error_event, StreamRelay};
 use crate::core::request::ChatRequest;
 
 /// The HTTP request to send (POST).
@@ -113,17 +124,62 @@ pub enum Step {
     Failed(RouterError),
 }
 
-/// A stream past its commit point.
+/// A stream past its commit point: relays the rest to the client and decides how it ends.
 pub struct CommittedStream {
-    pub relay: StreamRelay,
+    relay: StreamRelay,
     /// Everything the stream said up to the commit point, for the client first.
-    pub said: Vec<u8>,
-    /// The upstream already ended its stream (and the relay has finished it).
-    pub upstream_ended: bool,
+    said: Vec<u8>,
+    /// The upstream already ended its stream whole (and the relay has finished it).
+    upstream_ended: bool,
     /// The longest the stream may stay silent.
-    pub idle_ms: u64,
+    idle_ms: u64,
     /// Values scrubbed from the error that ends a failed stream.
-    pub secrets: Vec<String>,
+    secrets: Vec<String>,
+    over: bool,
+}
+
+/// What the platform is to do after a committed stream's input.
+#[derive(Debug, PartialEq)]
+pub enum StreamStep {
+    /// Send `bytes` (perhaps none) to the client, then read the next chunk until `until_ms`.
+    Relay { bytes: Vec<u8>, until_ms: u64 },
+    /// Send `bytes`, the stream's last; abort the fetch if `abort` (the upstream may still be
+    /// generating); report `end`.
+    End { bytes: Vec<u8>, abort: bool, end: StreamEnd },
+    /// The stream had already ended: nothing to do.
+    Over,
+}
+
+/// How a committed stream ended, for the log: reported exactly once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEnd {
+    pub outcome: StreamOutcome,
+    /// The usage the upstream reported so far.
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    /// Why the stream failed (redacted), when it did.
+    pub error: Option<RouterError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// The answer was whole and `[DONE]` was sent.
+    Complete,
+    /// The stream failed and ended with an error event.
+    Error,
+    /// The client went away before the end.
+    ClientClosed,
+}
+
+impl StreamOutcome {
+    /// Its name in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamOutcome::Complete => "complete",
+            StreamOutcome::Error => "error",
+            StreamOutcome::ClientClosed => "client_closed",
+        }
+    }
 }
 
 /// One call to one model.
@@ -258,10 +314,7 @@ impl UpstreamCall {
             }
             (Phase::Opening { relay, said }, input) => self.opening(relay, said, input),
             (_, Input::Broken(detail)) => self.failed(self.unreachable(&detail)),
-            (_, input) => self.failed(RouterError::new(
-                ErrorKind::Internal,
-                format!("the call of model {:?} got {} out of turn", self.model, input.name()),
-            )),
+            (_, input) => self.failed(self.out_of_turn(input.name())),
         }
     }
 
@@ -285,25 +338,21 @@ impl UpstreamCall {
 
     /// A stream before its commit point: any failure is the call's, and still replaceable.
     fn opening(&mut self, mut relay: Box<StreamRelay>, mut said: Vec<u8>, input: Input) -> Step {
-        let (relayed, upstream_ended) = match input {
-            Input::Chunk(bytes) => (relay.feed(&bytes), false),
-            Input::End => (relay.finish(), true),
-            Input::TimedOut => {
+        let upstream_ended = match hear(&mut relay, input) {
+            Heard::Said { bytes, ended } => {
+                said.extend(bytes);
+                ended
+            }
+            Heard::Failed { error, .. } => return self.failed(error),
+            Heard::Silent => {
                 let error = format!("sent no stream event within {} ms", self.timeout_ms);
                 return self.failed(self.timed_out(error));
             }
-            Input::Broken(detail) => {
+            Heard::Broken(detail) => {
                 return self.failed(self.unreachable(&format!("the stream broke: {detail}")))
             }
-            other => {
-                let error = format!("the stream of model {:?} got {}", self.model, other.name());
-                return self.failed(RouterError::new(ErrorKind::Internal, error));
-            }
+            Heard::OutOfTurn(what) => return self.failed(self.out_of_turn(what)),
         };
-        if let Some(error) = relayed.error {
-            return self.failed(error);
-        }
-        said.extend(relayed.bytes);
         if relay.answering || upstream_ended {
             return Step::Committed(CommittedStream {
                 relay: *relay,
@@ -311,10 +360,18 @@ impl UpstreamCall {
                 upstream_ended,
                 idle_ms: self.idle_ms,
                 secrets: std::mem::take(&mut self.secrets),
+                over: false,
             });
         }
         self.phase = Phase::Opening { relay, said };
         Step::ReadChunk { until_ms: self.start_by_ms }
+    }
+
+    fn out_of_turn(&self, what: &str) -> RouterError {
+        RouterError::new(
+            ErrorKind::Internal,
+            format!("the call of model {:?} got {what} out of turn", self.model),
+        )
     }
 
     fn failed(&mut self, error: RouterError) -> Step {
@@ -345,5 +402,114 @@ impl Input {
             Input::TimedOut => "a timeout",
             Input::Broken(_) => "a broken connection",
         }
+    }
+}
+
+/// What one input did to a stream, before or after its commit point: the relay step both
+/// share.
+enum Heard {
+    /// The upstream said `bytes` (perhaps none); `ended`: it closed its stream, whole.
+    Said {
+        bytes: Vec<u8>,
+        ended: bool,
+    },
+    /// The stream failed (an error event, garbage, a cut): the bytes relayed before, and why.
+    Failed {
+        bytes: Vec<u8>,
+        error: RouterError,
+    },
+    /// Nothing came before the deadline.
+    Silent,
+    Broken(String),
+    /// An input a stream never gets.
+    OutOfTurn(&'static str),
+}
+
+fn hear(relay: &mut StreamRelay, input: Input) -> Heard {
+    let (relayed, ended) = match input {
+        Input::Chunk(bytes) => (relay.feed(&bytes), false),
+        Input::End => (relay.finish(), true),
+        Input::TimedOut => return Heard::Silent,
+        Input::Broken(detail) => return Heard::Broken(detail),
+        other => return Heard::OutOfTurn(other.name()),
+    };
+    match relayed.error {
+        None => Heard::Said { bytes: relayed.bytes, ended },
+        Some(error) => Heard::Failed { bytes: relayed.bytes, error },
+    }
+}
+
+impl CommittedStream {
+    /// The first step, when the client starts reading: what was said up to the commit point.
+    pub fn start(&mut self, now_ms: u64) -> StreamStep {
+        let said = std::mem::take(&mut self.said);
+        if self.upstream_ended {
+            return self.end(said, false, StreamOutcome::Complete, None);
+        }
+        StreamStep::Relay { bytes: said, until_ms: now_ms.saturating_add(self.idle_ms) }
+    }
+
+    /// What the platform read; what to send and do next.
+    pub fn on(&mut self, input: Input, now_ms: u64) -> StreamStep {
+        if self.over {
+            return StreamStep::Over;
+        }
+        match hear(&mut self.relay, input) {
+            Heard::Said { bytes, ended: false } => {
+                StreamStep::Relay { bytes, until_ms: now_ms.saturating_add(self.idle_ms) }
+            }
+            Heard::Said { bytes, ended: true } => self.end(bytes, false, StreamOutcome::Complete, None),
+            Heard::Failed { bytes, error } => self.fail(bytes, error),
+            Heard::Silent if self.relay.complete() => {
+                // The answer is whole; the upstream just never closed the connection.
+                let relayed = self.relay.finish();
+                match relayed.error {
+                    None => self.end(relayed.bytes, true, StreamOutcome::Complete, None),
+                    Some(error) => self.fail(relayed.bytes, error),
+                }
+            }
+            Heard::Silent => {
+                let error = format!("the upstream sent nothing for {} ms mid-answer", self.idle_ms);
+                self.fail(Vec::new(), RouterError::new(ErrorKind::UpstreamTimeout, error))
+            }
+            Heard::Broken(detail) => {
+                let error = format!("the upstream stream broke mid-answer: {detail}");
+                self.fail(Vec::new(), RouterError::new(ErrorKind::UpstreamUnreachable, error))
+            }
+            Heard::OutOfTurn(what) => {
+                let error = format!("a committed stream got {what}");
+                self.fail(Vec::new(), RouterError::new(ErrorKind::Internal, error))
+            }
+        }
+    }
+
+    /// The client went away: the end to report (with the usage so far) and a fetch to abort,
+    /// unless the stream had already ended.
+    pub fn client_closed(&mut self) -> Option<StreamEnd> {
+        match self.end(Vec::new(), true, StreamOutcome::ClientClosed, None) {
+            StreamStep::End { end, .. } => Some(end),
+            _ => None,
+        }
+    }
+
+    /// The bytes relayed before the failure, then its error event; the fetch is aborted.
+    fn fail(&mut self, mut bytes: Vec<u8>, error: RouterError) -> StreamStep {
+        let error = error.redacted(self.secrets.iter().map(String::as_str));
+        bytes.extend(error_event(&error));
+        self.end(bytes, true, StreamOutcome::Error, Some(error))
+    }
+
+    fn end(
+        &mut self,
+        bytes: Vec<u8>,
+        abort: bool,
+        outcome: StreamOutcome,
+        error: Option<RouterError>,
+    ) -> StreamStep {
+        if std::mem::replace(&mut self.over, true) {
+            return StreamStep::Over;
+        }
+        let end = StreamEnd { outcome, usage: self.relay.usage(), cost_usd: self.relay.cost_usd(), error };
+        StreamStep::End { bytes, abort, end }
     }
 }

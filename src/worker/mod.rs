@@ -239,7 +239,8 @@ async fn chat(
             });
             let body = stream.into_body(move |end| {
                 let cost = total_cost(end.cost_usd, llm_cost);
-                let answer = Answer { usage: end.usage, cost_usd: cost, outcome: end.outcome, ..answer };
+                let answer =
+                    Answer { usage: end.usage, cost_usd: cost, outcome: end.outcome.as_str(), ..answer };
                 let _ = ended.send((answer, end.error.map(|e| e.message)));
             });
             let response_headers = Headers::new();

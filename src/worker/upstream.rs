@@ -1,19 +1,20 @@
 //! Calling upstreams: the IO half of `core::attempts` and `core::upstream_call`.
 //!
-//! Which model to call, when to wait and retry, when to fall back, when a call has failed and
-//! when a stream has committed are all decided in core; this module carries the decisions out:
-//! it sends each request, reads the response within the deadline each step gives, aborts a
-//! fetch given up on (so the upstream stops generating, and billing), and relays a committed
-//! stream to the client.
+//! Which model to call, when to wait and retry, when to fall back, when a call has failed, when a
+//! stream has committed and how it ends are all decided in core; this module carries the
+//! decisions out: it sends each request, reads the response within the deadline each step gives,
+//! aborts a fetch given up on (so the upstream stops generating, and billing), and hands a
+//! committed stream's bytes to the client. It holds no timing or commit policy of its own.
 
 use crate::core::attempts::{Action, Attempts, CallResult};
 use crate::core::decision::Decision;
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::fallback::Attempt;
-use crate::core::providers::{Completion, Usage};
-use crate::core::relay::{error_event, StreamRelay};
+use crate::core::providers::Completion;
 use crate::core::request::ChatRequest;
-use crate::core::upstream_call::{CallError, CommittedStream, Head, Input, Outgoing, Step, UpstreamCall};
+use crate::core::upstream_call::{
+    CallError, CommittedStream, Head, Input, Outgoing, Step, StreamEnd, StreamStep, UpstreamCall,
+};
 use crate::worker::state::{secret, State};
 use futures_util::future::{select, Either};
 use futures_util::{Stream, StreamExt};
@@ -262,42 +263,22 @@ async fn within<T>(ms: u64, future: impl Future<Output = T>) -> Option<T> {
     }
 }
 
-/// How a relayed stream ended, for the log.
-pub struct StreamEnd {
-    pub usage: Option<Usage>,
-    pub cost_usd: Option<f64>,
-    /// `complete`, `error` (an error event was sent) or `client_closed`.
-    pub outcome: &'static str,
-    pub error: Option<RouterError>,
-}
-
-/// A stream whose first event is in hand; the rest is relayed as the client reads.
+/// A committed stream: its first events in hand, the rest relayed as the client reads. What to
+/// send and when it ends is its [`CommittedStream`]'s decision; this reads the upstream within
+/// each deadline, aborts the fetch when told, and reports the end.
 pub struct StreamAnswer {
-    first: Vec<u8>,
+    stream: CommittedStream,
     upstream: ByteStream,
-    relay: StreamRelay,
-    idle_ms: u64,
+    /// Taken when used: aborting is once.
     controller: Option<AbortController>,
-    secrets: Vec<String>,
     on_end: Option<Box<dyn FnOnce(StreamEnd)>>,
-    done: bool,
-    /// The upstream closed its stream: nothing left to cancel.
-    upstream_ended: bool,
+    /// The deadline of the next read; `None` once the stream has ended.
+    read_until: Option<u64>,
 }
 
 impl StreamAnswer {
-    fn new(committed: CommittedStream, upstream: ByteStream, controller: AbortController) -> StreamAnswer {
-        StreamAnswer {
-            first: committed.said,
-            upstream,
-            relay: committed.relay,
-            idle_ms: committed.idle_ms,
-            controller: Some(controller),
-            secrets: committed.secrets,
-            on_end: None,
-            done: committed.upstream_ended,
-            upstream_ended: committed.upstream_ended,
-        }
+    fn new(stream: CommittedStream, upstream: ByteStream, controller: AbortController) -> StreamAnswer {
+        StreamAnswer { stream, upstream, controller: Some(controller), on_end: None, read_until: None }
     }
 
     /// The client's body. `on_end` runs once, when the stream ends or the client goes away.
@@ -306,85 +287,44 @@ impl StreamAnswer {
         on_end: impl FnOnce(StreamEnd) + 'static,
     ) -> impl Stream<Item = Result<Vec<u8>, worker::Error>> + 'static {
         self.on_end = Some(Box::new(on_end));
-        if self.done {
-            self.end(None);
-        }
-        futures_util::stream::unfold(self, |mut this| async move {
-            if !this.first.is_empty() {
-                let first = std::mem::take(&mut this.first);
-                return Some((Ok(first), this));
-            }
-            if this.done {
-                return None;
+        let step = self.stream.start(now());
+        let said = self.carry_out(step);
+        futures_util::stream::unfold((self, said), |(mut this, said)| async move {
+            if !said.is_empty() {
+                return Some((Ok(said), (this, Vec::new())));
             }
             loop {
-                let out = match within(this.idle_ms, this.upstream.next()).await {
-                    Some(Some(Ok(bytes))) => {
-                        let relayed = this.relay.feed(&bytes);
-                        match relayed.error {
-                            None if relayed.bytes.is_empty() => continue,
-                            None => relayed.bytes,
-                            Some(e) => {
-                                let mut out = relayed.bytes;
-                                out.extend(this.fail(e));
-                                out
-                            }
-                        }
-                    }
-                    Some(Some(Err(e))) => this.fail(RouterError::new(
-                        ErrorKind::UpstreamUnreachable,
-                        format!("the upstream stream broke mid-answer: {e}"),
-                    )),
-                    Some(None) => {
-                        this.upstream_ended = true;
-                        this.finish()
-                    }
-                    None if this.relay.complete() => {
-                        // The answer is whole; the upstream just never closed the connection.
-                        this.abort();
-                        this.finish()
-                    }
-                    None => {
-                        this.abort();
-                        let ms = this.idle_ms;
-                        this.fail(RouterError::new(
-                            ErrorKind::UpstreamTimeout,
-                            format!("the upstream sent nothing for {ms} ms mid-answer"),
-                        ))
-                    }
-                };
-                return Some((Ok(out), this));
+                let input = next_chunk(&mut this.upstream, this.read_until?).await;
+                let step = this.stream.on(input, now());
+                let bytes = this.carry_out(step);
+                if !bytes.is_empty() {
+                    return Some((Ok(bytes), (this, Vec::new())));
+                }
             }
         })
     }
 
-    fn finish(&mut self) -> Vec<u8> {
-        let relayed = self.relay.finish();
-        match relayed.error {
-            None => {
-                self.end(None);
-                relayed.bytes
+    /// Carries out `step`; the bytes for the client.
+    fn carry_out(&mut self, step: StreamStep) -> Vec<u8> {
+        match step {
+            StreamStep::Relay { bytes, until_ms } => {
+                self.read_until = Some(until_ms);
+                bytes
             }
-            Some(e) => {
-                let mut out = relayed.bytes;
-                out.extend(self.fail(e));
-                out
+            StreamStep::End { bytes, abort, end } => {
+                self.read_until = None;
+                if abort {
+                    self.abort();
+                }
+                if let Some(on_end) = self.on_end.take() {
+                    on_end(end);
+                }
+                bytes
             }
-        }
-    }
-
-    fn fail(&mut self, error: RouterError) -> Vec<u8> {
-        let error = error.redacted(self.secrets.iter().map(String::as_str));
-        let out = error_event(&error);
-        self.end(Some(error));
-        out
-    }
-
-    fn end(&mut self, error: Option<RouterError>) {
-        self.done = true;
-        if let Some(on_end) = self.on_end.take() {
-            let outcome = if error.is_some() { "error" } else { "complete" };
-            on_end(StreamEnd { usage: self.relay.usage(), cost_usd: self.relay.cost_usd(), outcome, error });
+            StreamStep::Over => {
+                self.read_until = None;
+                Vec::new()
+            }
         }
     }
 
@@ -397,19 +337,13 @@ impl StreamAnswer {
 
 impl Drop for StreamAnswer {
     fn drop(&mut self) {
-        // An upstream still sending (a stream given up on before or after its first byte, or
-        // whose client went away) is cancelled, so it stops generating, and billing, at once.
-        if !self.upstream_ended {
+        // The client went away (or the runtime dropped the body) before the end: the upstream,
+        // still sending, is cancelled so it stops generating, and billing, at once.
+        if let Some(end) = self.stream.client_closed() {
             self.abort();
-        }
-        // The client went away (or the runtime dropped the body) before the end.
-        if let Some(on_end) = self.on_end.take() {
-            on_end(StreamEnd {
-                usage: self.relay.usage(),
-                cost_usd: self.relay.cost_usd(),
-                outcome: "client_closed",
-                error: None,
-            });
+            if let Some(on_end) = self.on_end.take() {
+                on_end(end);
+            }
         }
     }
 }

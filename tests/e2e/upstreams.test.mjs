@@ -350,6 +350,31 @@ describe('after the first byte', () => {
     assert.equal(last.error.code, 'upstream_timeout');
   });
 
+  test('a client that goes away mid-answer: the upstream is hung up on, and the end logged once as client_closed', async () => {
+    // A long, slow answer: the router is still relaying it when the client leaves.
+    stack.fake.script({ model: 'fake-primary', chunk_delay_ms: 200 });
+    const gone = new AbortController();
+    const res = await fetch(`${stack.base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ROUTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'failover', messages: user('word '.repeat(40)), stream: true }),
+      signal: AbortSignal.any([gone.signal, AbortSignal.timeout(20_000)]),
+    });
+    const id = res.headers.get('x-switchyard-decision-id');
+    const first = await res.body.getReader().read();
+    assert.ok(first.value.length > 0, 'the first chunks came');
+    gone.abort();
+    let lines = [];
+    for (let i = 0; i < 100 && lines.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      lines = readFileSync(stack.logFile, 'utf8').split('\n').filter((l) => l.includes('"event":"decision"') && l.includes(id));
+    }
+    assert.equal(lines.length, 1, 'the end is logged exactly once');
+    const logged = JSON.parse(lines[0].slice(lines[0].indexOf('{')));
+    assert.equal(logged.stream_outcome, 'client_closed', JSON.stringify(logged));
+    assert.equal(stack.fake.requests()[0].closed, true, 'the upstream is still generating');
+  });
+
   test('a Gemini error event mid-stream is an error too', async () => {
     stack.fake.script({ model: 'fake-flash', error_after: 2 });
     const { text } = await rawStream({ model: 'flash', messages: user('one two three four five six') });

@@ -1,12 +1,17 @@
 //! One call's protocol (`core::upstream_call`) on a fake clock: the request it sends, the time a
 //! model has to start answering (shared by the head and a stream's first event), a silent body,
-//! the commit point of a stream, and failures before it, each typed as the attempt loop needs.
+//! the commit point of a stream, and failures before it, each typed as the attempt loop needs;
+//! then the committed stream: how it ends (whole, cut, stalled, the client gone), reported once.
+//! A failure before the commit point has no stream, so it has no stream end to log: the types
+//! see to that.
 
 use serde_json::json;
 use switchyard::core::config::Config;
 use switchyard::core::error::ErrorKind;
 use switchyard::core::request::ChatRequest;
-use switchyard::core::upstream_call::{CallError, Head, Input, Step, UpstreamCall};
+use switchyard::core::upstream_call::{
+    CallError, CommittedStream, Head, Input, Step, StreamEnd, StreamOutcome, StreamStep, UpstreamCall,
+};
 
 const CONFIG: &str = r#"
 [providers.local]
@@ -180,12 +185,15 @@ fn a_role_only_first_chunk_does_not_commit_the_stream() {
     let (first, rest) = CONTENT.split_at(40);
     assert_eq!(read_chunk_until(&call.on(chunk(first), T0 + 300)), T0 + TIMEOUT);
     match call.on(chunk(rest), T0 + 400) {
-        Step::Committed(stream) => {
-            let said = String::from_utf8(stream.said).unwrap();
-            assert_eq!(said.matches("data: ").count(), 2, "{said}");
-            assert!(said.contains("\"role\":\"assistant\"") && said.contains("Paris"));
-            assert!(!stream.upstream_ended);
-        }
+        Step::Committed(mut stream) => match stream.start(T0 + 500) {
+            StreamStep::Relay { bytes, until_ms } => {
+                let said = String::from_utf8(bytes).unwrap();
+                assert_eq!(said.matches("data: ").count(), 2, "{said}");
+                assert!(said.contains("\"role\":\"assistant\"") && said.contains("Paris"));
+                assert_eq!(until_ms, T0 + 500 + 2000, "the stream may stay silent for idle_timeout_ms");
+            }
+            step => panic!("the stream did not go on: {step:?}"),
+        },
         _ => panic!("content did not commit the stream"),
     }
 }
@@ -227,9 +235,15 @@ fn a_stream_whole_in_its_first_bytes_commits_with_all_of_it() {
     call.on(head(200), T0 + 100);
     let finish = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
     match call.on(chunk(&format!("{ROLE_ONLY}{CONTENT}{finish}")), T0 + 200) {
-        Step::Committed(stream) => {
-            let said = String::from_utf8(stream.said).unwrap();
+        Step::Committed(mut stream) => {
+            let StreamStep::Relay { bytes, .. } = stream.start(T0 + 300) else { panic!("no relay") };
+            let said = String::from_utf8(bytes).unwrap();
             assert!(said.contains("Paris") && said.contains("\"stop\""), "{said}");
+            let (last, abort, end) = ended(stream.on(Input::End, T0 + 400));
+            assert_eq!(last, "data: [DONE]\n\n");
+            assert!(!abort, "the upstream had closed its stream");
+            assert_eq!(end.outcome, StreamOutcome::Complete);
+            assert!(stream.client_closed().is_none(), "the stream already ended");
         }
         _ => panic!("not committed"),
     }
@@ -277,4 +291,110 @@ fn an_input_out_of_turn_is_an_internal_error_not_a_panic() {
     assert_eq!(error.kind, ErrorKind::Internal);
     let error = failed(call.on(head(200), T0 + 20));
     assert_eq!(error.kind, ErrorKind::Internal);
+}
+
+/// Model `model`'s stream, committed by `opening` at `T0 + 200`, its opening relayed at
+/// `T0 + 300`.
+fn committed(model: &str, opening: &str) -> CommittedStream {
+    let mut call = call(model, true);
+    call.on(head(200), T0 + 100);
+    let Step::Committed(mut stream) = call.on(chunk(opening), T0 + 200) else {
+        panic!("{opening} did not commit the stream");
+    };
+    assert!(matches!(stream.start(T0 + 300), StreamStep::Relay { .. }));
+    stream
+}
+
+fn ended(step: StreamStep) -> (String, bool, StreamEnd) {
+    match step {
+        StreamStep::End { bytes, abort, end } => (String::from_utf8(bytes).unwrap(), abort, end),
+        step => panic!("the stream did not end: {step:?}"),
+    }
+}
+
+/// The part of Anthropic's stream before its error event: it says "Partial".
+fn anthropic_partial() -> String {
+    let wire = std::fs::read_to_string("tests/data/wire/anthropic/stream_error.sse").unwrap();
+    wire[..wire.find("event: error").unwrap()].to_string()
+}
+
+#[test]
+fn each_event_relayed_gives_the_stream_idle_timeout_ms_more() {
+    let mut stream = committed("a", &format!("{ROLE_ONLY}{CONTENT}"));
+    match stream.on(chunk(CONTENT), T0 + 1500) {
+        StreamStep::Relay { bytes, until_ms } => {
+            assert!(String::from_utf8(bytes).unwrap().contains("Paris"));
+            assert_eq!(until_ms, T0 + 1500 + 2000);
+        }
+        step => panic!("{step:?}"),
+    }
+    // Half an event: nothing for the client yet, and no end.
+    assert!(
+        matches!(stream.on(chunk("data: {\"id\""), T0 + 1600), StreamStep::Relay { bytes, .. } if bytes.is_empty())
+    );
+}
+
+#[test]
+fn a_stream_cut_mid_answer_ends_with_an_error_event_and_no_done() {
+    let mut stream = committed("a", &format!("{ROLE_ONLY}{CONTENT}"));
+    let (bytes, _, end) = ended(stream.on(Input::End, T0 + 400));
+    assert!(bytes.contains("\"error\"") && bytes.contains("stream_interrupted"), "{bytes}");
+    assert!(!bytes.contains("[DONE]"), "a cut answer must not look whole: {bytes}");
+    assert_eq!(end.outcome, StreamOutcome::Error);
+    assert_eq!(end.error.map(|e| e.kind), Some(switchyard::core::error::ErrorKind::UpstreamMalformed));
+
+    let mut stream = committed("a", &format!("{ROLE_ONLY}{CONTENT}"));
+    let (bytes, abort, end) = ended(stream.on(Input::Broken("reset by peer".into()), T0 + 400));
+    assert!(bytes.contains("the upstream stream broke mid-answer: reset by peer"), "{bytes}");
+    assert!(abort && end.outcome == StreamOutcome::Error);
+}
+
+#[test]
+fn an_error_event_mid_answer_is_relayed_as_an_error_event_redacted() {
+    let mut stream = committed("sonnet", &anthropic_partial());
+    let error = format!(
+        "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"busy for {KEY}\"}}}}\n\n"
+    );
+    let (bytes, abort, end) = ended(stream.on(chunk(&error), T0 + 400));
+    assert!(bytes.starts_with("data: {\"error\""), "{bytes}");
+    assert!(!bytes.contains(KEY) && !bytes.contains("[DONE]"), "{bytes}");
+    assert!(abort, "the upstream is told to stop");
+    let error = end.error.expect("the error is logged");
+    assert!(!error.message.contains(KEY), "{}", error.message);
+    assert_eq!(end.outcome, StreamOutcome::Error);
+}
+
+#[test]
+fn a_stream_that_stalls_mid_answer_is_aborted_with_a_timeout_event() {
+    let mut stream = committed("a", &format!("{ROLE_ONLY}{CONTENT}"));
+    let (bytes, abort, end) = ended(stream.on(Input::TimedOut, T0 + 2300));
+    assert!(bytes.contains("the upstream sent nothing for 2000 ms mid-answer"), "{bytes}");
+    assert!(!bytes.contains("[DONE]"));
+    assert!(abort, "a stalled upstream is aborted, so it stops billing");
+    assert_eq!(end.error.map(|e| e.kind), Some(switchyard::core::error::ErrorKind::UpstreamTimeout));
+}
+
+#[test]
+fn a_whole_answer_whose_connection_lingers_ends_complete() {
+    let finish = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+    let mut stream = committed("a", &format!("{ROLE_ONLY}{CONTENT}{finish}"));
+    let (bytes, abort, end) = ended(stream.on(Input::TimedOut, T0 + 2300));
+    assert!(bytes.ends_with("data: [DONE]\n\n"), "{bytes}");
+    assert!(abort, "the lingering connection is closed");
+    assert_eq!((end.outcome, end.error), (StreamOutcome::Complete, None));
+}
+
+#[test]
+fn a_client_that_goes_away_ends_the_stream_once_with_the_usage_so_far() {
+    let mut stream = committed("sonnet", &anthropic_partial());
+    let end = stream.client_closed().expect("the stream had not ended");
+    assert_eq!(end.outcome, StreamOutcome::ClientClosed);
+    assert_eq!(end.usage.map(|u| u.prompt_tokens), Some(10), "the usage so far is logged");
+    assert!(end.cost_usd.is_some());
+    assert!(stream.client_closed().is_none(), "reported twice");
+    assert_eq!(stream.on(chunk(CONTENT), T0 + 500), StreamStep::Over);
+
+    let mut stream = committed("a", &format!("{ROLE_ONLY}{CONTENT}"));
+    ended(stream.on(Input::TimedOut, T0 + 2300));
+    assert!(stream.client_closed().is_none(), "a stream that ended is not closed by its client");
 }
