@@ -1,14 +1,15 @@
-//! One whole answer from a configured model, natively: the request built by
-//! `core::providers`, sent with ureq under the model's timeout, the answer translated back, and
-//! failures retried with backoff while they are worth retrying. Batch work (`switchyard
+//! One whole answer from a configured model, natively: the steps of a
+//! `core::upstream_call::UpstreamCall` (the same call protocol as the Worker's) carried out with
+//! ureq, and failures retried with backoff while they are worth retrying. Batch work (`switchyard
 //! distill`) waits as long as a rate limit asks (up to [`MAX_WAIT_MS`]), where the Worker would
 //! rather fall back to another model.
 
 use crate::core::config::Config;
-use crate::core::error::{parse_retry_after, ErrorKind, RouterError};
+use crate::core::error::{ErrorKind, RouterError};
 use crate::core::fallback::backoff_ms;
-use crate::core::providers::{self, Completion, Target};
+use crate::core::providers::Completion;
 use crate::core::request::ChatRequest;
+use crate::core::upstream_call::{CallError, Head, Input, Step, UpstreamCall};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,66 +55,68 @@ impl<'c> NativeUpstream<'c> {
         }
     }
 
+    /// One call of model `name`: its [`UpstreamCall`]'s steps carried out with ureq.
     fn call(&self, name: &str, request: &ChatRequest) -> Result<Completion, RouterError> {
-        let config = self.config;
-        let unknown =
-            || RouterError::new(ErrorKind::Configuration, format!("no model {name:?} in the config"));
-        let model = config.model(name).ok_or_else(unknown)?;
-        let provider = config.provider(&model.provider).ok_or_else(unknown)?;
-        if let Some(missing) = provider.secret_names().find(|n| secret(n).is_none()) {
-            return Err(RouterError::new(
-                ErrorKind::Configuration,
-                format!("model {name:?} needs the environment variable {missing}"),
-            ));
-        }
-        let api_key = provider.api_key.as_deref().and_then(secret);
-        let target = Target {
-            kind: provider.kind,
-            base_url: &provider.base_url,
-            api_key: api_key.as_deref(),
-            model: &model.upstream,
-            default_max_tokens: model.max_output_tokens,
+        let timeout_ms = self.config.model(name).map_or(self.config.upstream.timeout_ms, |m| m.timeout_ms);
+        let (mut call, outgoing) = UpstreamCall::prepare(
+            self.config,
+            name,
+            request,
+            timeout_ms,
+            secret,
+            self.secret_values.clone(),
+            now_ms(),
+        )
+        .map_err(CallError::into_error)?;
+        let Step::AwaitHead { until_ms } = call.start() else {
+            return Err(RouterError::new(ErrorKind::Internal, "a call that does not wait for its head"));
         };
-        let outgoing = providers::build_request(&target, request)?;
-        let mut call = self
+        let mut sending = self
             .agent
             .post(&outgoing.url)
             .config()
-            .timeout_global(Some(Duration::from_millis(model.timeout_ms)))
+            .timeout_recv_response(Some(Duration::from_millis(until_ms.saturating_sub(now_ms()).max(1))))
+            .timeout_recv_body(Some(Duration::from_millis(self.config.upstream.idle_timeout_ms)))
             .max_redirects(0)
             .build();
         for (header, value) in &outgoing.headers {
-            call = call.header(*header, value);
+            sending = sending.header(header, value);
         }
-        for (header, secret_name) in &provider.headers {
-            call = call.header(header, secret(secret_name).unwrap_or_default());
-        }
-        let mut response = call.send(outgoing.body.as_str()).map_err(|e| {
-            let kind = match e {
-                ureq::Error::Timeout(_) => ErrorKind::UpstreamTimeout,
-                _ => ErrorKind::UpstreamUnreachable,
-            };
-            RouterError::new(kind, format!("model {name:?}: {e}"))
-        })?;
-        let status = response.status().as_u16();
+        let mut response = match sending.send(outgoing.body.as_str()) {
+            Ok(response) => response,
+            Err(e) => return answer(call.on(input_of(e), now_ms())),
+        };
         let header = |h: &str| response.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let retry_after = parse_retry_after(
-            header("retry-after-ms").as_deref(),
-            header("retry-after").as_deref(),
-            now_ms(),
-        );
-        let text = response.body_mut().with_config().limit(16 << 20).read_to_string().map_err(|e| {
-            RouterError::new(
-                ErrorKind::UpstreamUnreachable,
-                format!("model {name:?}: reading the answer: {e}"),
-            )
-        })?;
-        if !(200..300).contains(&status) {
-            let mut error = RouterError::from_upstream(&model.provider, status, &text, &self.secret_values);
-            error.retry_after_ms = retry_after;
+        let head = Head {
+            status: response.status().as_u16(),
+            retry_after_ms: header("retry-after-ms"),
+            retry_after: header("retry-after"),
+        };
+        if let Step::Failed(error) = call.on(Input::Head(head), now_ms()) {
             return Err(error);
         }
-        providers::parse_completion(provider.kind, &text, &model.upstream, now_ms() / 1000)
+        let text = match response.body_mut().with_config().limit(16 << 20).read_to_string() {
+            Ok(text) => Input::Text(text),
+            Err(e) => input_of(e),
+        };
+        answer(call.on(text, now_ms()))
+    }
+}
+
+/// A call's last step: its answer or why it failed.
+fn answer(step: Step) -> Result<Completion, RouterError> {
+    match step {
+        Step::Answered(completion) => Ok(completion),
+        Step::Failed(error) => Err(error),
+        _ => Err(RouterError::new(ErrorKind::Internal, "a whole answer was asked for, and a stream came")),
+    }
+}
+
+/// What a ureq error means to the call.
+fn input_of(error: ureq::Error) -> Input {
+    match error {
+        ureq::Error::Timeout(_) => Input::TimedOut,
+        e => Input::Broken(e.to_string()),
     }
 }
 
