@@ -197,6 +197,8 @@ pub struct UpstreamCall {
     secrets: Vec<String>,
     /// When the model must have started answering (its head and, for a stream, its commit).
     start_by_ms: u64,
+    /// When the whole answer must be in, and the time that gives it, if the caller set one.
+    answer_by: Option<(u64, u64)>,
     phase: Phase,
 }
 
@@ -273,18 +275,31 @@ impl UpstreamCall {
             idle_ms: config.upstream.idle_timeout_ms,
             secrets,
             start_by_ms: now_ms.saturating_add(timeout_ms),
+            answer_by: None,
             phase: Phase::Sent,
         };
         Ok((call, Outgoing { url: built.url, headers, body: built.body }))
     }
 
+    /// The call, which must have its whole answer within `ms` of `now_ms` (the LLM router's
+    /// call, which routing must not wait on for long): every deadline is clipped to that.
+    pub fn answer_within(mut self, ms: u64, now_ms: u64) -> UpstreamCall {
+        self.answer_by = Some((now_ms.saturating_add(ms), ms));
+        self
+    }
+
     /// The first step, once the request is sent: wait for its head.
     pub fn start(&self) -> Step {
-        Step::AwaitHead { until_ms: self.start_by_ms }
+        Step::AwaitHead { until_ms: self.until(self.start_by_ms) }
     }
 
     /// What the last step brought, at `now_ms`: the next step.
     pub fn on(&mut self, input: Input, now_ms: u64) -> Step {
+        if let (Some((by, ms)), Input::TimedOut) = (self.answer_by, &input) {
+            if now_ms >= by {
+                return self.failed(self.timed_out(format!("did not answer within {ms} ms")));
+            }
+        }
         match (std::mem::replace(&mut self.phase, Phase::Over), input) {
             (Phase::Sent, Input::Head(head)) => self.head(head, now_ms),
             (Phase::Sent, Input::TimedOut) => {
@@ -323,17 +338,17 @@ impl UpstreamCall {
             let retry_after_ms =
                 parse_retry_after(head.retry_after_ms.as_deref(), head.retry_after.as_deref(), now_ms);
             self.phase = Phase::ErrorBody { status: head.status, retry_after_ms };
-            return Step::ReadText { until_ms: now_ms.saturating_add(self.idle_ms) };
+            return Step::ReadText { until_ms: self.until(now_ms.saturating_add(self.idle_ms)) };
         }
         let created = now_ms / 1000;
         if !self.stream {
             self.phase = Phase::WholeBody { created };
-            return Step::ReadText { until_ms: now_ms.saturating_add(self.idle_ms) };
+            return Step::ReadText { until_ms: self.until(now_ms.saturating_add(self.idle_ms)) };
         }
         let translator = providers::stream_translator(self.kind, &self.upstream_model, created);
         let relay = StreamRelay::new(translator, self.include_usage, self.price);
         self.phase = Phase::Opening { relay: Box::new(relay), said: Vec::new() };
-        Step::ReadChunk { until_ms: self.start_by_ms }
+        Step::ReadChunk { until_ms: self.until(self.start_by_ms) }
     }
 
     /// A stream before its commit point: any failure is the call's, and still replaceable.
@@ -364,7 +379,7 @@ impl UpstreamCall {
             });
         }
         self.phase = Phase::Opening { relay, said };
-        Step::ReadChunk { until_ms: self.start_by_ms }
+        Step::ReadChunk { until_ms: self.until(self.start_by_ms) }
     }
 
     fn out_of_turn(&self, what: &str) -> RouterError {
@@ -377,6 +392,11 @@ impl UpstreamCall {
     fn failed(&mut self, error: RouterError) -> Step {
         self.phase = Phase::Over;
         Step::Failed(error)
+    }
+
+    /// `deadline_ms`, clipped to the whole answer's deadline.
+    fn until(&self, deadline_ms: u64) -> u64 {
+        self.answer_by.map_or(deadline_ms, |(by, _)| by.min(deadline_ms))
     }
 
     fn timed_out(&self, what: String) -> RouterError {

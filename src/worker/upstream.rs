@@ -62,7 +62,7 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
     loop {
         action = match action {
             Action::Call { model, timeout_ms } => {
-                let result = match call(state, env, request, &model, timeout_ms).await {
+                let result = match call(state, env, request, &model, timeout_ms, None).await {
                     Ok(body) => {
                         answered = Some(body);
                         CallResult::Answered
@@ -100,33 +100,34 @@ pub async fn complete(
     timeout_ms: u64,
 ) -> Result<Completion, RouterError> {
     let model_timeout = state.config.model(name).map_or(timeout_ms, |m| m.timeout_ms);
-    let error = match within(timeout_ms, call(state, env, request, name, model_timeout)).await {
-        Some(Ok(Body::Whole(completion))) => return Ok(completion),
-        Some(Ok(Body::Stream(_))) => RouterError::new(
+    let error = match call(state, env, request, name, model_timeout, Some(timeout_ms)).await {
+        Ok(Body::Whole(completion)) => return Ok(completion),
+        Ok(Body::Stream(_)) => RouterError::new(
             ErrorKind::Internal,
             "a whole answer was asked for, and a stream came".to_string(),
         ),
-        Some(Err(error)) => error.into_error(),
-        None => RouterError::new(
-            ErrorKind::UpstreamTimeout,
-            format!("model {name:?} did not answer within {timeout_ms} ms"),
-        ),
+        Err(error) => error.into_error(),
     };
     Err(error.redacted(state.secret_values.iter().map(String::as_str)))
 }
 
-/// One call to one model, which has `timeout_ms` to start answering: the steps of its
-/// [`UpstreamCall`] carried out (send, read within each step's deadline, abort on failure).
+/// One call to one model, which has `timeout_ms` to start answering (and `answer_within` ms for
+/// its whole answer, if set): the steps of its [`UpstreamCall`] carried out (send, read within
+/// each step's deadline, abort on failure).
 async fn call(
     state: &State,
     env: &Env,
     request: &ChatRequest,
     name: &str,
     timeout_ms: u64,
+    answer_within: Option<u64>,
 ) -> Result<Body, CallError> {
     let secrets = state.secret_values.clone();
     let (mut call, outgoing) =
         UpstreamCall::prepare(&state.config, name, request, timeout_ms, |s| secret(env, s), secrets, now())?;
+    if let Some(ms) = answer_within {
+        call = call.answer_within(ms, now());
+    }
     let controller = AbortController::default();
     let mut connection = Connection::send(&outgoing, &controller);
     let mut step = call.start();
@@ -250,13 +251,8 @@ async fn next_chunk(body: &mut ByteStream, until_ms: u64) -> Input {
 
 /// Runs `future` until `until_ms` on the platform's clock (at least 1 ms).
 async fn within_until<T>(until_ms: u64, future: impl Future<Output = T>) -> Option<T> {
-    within(until_ms.saturating_sub(now()).max(1), future).await
-}
-
-/// Runs `future` for at most `ms` milliseconds.
-async fn within<T>(ms: u64, future: impl Future<Output = T>) -> Option<T> {
     let future = Box::pin(future);
-    let delay = Box::pin(Delay::from(Duration::from_millis(ms)));
+    let delay = Box::pin(Delay::from(Duration::from_millis(until_ms.saturating_sub(now()).max(1))));
     match select(future, delay).await {
         Either::Left((value, _)) => Some(value),
         Either::Right(_) => None,

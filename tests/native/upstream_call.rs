@@ -398,3 +398,15 @@ fn a_client_that_goes_away_ends_the_stream_once_with_the_usage_so_far() {
     ended(stream.on(Input::TimedOut, T0 + 2300));
     assert!(stream.client_closed().is_none(), "a stream that ended is not closed by its client");
 }
+
+#[test]
+fn a_call_given_a_budget_for_its_whole_answer_clips_every_deadline_to_it() {
+    // The LLM router's call: 5 s to start answering, but 1.5 s for all of it.
+    let mut call = call("a", false).answer_within(1500, T0);
+    assert!(matches!(call.start(), Step::AwaitHead { until_ms } if until_ms == T0 + 1500));
+    let step = call.on(head(200), T0 + 1000);
+    assert!(matches!(step, Step::ReadText { until_ms } if until_ms == T0 + 1500), "idle would give 3000");
+    let error = failed(call.on(Input::TimedOut, T0 + 1500));
+    assert_eq!(error.kind, ErrorKind::UpstreamTimeout);
+    assert_eq!(error.message, "model \"a\" did not answer within 1500 ms");
+}
