@@ -39,7 +39,8 @@ mod cli {
     };
     use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
-    use switchyard::embed::Encoder;
+    use switchyard::embed::static_encoder::StaticEncoder;
+    use switchyard::embed::{cosine, Encoder};
     use switchyard::native::upstream::NativeUpstream;
     use switchyard::BUILTIN_CONFIG;
 
@@ -139,6 +140,17 @@ mod cli {
             /// Requests in flight at once.
             #[arg(long, default_value_t = 4)]
             concurrency: usize,
+        },
+        /// Distil MiniLM into a static encoder (one vector per token; see
+        /// src/embed/static_encoder.rs) and report how closely it ranks the config's exemplars
+        /// as MiniLM does. Prints JSON.
+        DistillEncoder {
+            /// Vectors' length (PCA of MiniLM's 384): 128 makes a 3.9 MB file.
+            #[arg(long, default_value_t = 128)]
+            dimensions: usize,
+            /// Where to write it (default MODEL_DIR/router.static).
+            #[arg(long)]
+            out: Option<PathBuf>,
         },
         /// Time the native encoder (p50/p90 per embedding, load time) and print JSON.
         Bench {
@@ -770,7 +782,69 @@ mod cli {
             Command::Fit { data, dry_run } => fit(&cli, data, *dry_run),
             Command::Train { data, held_out, steps } => train(&cli, data, *held_out, *steps),
             Command::Bench { iterations } => bench(&cli, *iterations),
+            Command::DistillEncoder { dimensions, out } => distill_encoder(&cli, *dimensions, out.as_deref()),
         }
+    }
+
+    fn distill_encoder(cli: &Cli, dimensions: usize, out: Option<&Path>) -> Result<(), String> {
+        let (config, _) = load_config(cli)?;
+        let teacher = load_encoder(&cli.model_dir)?;
+        let tokenizer_path = cli.model_dir.join("tokenizer.json");
+        let tokenizer_json = std::fs::read(&tokenizer_path)
+            .map_err(|e| format!("cannot read {}: {e}", tokenizer_path.display()))?;
+        let started = std::time::Instant::now();
+        let bar = progress(teacher.vocabulary_size(), "embedding each token with MiniLM");
+        let student = StaticEncoder::distill(&teacher, &tokenizer_json, dimensions, || bar.inc(1))
+            .map_err(|e| e.to_string())?;
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        let bytes = student.to_bytes(&tokenizer_json);
+        let out = out.map_or_else(|| cli.model_dir.join("router.static"), Path::to_path_buf);
+        std::fs::write(&out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        let texts: Vec<&str> = config
+            .routes
+            .iter()
+            .filter_map(|r| r.semantic.as_ref())
+            .flat_map(|s| s.exemplars.iter().map(String::as_str))
+            .collect();
+        let agreement = similarity_agreement(&teacher, &student, &texts)?;
+        let report = serde_json::json!({
+            "out": out.display().to_string(),
+            "dimensions": dimensions,
+            "bytes": bytes.len(),
+            "seconds": (seconds * 10.0).round() / 10.0,
+            "exemplars": texts.len(),
+            "similarity_correlation_with_minilm": agreement.map(|r| (r * 1000.0).round() / 1000.0),
+        });
+        println!("{report:#}");
+        Ok(())
+    }
+
+    /// The Pearson correlation between MiniLM's and the student's cosine similarities over every
+    /// pair of `texts`: 1 when the student orders pairs as MiniLM does. None for fewer than 3.
+    fn similarity_agreement(
+        teacher: &Encoder,
+        student: &StaticEncoder,
+        texts: &[&str],
+    ) -> Result<Option<f64>, String> {
+        let embed_all = |e: &dyn Encode| texts.iter().map(|t| e.embed(t)).collect::<Result<Vec<_>, _>>();
+        let (a, b) = (embed_all(teacher)?, embed_all(student)?);
+        let mut pairs = Vec::new();
+        for i in 0..texts.len() {
+            for j in i + 1..texts.len() {
+                pairs.push((cosine(&a[i], &a[j]) as f64, cosine(&b[i], &b[j]) as f64));
+            }
+        }
+        if pairs.len() < 3 {
+            return Ok(None);
+        }
+        let n = pairs.len() as f64;
+        let (mx, my) =
+            (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n);
+        let cov: f64 = pairs.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+        let (vx, vy): (f64, f64) =
+            (pairs.iter().map(|p| (p.0 - mx).powi(2)).sum(), pairs.iter().map(|p| (p.1 - my).powi(2)).sum());
+        Ok(Some(cov / (vx * vy).sqrt()))
     }
 
     fn fit(cli: &Cli, data: &Path, dry_run: bool) -> Result<(), String> {

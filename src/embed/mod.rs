@@ -10,6 +10,7 @@
 //! matmuls replaced at load time by [`int8_linear::Int8MatMul`] so weights stay int8 in memory.
 
 pub mod int8_linear;
+pub mod static_encoder;
 
 use std::fmt;
 use tokenizers::Tokenizer;
@@ -95,6 +96,11 @@ impl Encoder {
         let plan = typed.into_optimized().and_then(|m| m.into_runnable()).map_err(model_err)?;
         phase("optimise");
         Ok(Encoder { tokenizer, plan, int8_matmuls, load_phases: phases })
+    }
+
+    /// Tokens in the tokenizer's vocabulary.
+    pub fn vocabulary_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
     }
 
     /// Token ids as the model sees them: `[CLS] … [SEP]`, at most [`MAX_TOKENS`].

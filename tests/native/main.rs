@@ -10,5 +10,6 @@ mod llm_router;
 mod providers;
 mod request;
 mod routing;
+mod static_encoder;
 mod tokens;
 mod upstream_call;

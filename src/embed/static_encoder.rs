@@ -1,0 +1,293 @@
+//! A static student of MiniLM: one vector per token, distilled from the encoder, so a routing
+//! embedding costs a table lookup and a mean instead of six transformer layers.
+//!
+//! Why: issue D2 asks for a routing encoder that runs the whole router within the free plan's
+//! 10 ms of CPU, from an asset of at most 6 MB. A transformer student keeps MiniLM's 30,522 × 384
+//! word-embedding table (11.7 MB at int8) before its first layer; a static table does not need
+//! layers at all. The way follows Model2Vec (MinishLab): every token of the vocabulary is run
+//! through the teacher alone (`[CLS] token [SEP]`, mean-pooled as MiniLM pools a sentence), the
+//! 384-dimensional outputs are reduced by PCA to `dimensions` (128 by default: 3.9 MB at int8),
+//! and each vector is weighted by `ln(1 + id)`: WordPiece ids grow roughly as tokens get rarer,
+//! so frequent, uninformative tokens weigh less in a sentence's mean (a cheap SIF weighting).
+//! A text's embedding is the mean of its tokens' vectors, L2-normalised, compared by dot product
+//! like MiniLM's. The tokenizer is MiniLM's own `tokenizer.json`; the file records its SHA-256,
+//! so a table is refused beside another tokenizer.
+//!
+//! Building needs the teacher and PCA, so it is native only ([`StaticEncoder::distill`]); using
+//! the table is plain Rust, the same natively and in the Worker.
+//!
+//! The file (`*.static`, little-endian): `SYSTATIC`, format version (u32), vocabulary size (u32),
+//! dimensions (u32), the tokenizer's SHA-256 (32 bytes), one f32 scale per token, then the int8
+//! table, a token's row after another (`value × scale` is the weight).
+
+use crate::embed::{load_tokenizer, EmbedError};
+use sha2::{Digest, Sha256};
+use tokenizers::Tokenizer;
+
+const MAGIC: &[u8; 8] = b"SYSTATIC";
+const VERSION: u32 = 1;
+const HEADER_BYTES: usize = 8 + 4 + 4 + 4 + 32;
+
+pub struct StaticEncoder {
+    tokenizer: Tokenizer,
+    dimensions: usize,
+    /// One scale per token.
+    scales: Vec<f32>,
+    /// `vocabulary × dimensions`, row-major.
+    table: Vec<i8>,
+}
+
+impl StaticEncoder {
+    /// Loads a table written by [`StaticEncoder::to_bytes`], beside the tokenizer it was made
+    /// with (`tokenizer.json`'s bytes).
+    pub fn from_bytes(tokenizer_json: &[u8], file: &[u8]) -> Result<StaticEncoder, EmbedError> {
+        let bad = |why: String| EmbedError::Model(format!("static encoder: {why}"));
+        if file.len() < HEADER_BYTES || &file[..8] != MAGIC {
+            return Err(bad("not a static encoder file".into()));
+        }
+        let word = |at: usize| u32::from_le_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]);
+        if word(8) != VERSION {
+            return Err(bad(format!("format version {}, this build reads {VERSION}", word(8))));
+        }
+        let (vocabulary, dimensions) = (word(12) as usize, word(16) as usize);
+        if file[20..HEADER_BYTES] != tokenizer_hash(tokenizer_json)[..] {
+            return Err(bad("made with another tokenizer.json".into()));
+        }
+        let tokenizer = load_tokenizer(tokenizer_json)?;
+        if tokenizer.get_vocab_size(true) != vocabulary || dimensions == 0 {
+            return Err(bad(format!(
+                "{vocabulary} tokens of {dimensions} dimensions do not fit the tokenizer"
+            )));
+        }
+        let scales_end = HEADER_BYTES + vocabulary * 4;
+        if file.len() != scales_end + vocabulary * dimensions {
+            return Err(bad(format!(
+                "{} bytes, expected {}",
+                file.len(),
+                scales_end + vocabulary * dimensions
+            )));
+        }
+        let scales = file[HEADER_BYTES..scales_end]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let table = file[scales_end..].iter().map(|&b| b as i8).collect();
+        Ok(StaticEncoder { tokenizer, dimensions, scales, table })
+    }
+
+    /// The file: header, scales, table.
+    pub fn to_bytes(&self, tokenizer_json: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_BYTES + self.scales.len() * 4 + self.table.len());
+        out.extend_from_slice(MAGIC);
+        for word in [VERSION, self.scales.len() as u32, self.dimensions as u32] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(&tokenizer_hash(tokenizer_json));
+        self.scales.iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
+        out.extend(self.table.iter().map(|&v| v as u8));
+        out
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    /// Token ids of `text`, without `[CLS]` and `[SEP]` (they carry no vector).
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let encoding =
+            self.tokenizer.encode(text, false).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The L2-normalised mean of the tokens' vectors (all zeros for a text with no word piece).
+    pub fn embed_ids(&self, ids: &[u32]) -> Vec<f32> {
+        let mut sum = vec![0f32; self.dimensions];
+        for &id in ids {
+            let Some(&scale) = self.scales.get(id as usize) else { continue };
+            let row = &self.table[id as usize * self.dimensions..][..self.dimensions];
+            sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f32 * scale);
+        }
+        normalize(&mut sum);
+        sum
+    }
+}
+
+/// Level 2 reads the student through the same trait as MiniLM.
+impl crate::core::semantic::Encode for StaticEncoder {
+    fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
+        StaticEncoder::token_ids(self, text).map_err(|e| e.to_string())
+    }
+
+    fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>, String> {
+        Ok(StaticEncoder::embed_ids(self, ids))
+    }
+}
+
+fn tokenizer_hash(tokenizer_json: &[u8]) -> [u8; 32] {
+    Sha256::digest(tokenizer_json).into()
+}
+
+fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Building the table: native only (it runs the teacher and PCA).
+#[cfg(not(target_arch = "wasm32"))]
+mod build {
+    use super::*;
+    use crate::embed::Encoder;
+
+    /// MiniLM's vocabulary: what is not a word piece (`[PAD]`, `[unusedN]`, `[CLS]`, `[SEP]`,
+    /// `[MASK]`) gets a zero vector, so it adds nothing to a mean.
+    fn is_word_piece(token: &str) -> bool {
+        !(token.starts_with('[') && token.ends_with(']'))
+    }
+
+    impl StaticEncoder {
+        /// Distils `teacher` into a table of `dimensions` per token: each word piece embedded alone,
+        /// reduced by PCA, weighted by `ln(1 + id)`. `progress` is told each token done (the CLI's
+        /// bar). Native only: it runs the teacher 30,522 times (about a minute on two cores).
+        pub fn distill(
+            teacher: &Encoder,
+            tokenizer_json: &[u8],
+            dimensions: usize,
+            progress: impl Fn() + Sync,
+        ) -> Result<StaticEncoder, EmbedError> {
+            let tokenizer = load_tokenizer(tokenizer_json)?;
+            let pieces: Vec<u32> = (0..tokenizer.get_vocab_size(true) as u32)
+                .filter(|&id| tokenizer.id_to_token(id).is_some_and(|t| is_word_piece(&t)))
+                .collect();
+            Self::distill_pieces(teacher, tokenizer_json, dimensions, &pieces, progress)
+        }
+
+        /// [`StaticEncoder::distill`] for the word pieces `pieces` only; every other token gets a
+        /// zero vector (the tests' small tables).
+        pub fn distill_pieces(
+            teacher: &Encoder,
+            tokenizer_json: &[u8],
+            dimensions: usize,
+            pieces: &[u32],
+            progress: impl Fn() + Sync,
+        ) -> Result<StaticEncoder, EmbedError> {
+            let tokenizer = load_tokenizer(tokenizer_json)?;
+            let vocabulary = tokenizer.get_vocab_size(true);
+            if dimensions == 0 || dimensions > crate::embed::DIMENSIONS.min(pieces.len()) {
+                let most = crate::embed::DIMENSIONS.min(pieces.len());
+                return Err(EmbedError::Model(format!("dimensions must be 1 to {most}")));
+            }
+            if let Some(id) = pieces.iter().find(|&&id| id as usize >= vocabulary) {
+                return Err(EmbedError::Model(format!("token {id} is not in the vocabulary")));
+            }
+            let special = |name: &str| {
+                tokenizer.token_to_id(name).ok_or_else(|| EmbedError::Tokenizer(format!("no {name} token")))
+            };
+            let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+            let outputs = teach(teacher, pieces, cls, sep, &progress)?;
+            let basis = principal_components(&outputs, dimensions);
+            let mut rows = vec![vec![0f32; dimensions]; vocabulary];
+            for (&id, output) in pieces.iter().zip(&outputs) {
+                let weight = (1.0 + id as f64).ln();
+                rows[id as usize] = basis.project(output).iter().map(|v| (v * weight) as f32).collect();
+            }
+            let (scales, table) = quantize(&rows);
+            Ok(StaticEncoder { tokenizer, dimensions, scales, table })
+        }
+    }
+
+    /// Each row as int8 with its own scale (its largest magnitude maps to 127).
+    fn quantize(rows: &[Vec<f32>]) -> (Vec<f32>, Vec<i8>) {
+        let mut scales = Vec::with_capacity(rows.len());
+        let mut table = Vec::with_capacity(rows.len() * rows.first().map_or(0, Vec::len));
+        for row in rows {
+            let largest = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = if largest > 0.0 { largest / 127.0 } else { 0.0 };
+            scales.push(scale);
+            table.extend(row.iter().map(|v| {
+                if scale > 0.0 {
+                    (v / scale).round().clamp(-127.0, 127.0) as i8
+                } else {
+                    0
+                }
+            }));
+        }
+        (scales, table)
+    }
+
+    /// The teacher's embedding of each token alone, on every core.
+    fn teach(
+        teacher: &Encoder,
+        pieces: &[u32],
+        cls: u32,
+        sep: u32,
+        progress: &(impl Fn() + Sync),
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = pieces.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = pieces
+                .chunks(chunk)
+                .map(|ids| {
+                    scope.spawn(move || {
+                        ids.iter()
+                            .map(|&id| {
+                                let out = teacher.embed_ids(&[cls, id, sep]);
+                                progress();
+                                out
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(pieces.len());
+            for worker in workers {
+                let part =
+                    worker.join().map_err(|_| EmbedError::Inference("a teaching thread panicked".into()))?;
+                all.extend(part?);
+            }
+            Ok(all)
+        })
+    }
+
+    /// The mean and the top principal axes of a set of vectors.
+    struct Basis {
+        mean: Vec<f64>,
+        /// `dimensions` unit axes, the largest variance first.
+        axes: Vec<Vec<f64>>,
+    }
+
+    impl Basis {
+        fn project(&self, v: &[f32]) -> Vec<f64> {
+            self.axes
+                .iter()
+                .map(|axis| {
+                    axis.iter().zip(v.iter().zip(&self.mean)).map(|(a, (&x, m))| a * (x as f64 - m)).sum()
+                })
+                .collect()
+        }
+    }
+
+    /// PCA by the eigenvectors of the covariance matrix (nalgebra's symmetric eigensolver).
+    fn principal_components(vectors: &[Vec<f32>], dimensions: usize) -> Basis {
+        let width = vectors.first().map_or(0, Vec::len);
+        let count = vectors.len().max(1) as f64;
+        let mut mean = vec![0f64; width];
+        for v in vectors {
+            mean.iter_mut().zip(v).for_each(|(m, &x)| *m += x as f64 / count);
+        }
+        let centred =
+            nalgebra::DMatrix::<f64>::from_fn(vectors.len(), width, |r, c| vectors[r][c] as f64 - mean[c]);
+        let covariance = centred.tr_mul(&centred);
+        let eigen = covariance.symmetric_eigen();
+        let mut order: Vec<usize> = (0..width).collect();
+        order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
+        let axes = order
+            .iter()
+            .take(dimensions)
+            .map(|&k| eigen.eigenvectors.column(k).iter().copied().collect())
+            .collect();
+        Basis { mean, axes }
+    }
+}
