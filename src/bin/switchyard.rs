@@ -793,7 +793,7 @@ mod cli {
         let tokenizer_json = std::fs::read(&tokenizer_path)
             .map_err(|e| format!("cannot read {}: {e}", tokenizer_path.display()))?;
         let started = std::time::Instant::now();
-        let bar = progress(teacher.vocabulary_size(), "embedding each token with MiniLM");
+        let bar = progress(teacher.vocabulary_size(), "embedding each word piece with MiniLM");
         let student = StaticEncoder::distill(&teacher, &tokenizer_json, dimensions, || bar.inc(1))
             .map_err(|e| e.to_string())?;
         bar.finish_and_clear();
