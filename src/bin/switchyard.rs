@@ -35,7 +35,7 @@ mod cli {
     use switchyard::core::pipeline::{self, Embedder, NoLlm, Platform};
     use switchyard::core::request::ChatRequest;
     use switchyard::core::semantic::{
-        embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel, ENCODER_DIMENSIONS,
+        embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel, ENCODER_DIMENSIONS, ENCODER_ID,
     };
     use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
@@ -626,6 +626,14 @@ mod cli {
     }
 
     impl Encode for EmbeddedAhead {
+        fn id(&self) -> &str {
+            self.encoder.encoder.id()
+        }
+
+        fn dimensions(&self) -> usize {
+            self.encoder.encoder.dimensions()
+        }
+
         fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
             Encode::token_ids(&self.encoder.encoder, text)
         }
@@ -751,7 +759,7 @@ mod cli {
                 let (config, _) = load_config(&cli)?;
                 let encoder = load_encoder(&cli.model_dir)?;
                 let bar = progress(exemplar_count(&config), "embedding exemplars");
-                let index = ExemplarIndex::build(&config, |text| {
+                let index = ExemplarIndex::build(&config, Encode::id(&encoder), |text| {
                     bar.inc(1);
                     encoder.embed(text)
                 })
@@ -958,8 +966,13 @@ mod cli {
         let (cal_x, cal_y) = pick(&calibration.iter().map(|&j| training[j]).collect::<Vec<_>>());
         let (test_x, test_y) = pick(&test);
         let started = Instant::now();
-        let mut head =
-            classifier::train(&routes, &fit_x, &fit_y, TrainOptions { steps, ..TrainOptions::default() });
+        let mut head = classifier::train(
+            ENCODER_ID,
+            &routes,
+            &fit_x,
+            &fit_y,
+            TrainOptions { steps, ..TrainOptions::default() },
+        );
         classifier::calibrate(&mut head, &cal_x, &cal_y);
         let trained_s = started.elapsed().as_secs_f64();
 
@@ -1006,7 +1019,10 @@ mod cli {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .unwrap_or_else(std::env::temp_dir)
             .join("switchyard");
-        let path = dir.join(format!("embeddings-{}.f32", embeddings_hash(texts.iter().map(String::as_str))));
+        let path = dir.join(format!(
+            "embeddings-{}.f32",
+            embeddings_hash(ENCODER_ID, texts.iter().map(String::as_str))
+        ));
         if let Ok(bytes) = std::fs::read(&path) {
             let floats: Vec<f32> =
                 bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();

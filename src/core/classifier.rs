@@ -12,14 +12,14 @@
 //! the encoder it was trained on and its routes, so one trained for another encoder or other
 //! routes is refused at load instead of routing by accident.
 
-use crate::core::semantic::{ENCODER_DIMENSIONS, ENCODER_ID};
+use crate::core::semantic::Encode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A trained head: what `switchyard train` writes and the router loads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassifierHead {
-    /// The encoder whose embeddings it was trained on ([`ENCODER_ID`]).
+    /// The encoder whose embeddings it was trained on ([`Encode::id`]).
     pub encoder: String,
     /// The classes, in weight-row order: route names (the default route among them).
     pub routes: Vec<String>,
@@ -52,19 +52,20 @@ impl std::fmt::Display for HeadError {
 impl std::error::Error for HeadError {}
 
 impl ClassifierHead {
-    /// Reads an artifact and checks it fits: this encoder, well-formed weights, and every class a
+    /// Reads an artifact and checks it fits: `encoder`, well-formed weights, and every class a
     /// route of `routes` (the config's route names).
-    pub fn from_json(text: &str, routes: &[&str]) -> Result<ClassifierHead, HeadError> {
+    pub fn from_json(text: &str, routes: &[&str], encoder: &dyn Encode) -> Result<ClassifierHead, HeadError> {
         let head: ClassifierHead =
             serde_json::from_str(text).map_err(|e| HeadError(format!("not a classifier artifact: {e}")))?;
-        if head.encoder != ENCODER_ID {
+        if head.encoder != encoder.id() {
             return Err(HeadError(format!(
-                "it was trained on encoder {:?}, the router runs {ENCODER_ID:?}; train it again",
-                head.encoder
+                "it was trained on encoder {:?}, the router runs {:?}; train it again",
+                head.encoder,
+                encoder.id()
             )));
         }
         let classes = head.routes.len();
-        let shaped = head.dimensions == ENCODER_DIMENSIONS
+        let shaped = head.dimensions == encoder.dimensions()
             && head.weights.len() == classes * head.dimensions
             && head.bias.len() == classes;
         let finite = head.weights.iter().chain(&head.bias).all(|v| v.is_finite());
@@ -121,9 +122,11 @@ impl Default for TrainOptions {
     }
 }
 
-/// Trains a head on `embeddings` (each `dimensions` long) labelled `labels[i]` (indices into
-/// `routes`). Each class weighs the same in the loss whatever its number of rows.
+/// Trains a head on `embeddings` (each `dimensions` long, made by the encoder `encoder_id`)
+/// labelled `labels[i]` (indices into `routes`). Each class weighs the same in the loss whatever
+/// its number of rows.
 pub fn train(
+    encoder_id: &str,
     routes: &[String],
     embeddings: &[Vec<f32>],
     labels: &[usize],
@@ -140,7 +143,7 @@ pub fn train(
         .collect();
     let total: f32 = row_weight.iter().sum::<f32>().max(f32::MIN_POSITIVE);
     let mut head = ClassifierHead {
-        encoder: ENCODER_ID.to_string(),
+        encoder: encoder_id.to_string(),
         routes: routes.to_vec(),
         dimensions: dims,
         weights: vec![0.0; classes * dims],
@@ -270,6 +273,25 @@ impl Adam {
 mod tests {
     use super::*;
 
+    /// An encoder of 16 dimensions, for the artifact's checks.
+    struct Stub;
+    const STUB: Stub = Stub;
+
+    impl Encode for Stub {
+        fn id(&self) -> &str {
+            "stub-encoder/16"
+        }
+        fn dimensions(&self) -> usize {
+            16
+        }
+        fn token_ids(&self, _: &str) -> Result<Vec<u32>, String> {
+            Ok(Vec::new())
+        }
+        fn embed_ids(&self, _: &[u32]) -> Result<Vec<f32>, String> {
+            Ok(vec![0.0; 16])
+        }
+    }
+
     /// Three classes around three directions, with noise: separable but not trivially.
     fn blobs(per_class: usize) -> (Vec<Vec<f32>>, Vec<usize>) {
         let mut state = 7u64;
@@ -302,7 +324,7 @@ mod tests {
         };
         let (tx, ty) = pick(&train_rows);
         let (hx, hy) = pick(&held);
-        let mut head = train(&routes(), &tx, &ty, TrainOptions::default());
+        let mut head = train(STUB.id(), &routes(), &tx, &ty, TrainOptions::default());
         calibrate(&mut head, &hx, &hy);
         let predictions: Vec<(f32, bool)> = hx
             .iter()
@@ -332,23 +354,25 @@ mod tests {
     #[test]
     fn a_head_for_another_encoder_or_other_routes_is_refused() {
         let (xs, ys) = blobs(10);
-        let short = train(&routes(), &xs, &ys, TrainOptions { steps: 5, ..TrainOptions::default() });
-        let err = ClassifierHead::from_json(&short.to_json(), &["a", "b", "c"]).unwrap_err();
+        let short =
+            train(STUB.id(), &routes(), &xs, &ys, TrainOptions { steps: 5, ..TrainOptions::default() });
+        let err = ClassifierHead::from_json(&short.to_json(), &["a", "b", "c"], &STUB).unwrap_err();
         assert!(err.to_string().contains("matching its routes and dimensions"), "{err}");
         let wide: Vec<Vec<f32>> = xs
             .iter()
-            .map(|x| x.iter().copied().chain(std::iter::repeat(0.0)).take(ENCODER_DIMENSIONS).collect())
+            .map(|x| x.iter().copied().chain(std::iter::repeat(0.0)).take(STUB.dimensions()).collect())
             .collect();
-        let head = train(&routes(), &wide, &ys, TrainOptions { steps: 5, ..TrainOptions::default() });
+        let head =
+            train(STUB.id(), &routes(), &wide, &ys, TrainOptions { steps: 5, ..TrainOptions::default() });
         let json = head.to_json();
-        assert!(ClassifierHead::from_json(&json, &["a", "b", "c", "d"]).is_ok());
-        let err = ClassifierHead::from_json(&json, &["a", "b"]).unwrap_err();
+        assert!(ClassifierHead::from_json(&json, &["a", "b", "c", "d"], &STUB).is_ok());
+        let err = ClassifierHead::from_json(&json, &["a", "b"], &STUB).unwrap_err();
         assert!(err.to_string().contains("\"c\""), "{err}");
-        let other = json.replace(ENCODER_ID, "another-encoder");
-        assert!(ClassifierHead::from_json(&other, &["a", "b", "c"])
+        let other = json.replace(STUB.id(), "another-encoder");
+        assert!(ClassifierHead::from_json(&other, &["a", "b", "c"], &STUB)
             .unwrap_err()
             .to_string()
             .contains("encoder"));
-        assert!(ClassifierHead::from_json("{}", &["a"]).is_err());
+        assert!(ClassifierHead::from_json("{}", &["a"], &STUB).is_err());
     }
 }

@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Identifies the encoder the exemplar embeddings were made with; part of the index hash.
+/// Identifies MiniLM, the router's encoder: [`Encode::id`] of `src/embed`'s encoder.
 pub const ENCODER_ID: &str = "all-MiniLM-L6-v2/w8-per-channel/v1";
 
-/// The length of that encoder's embeddings.
+/// The length of MiniLM's embeddings.
 pub const ENCODER_DIMENSIONS: usize = 384;
 
 /// Exemplar embeddings for a config.
@@ -61,18 +61,18 @@ impl fmt::Display for IndexError {
 impl std::error::Error for IndexError {}
 
 /// A stable hash (FNV-1a, 64 bits, hex) of the encoder id and every route's exemplars.
-pub fn index_hash(config: &Config) -> String {
+pub fn index_hash(config: &Config, encoder_id: &str) -> String {
     let exemplars = with_exemplars(config).flat_map(|(route, semantic)| {
         std::iter::once(route).chain(semantic.exemplars.iter().map(String::as_str))
     });
-    embeddings_hash(exemplars)
+    embeddings_hash(encoder_id, exemplars)
 }
 
 /// A stable hash (FNV-1a, 64 bits, hex) of the encoder id and `texts`, each ended by a 0xff
 /// byte: what a set of embeddings was made from.
-pub fn embeddings_hash<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+pub fn embeddings_hash<'a>(encoder_id: &'a str, texts: impl IntoIterator<Item = &'a str>) -> String {
     let mut hash: u64 = 0xcbf29ce484222325;
-    for text in std::iter::once(ENCODER_ID).chain(texts) {
+    for text in std::iter::once(encoder_id).chain(texts) {
         for &b in text.as_bytes().iter().chain([0xffu8].iter()) {
             hash ^= u64::from(b);
             hash = hash.wrapping_mul(0x100000001b3);
@@ -82,9 +82,10 @@ pub fn embeddings_hash<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 impl ExemplarIndex {
-    /// Builds the index by embedding every exemplar with `embed`.
+    /// Builds the index by embedding every exemplar with `embed`, the encoder `encoder_id`'s.
     pub fn build<E>(
         config: &Config,
+        encoder_id: &str,
         mut embed: impl FnMut(&str) -> Result<Vec<f32>, E>,
     ) -> Result<ExemplarIndex, E> {
         let mut routes = BTreeMap::new();
@@ -98,7 +99,8 @@ impl ExemplarIndex {
             }
             routes.insert(route.to_string(), vectors);
         }
-        Ok(ExemplarIndex { config_hash: index_hash(config), encoder: ENCODER_ID.into(), dimensions, routes })
+        let config_hash = index_hash(config, encoder_id);
+        Ok(ExemplarIndex { config_hash, encoder: encoder_id.into(), dimensions, routes })
     }
 
     pub fn from_json(text: &str) -> Result<ExemplarIndex, IndexError> {
@@ -116,9 +118,9 @@ impl ExemplarIndex {
         serde_json::to_string(&rounded).unwrap_or_default()
     }
 
-    /// Errs when the index was not built from `config`'s exemplars.
-    pub fn check(&self, config: &Config) -> Result<(), IndexError> {
-        let config_hash = index_hash(config);
+    /// Errs when the index was not built from `config`'s exemplars by the encoder `encoder_id`.
+    pub fn check(&self, config: &Config, encoder_id: &str) -> Result<(), IndexError> {
+        let config_hash = index_hash(config, encoder_id);
         if self.config_hash == config_hash {
             Ok(())
         } else {
@@ -138,8 +140,13 @@ impl ExemplarIndex {
     }
 }
 
-/// Turns text into a unit vector: what level 2 needs of an encoder.
+/// Turns text into a unit vector: what levels 2 and 3 need of an encoder.
 pub trait Encode {
+    /// Names the encoder and its version. The exemplar index and the classifier record it, so
+    /// one made with another encoder is refused, not silently compared.
+    fn id(&self) -> &str;
+    /// The length of its embeddings.
+    fn dimensions(&self) -> usize;
     fn token_ids(&self, text: &str) -> Result<Vec<u32>, String>;
     fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>, String>;
 
@@ -150,6 +157,14 @@ pub trait Encode {
 
 /// A borrowed encoder encodes: tests and tools share one loaded model.
 impl<E: Encode + ?Sized> Encode for &E {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+
+    fn dimensions(&self) -> usize {
+        (**self).dimensions()
+    }
+
     fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
         (**self).token_ids(text)
     }
@@ -168,7 +183,7 @@ pub struct SemanticModel<E> {
     pub classifier: Option<Result<ClassifierHead, String>>,
 }
 
-impl<E> SemanticModel<E> {
+impl<E: Encode> SemanticModel<E> {
     /// Attaches level 3's head from its artifact as the platform read it (the Worker from its
     /// model assets, the CLI from `--model-dir`); a missing or refused one is kept as the reason.
     pub fn attach_classifier(&mut self, config: &Config, artifact: Result<String, String>) {
@@ -176,12 +191,11 @@ impl<E> SemanticModel<E> {
         self.classifier = config.classifier.as_ref().map(|settings| {
             let text =
                 artifact.map_err(|e| format!("cannot read the classifier {:?}: {e}", settings.path))?;
-            ClassifierHead::from_json(&text, &routes).map_err(|e| format!("{}: {e}", settings.path))
+            ClassifierHead::from_json(&text, &routes, &self.encoder)
+                .map_err(|e| format!("{}: {e}", settings.path))
         });
     }
-}
 
-impl<E: Encode> SemanticModel<E> {
     /// Pairs `encoder` with `shipped` (the index `switchyard build-index` wrote) when that was
     /// built for `config`'s exemplars; else embeds the exemplars now, calling `on_exemplar` after
     /// each. The second value says why the shipped index was not used, for the caller to report.
@@ -192,12 +206,13 @@ impl<E: Encode> SemanticModel<E> {
         shipped: Option<&str>,
         mut on_exemplar: impl FnMut(),
     ) -> Result<(SemanticModel<E>, Option<IndexError>), String> {
-        let usable = shipped
-            .map(|text| ExemplarIndex::from_json(text).and_then(|index| index.check(config).map(|()| index)));
+        let usable = shipped.map(|text| {
+            ExemplarIndex::from_json(text).and_then(|index| index.check(config, encoder.id()).map(|()| index))
+        });
         let (index, rejected) = match usable {
             Some(Ok(index)) => (index, None),
             rejected => {
-                let index = ExemplarIndex::build(config, |text| {
+                let index = ExemplarIndex::build(config, encoder.id(), |text| {
                     let v = encoder.embed(text);
                     on_exemplar();
                     v

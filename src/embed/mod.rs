@@ -138,6 +138,14 @@ impl Encoder {
 
 /// Level 2 reads the encoder through this trait, so core routing never names tract.
 impl crate::core::semantic::Encode for Encoder {
+    fn id(&self) -> &str {
+        crate::core::semantic::ENCODER_ID
+    }
+
+    fn dimensions(&self) -> usize {
+        DIMENSIONS
+    }
+
     fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
         Encoder::token_ids(self, text).map_err(|e| e.to_string())
     }

@@ -29,6 +29,9 @@ const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 8 + 4 + 4 + 4 + 32;
 
 pub struct StaticEncoder {
+    /// Its [`Encode::id`](crate::core::semantic::Encode::id): the teacher, the width and a hash
+    /// of the table, so an index or a head made with another table is refused.
+    id: String,
     tokenizer: Tokenizer,
     dimensions: usize,
     /// One scale per token.
@@ -72,7 +75,16 @@ impl StaticEncoder {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let table = file[scales_end..].iter().map(|&b| b as i8).collect();
-        Ok(StaticEncoder { tokenizer, dimensions, scales, table })
+        Ok(StaticEncoder::new(tokenizer, dimensions, scales, table))
+    }
+
+    fn new(tokenizer: Tokenizer, dimensions: usize, scales: Vec<f32>, table: Vec<i8>) -> StaticEncoder {
+        let mut hash = Sha256::new();
+        scales.iter().for_each(|s| hash.update(s.to_le_bytes()));
+        hash.update(table.iter().map(|&v| v as u8).collect::<Vec<u8>>());
+        let digest: String = hash.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let id = format!("static/{}/{dimensions}/{digest}", crate::core::semantic::ENCODER_ID);
+        StaticEncoder { id, tokenizer, dimensions, scales, table }
     }
 
     /// The file: header, scales, table.
@@ -114,6 +126,14 @@ impl StaticEncoder {
 
 /// Level 2 reads the student through the same trait as MiniLM.
 impl crate::core::semantic::Encode for StaticEncoder {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
     fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
         StaticEncoder::token_ids(self, text).map_err(|e| e.to_string())
     }
@@ -193,7 +213,7 @@ mod build {
                 rows[id as usize] = basis.project(output).iter().map(|v| (v * weight) as f32).collect();
             }
             let (scales, table) = quantize(&rows);
-            Ok(StaticEncoder { tokenizer, dimensions, scales, table })
+            Ok(StaticEncoder::new(tokenizer, dimensions, scales, table))
         }
     }
 

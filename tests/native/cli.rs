@@ -272,7 +272,9 @@ fn train_writes_a_classifier_that_routes_held_out_rows_and_fits_the_config() {
     assert!(stdout.contains("calibration error"), "{stdout}");
     let head = std::fs::read_to_string(model_dir.join("head.json")).unwrap();
     let routes = ["creative", "code", "chat"];
-    let head = switchyard::core::classifier::ClassifierHead::from_json(&head, &routes).unwrap();
+    let head =
+        switchyard::core::classifier::ClassifierHead::from_json(&head, &routes, crate::embedding::encoder())
+            .unwrap();
     assert_eq!(head.routes, ["chat", "code", "creative"]);
     // A second run reads the embeddings from the cache instead of embedding again.
     let (_, stderr) = run();

@@ -9,7 +9,7 @@ use switchyard::core::error::RouterError;
 use switchyard::core::evaluation::{parse_rows, EvalReport};
 use switchyard::core::pipeline::{self, run_ready, NoLlm, Platform};
 use switchyard::core::request::ChatRequest;
-use switchyard::core::semantic::{routing_text, ExemplarIndex, IndexError, SemanticModel};
+use switchyard::core::semantic::{routing_text, ExemplarIndex, IndexError, SemanticModel, ENCODER_ID};
 use switchyard::core::timing::Stopwatch;
 use switchyard::embed::Encoder;
 use switchyard::BUILTIN_CONFIG;
@@ -66,7 +66,7 @@ fn route(prompt: &str) -> Decision {
 
 #[test]
 fn the_committed_index_matches_the_builtin_config() {
-    index().check(&builtin()).expect("model/index.json is stale: run `switchyard build-index`");
+    index().check(&builtin(), ENCODER_ID).expect("model/index.json is stale: run `switchyard build-index`");
 }
 
 #[test]
@@ -74,10 +74,12 @@ fn an_index_built_for_other_exemplars_is_refused() {
     let changed =
         BUILTIN_CONFIG.replace("Write a short poem about the sea", "Write a long poem about the sea");
     let config = Config::parse("changed.toml", &changed).unwrap();
-    assert!(matches!(index().check(&config), Err(IndexError::Stale { .. })));
+    assert!(matches!(index().check(&config, ENCODER_ID), Err(IndexError::Stale { .. })));
+    // So is one made by another encoder, whose vectors cannot be compared with MiniLM's.
+    assert!(matches!(index().check(&builtin(), "static/128/0000"), Err(IndexError::Stale { .. })));
     // Thresholds are not part of the hash: fitting them keeps the index valid.
     let refitted = BUILTIN_CONFIG.replace("[semantic]\n", "[semantic]\n# refitted\n");
-    index().check(&Config::parse("t.toml", &refitted).unwrap()).unwrap();
+    index().check(&Config::parse("t.toml", &refitted).unwrap(), ENCODER_ID).unwrap();
 }
 
 #[test]
