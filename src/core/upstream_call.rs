@@ -462,6 +462,9 @@ fn hear(relay: &mut StreamRelay, input: Input) -> Heard {
 impl CommittedStream {
     /// The first step, when the client starts reading: what was said up to the commit point.
     pub fn start(&mut self, now_ms: u64) -> StreamStep {
+        if self.over {
+            return StreamStep::Over;
+        }
         let said = std::mem::take(&mut self.said);
         if self.upstream_ended {
             return self.end(said, false, StreamOutcome::Complete, None);
