@@ -8,6 +8,9 @@
 //!
 //! The encoder is `model/encoder.onnx`: weight-only int8 (see model/README.md for why), with its
 //! matmuls replaced at load time by [`int8_linear::Int8MatMul`] so weights stay int8 in memory.
+//!
+//! [`static_encoder`] is MiniLM's static student (one vector per token), distilled from this
+//! encoder for routing within a few milliseconds of CPU (issue D2).
 
 pub mod int8_linear;
 pub mod static_encoder;
