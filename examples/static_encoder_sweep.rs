@@ -10,6 +10,7 @@
 //!
 //! `cargo run --release --example static_encoder_sweep`
 use std::collections::BTreeMap;
+use switchyard::embed::static_encoder::StaticEncoder;
 use switchyard::embed::{cosine, load_tokenizer, Encoder};
 
 fn rows(path: &str) -> Vec<(String, String)> {
@@ -112,6 +113,17 @@ fn main() {
         .chain(rows("tests/data/classifier_rows.jsonl"))
         .collect();
     let test = rows("tests/data/routing_eval.jsonl");
+    // The shipped default, built by the library itself (int8), so what is measured is what
+    // `switchyard distill-encoder` writes.
+    let pieces: Vec<u32> = (0..vocab as u32).filter(|&i| piece(i as usize)).collect();
+    let piece_outputs: Vec<Vec<f32>> = pieces.iter().map(|&i| outputs[i as usize].clone()).collect();
+    let shipped = StaticEncoder::from_teacher_outputs(&tj, 128, &pieces, &piece_outputs).unwrap();
+    let shipped_embed = |t: &str| shipped.embed_ids(&shipped.token_ids(t).unwrap());
+    println!(
+        "shipped default (128 dims, ln weights, centred, int8): accuracy {:.3}, p50 {:.4} ms per text",
+        accuracy(&shipped_embed, &train, &test),
+        p50_ms(&shipped_embed, &test)
+    );
     let teacher = |t: &str| enc.embed(t).unwrap();
     println!(
         "MiniLM: accuracy {:.3}, p50 {:.3} ms per text",

@@ -194,26 +194,55 @@ mod build {
         ) -> Result<StaticEncoder, EmbedError> {
             let tokenizer = load_tokenizer(tokenizer_json)?;
             let vocabulary = tokenizer.get_vocab_size(true);
-            if dimensions == 0 || dimensions > crate::embed::DIMENSIONS.min(pieces.len()) {
-                let most = crate::embed::DIMENSIONS.min(pieces.len());
-                return Err(EmbedError::Model(format!("dimensions must be 1 to {most}")));
-            }
-            if let Some(id) = pieces.iter().find(|&&id| id as usize >= vocabulary) {
-                return Err(EmbedError::Model(format!("token {id} is not in the vocabulary")));
-            }
+            check_pieces(vocabulary, dimensions, pieces)?;
             let special = |name: &str| {
                 tokenizer.token_to_id(name).ok_or_else(|| EmbedError::Tokenizer(format!("no {name} token")))
             };
             let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
             let outputs = teach(teacher, pieces, cls, sep, &progress)?;
-            let basis = principal_components(&outputs, dimensions);
+            Self::from_teacher_outputs(tokenizer_json, dimensions, pieces, &outputs)
+        }
+
+        /// The table from the teacher's embedding of each of `pieces` alone (`outputs[i]` is
+        /// `pieces[i]`'s): PCA to `dimensions`, weighted by `ln(1 + id)`, int8. What
+        /// [`StaticEncoder::distill`] does after running the teacher; the sweep
+        /// (`examples/static_encoder_sweep.rs`) calls it on cached outputs.
+        pub fn from_teacher_outputs(
+            tokenizer_json: &[u8],
+            dimensions: usize,
+            pieces: &[u32],
+            outputs: &[Vec<f32>],
+        ) -> Result<StaticEncoder, EmbedError> {
+            let tokenizer = load_tokenizer(tokenizer_json)?;
+            let vocabulary = tokenizer.get_vocab_size(true);
+            if outputs.len() != pieces.len() {
+                return Err(EmbedError::Model(format!(
+                    "{} outputs for {} pieces",
+                    outputs.len(),
+                    pieces.len()
+                )));
+            }
+            check_pieces(vocabulary, dimensions, pieces)?;
+            let basis = principal_components(outputs, dimensions);
             let mut rows = vec![vec![0f32; dimensions]; vocabulary];
-            for (&id, output) in pieces.iter().zip(&outputs) {
+            for (&id, output) in pieces.iter().zip(outputs) {
                 let weight = (1.0 + id as f64).ln();
                 rows[id as usize] = basis.project(output).iter().map(|v| (v * weight) as f32).collect();
             }
             let (scales, table) = quantize(&rows);
             Ok(StaticEncoder::new(tokenizer, dimensions, scales, table))
+        }
+    }
+
+    /// `pieces` are tokens of the vocabulary, enough for `dimensions` principal axes.
+    fn check_pieces(vocabulary: usize, dimensions: usize, pieces: &[u32]) -> Result<(), EmbedError> {
+        let most = crate::embed::DIMENSIONS.min(pieces.len());
+        if dimensions == 0 || dimensions > most {
+            return Err(EmbedError::Model(format!("dimensions must be 1 to {most}")));
+        }
+        match pieces.iter().find(|&&id| id as usize >= vocabulary) {
+            Some(id) => Err(EmbedError::Model(format!("token {id} is not in the vocabulary"))),
+            None => Ok(()),
         }
     }
 
