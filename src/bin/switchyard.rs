@@ -24,7 +24,7 @@ mod cli {
     use switchyard::core::api::route_json;
     use switchyard::core::classifier::{self, TrainOptions};
     use switchyard::core::config::Config;
-    use switchyard::core::config::{LlmRouterSettings, Price, ProviderKind};
+    use switchyard::core::config::{LlmRouterSettings, Price, ProviderKind, RoutingEncoderChoice};
     use switchyard::core::decide::llm_options;
     use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
     use switchyard::core::decision::{ClassifierSignal, Decision, LlmSignal, SemanticSignal, Signals};
@@ -34,13 +34,11 @@ mod cli {
     use switchyard::core::llm_router::{clip, read_choice, routing_request, RouteOption};
     use switchyard::core::pipeline::{self, Embedder, NoLlm, Platform};
     use switchyard::core::request::ChatRequest;
-    use switchyard::core::semantic::{
-        embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel, ENCODER_DIMENSIONS, ENCODER_ID,
-    };
+    use switchyard::core::semantic::{embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel};
     use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
     use switchyard::embed::static_encoder::StaticEncoder;
-    use switchyard::embed::{cosine, Encoder};
+    use switchyard::embed::{cosine, Encoder, RoutingEncoder};
     use switchyard::native::upstream::NativeUpstream;
     use switchyard::BUILTIN_CONFIG;
 
@@ -196,12 +194,29 @@ mod cli {
         Ok((Config::parse(&name, &text).map_err(|e| e.to_string())?, path))
     }
 
+    fn read_model_file(model_dir: &Path, name: &str) -> Result<Vec<u8>, String> {
+        let path = model_dir.join(name);
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+
+    /// MiniLM, from the model folder.
     fn load_encoder(model_dir: &Path) -> Result<Encoder, String> {
-        let read = |name: &str| {
-            let path = model_dir.join(name);
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-        };
+        let read = |name: &str| read_model_file(model_dir, name);
         Encoder::from_bytes(&read("tokenizer.json")?, &read("encoder.onnx")?).map_err(|e| e.to_string())
+    }
+
+    /// The encoder the config routes with (`[semantic] encoder`), from the model folder.
+    fn load_routing_encoder(model_dir: &Path, config: &Config) -> Result<RoutingEncoder, String> {
+        match &config.semantic.encoder {
+            RoutingEncoderChoice::MiniLm => load_encoder(model_dir).map(RoutingEncoder::MiniLm),
+            RoutingEncoderChoice::Static { path } => {
+                let table = read_model_file(model_dir, path)
+                    .map_err(|e| format!("{e} (make it with `switchyard distill-encoder --out {path}`)"))?;
+                StaticEncoder::from_bytes(&read_model_file(model_dir, "tokenizer.json")?, &table)
+                    .map(RoutingEncoder::Static)
+                    .map_err(|e| format!("{}: {e}", model_dir.join(path).display()))
+            }
+        }
     }
 
     fn progress(len: usize, what: &str) -> ProgressBar {
@@ -223,7 +238,7 @@ mod cli {
     struct ModelDir<'c> {
         dir: PathBuf,
         config: &'c Config,
-        loaded: OnceCell<Result<Rc<SemanticModel<Encoder>>, String>>,
+        loaded: OnceCell<Result<Rc<SemanticModel<RoutingEncoder>>, String>>,
     }
 
     impl<'c> ModelDir<'c> {
@@ -231,10 +246,14 @@ mod cli {
             ModelDir { dir: dir.to_path_buf(), config, loaded: OnceCell::new() }
         }
 
-        fn read(&self) -> Result<SemanticModel<Encoder>, String> {
-            let encoder = load_encoder(&self.dir)?;
+        fn read(&self) -> Result<SemanticModel<RoutingEncoder>, String> {
+            let encoder = load_routing_encoder(&self.dir, self.config)?;
             let path = self.dir.join("index.json");
-            let shipped = std::fs::read_to_string(&path).ok();
+            // The static student embeds every exemplar in microseconds: it needs no index.
+            let shipped = match encoder {
+                RoutingEncoder::MiniLm(_) => std::fs::read_to_string(&path).ok(),
+                RoutingEncoder::Static(_) => None,
+            };
             let mut bar = None;
             let (mut model, rejected) =
                 SemanticModel::load(encoder, self.config, shipped.as_deref(), || {
@@ -267,9 +286,9 @@ mod cli {
     }
 
     impl Embedder for ModelDir<'_> {
-        type Encoder = Encoder;
+        type Encoder = RoutingEncoder;
 
-        async fn load(&self) -> Result<Rc<SemanticModel<Encoder>>, String> {
+        async fn load(&self) -> Result<Rc<SemanticModel<RoutingEncoder>>, String> {
             self.loaded.get_or_init(|| self.read().map(Rc::new)).clone()
         }
     }
@@ -586,7 +605,7 @@ mod cli {
 
     /// Token ids and embedding of every text, in order, computed on all cores (the encoder is
     /// shared; each thread takes every n-th text).
-    fn embed_ahead(encoder: &Encoder, texts: &[String]) -> Result<Vec<Embedded>, String> {
+    fn embed_ahead(encoder: &(impl Encode + Sync), texts: &[String]) -> Result<Vec<Embedded>, String> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(texts.len().max(1));
         let bar = progress(texts.len(), "embedding rows");
         let embedded = std::thread::scope(|scope| {
@@ -599,8 +618,8 @@ mod cli {
                             .skip(first)
                             .step_by(threads)
                             .map(|text| {
-                                let ids = encoder.token_ids(text).map_err(|e| e.to_string())?;
-                                let embedding = encoder.embed_ids(&ids).map_err(|e| e.to_string())?;
+                                let ids = encoder.token_ids(text)?;
+                                let embedding = encoder.embed_ids(&ids)?;
                                 bar.inc(1);
                                 Ok((ids, embedding))
                             })
@@ -621,7 +640,7 @@ mod cli {
 
     /// The encoder with embeddings made ahead: what `gather_rows` hands the pipeline.
     struct EmbeddedAhead {
-        encoder: Rc<SemanticModel<Encoder>>,
+        encoder: Rc<SemanticModel<RoutingEncoder>>,
         ready: HashMap<Vec<u32>, Vec<f32>>,
     }
 
@@ -757,6 +776,11 @@ mod cli {
             }
             Command::BuildIndex { out } => {
                 let (config, _) = load_config(&cli)?;
+                if config.semantic.encoder != RoutingEncoderChoice::MiniLm {
+                    return Err("the config routes with a static encoder, which embeds its exemplars \
+                                when it loads: it needs no index"
+                        .into());
+                }
                 let encoder = load_encoder(&cli.model_dir)?;
                 let bar = progress(exemplar_count(&config), "embedding exemplars");
                 let index = ExemplarIndex::build(&config, Encode::id(&encoder), |text| {
@@ -954,7 +978,8 @@ mod cli {
             .iter()
             .map(|row| Ok(routing_text(&user_request(AUTO, &row.text)?, config.semantic.follow_up_words)))
             .collect::<Result<Vec<String>, String>>()?;
-        let embeddings = cached_embeddings(&cli.model_dir, &texts)?;
+        let encoder = load_routing_encoder(&cli.model_dir, &config)?;
+        let embeddings = cached_embeddings(&encoder, &texts)?;
 
         let (training, test) = classifier::stratified_split(&labels, held_out);
         let training_labels: Vec<usize> = training.iter().map(|&i| labels[i]).collect();
@@ -967,7 +992,7 @@ mod cli {
         let (test_x, test_y) = pick(&test);
         let started = Instant::now();
         let mut head = classifier::train(
-            ENCODER_ID,
+            encoder.id(),
             &routes,
             &fit_x,
             &fit_y,
@@ -1013,7 +1038,7 @@ mod cli {
     /// The rows' embeddings, from the cache when they were made before for these exact texts and
     /// this encoder (`~/.cache/switchyard`, or `$XDG_CACHE_HOME/switchyard`), else made now on
     /// every core and cached.
-    fn cached_embeddings(model_dir: &Path, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+    fn cached_embeddings(encoder: &RoutingEncoder, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
         let dir = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
@@ -1021,19 +1046,18 @@ mod cli {
             .join("switchyard");
         let path = dir.join(format!(
             "embeddings-{}.f32",
-            embeddings_hash(ENCODER_ID, texts.iter().map(String::as_str))
+            embeddings_hash(encoder.id(), texts.iter().map(String::as_str))
         ));
         if let Ok(bytes) = std::fs::read(&path) {
             let floats: Vec<f32> =
                 bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             // A cache file of the wrong size (cut short, say) is ignored and made again.
-            if !texts.is_empty() && floats.len() == texts.len() * ENCODER_DIMENSIONS {
+            if !texts.is_empty() && floats.len() == texts.len() * encoder.dimensions() {
                 eprintln!("note: embeddings read from {}", path.display());
                 return Ok(floats.chunks_exact(floats.len() / texts.len()).map(<[f32]>::to_vec).collect());
             }
         }
-        let encoder = load_encoder(model_dir)?;
-        let embeddings: Vec<Vec<f32>> = embed_ahead(&encoder, texts)?.into_iter().map(|(_, e)| e).collect();
+        let embeddings: Vec<Vec<f32>> = embed_ahead(encoder, texts)?.into_iter().map(|(_, e)| e).collect();
         let bytes: Vec<u8> = embeddings.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
         // The cache only saves time: a failure to write it is reported, not fatal.
         if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, bytes)) {
@@ -1051,19 +1075,20 @@ mod cli {
     ];
 
     fn bench(cli: &Cli, iterations: usize) -> Result<(), String> {
+        let (config, _) = load_config(cli)?;
         let started = Instant::now();
-        let encoder = load_encoder(&cli.model_dir)?;
+        let encoder = load_routing_encoder(&cli.model_dir, &config)?;
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut results = serde_json::Map::new();
         for prompt in BENCH_PROMPTS {
-            let ids = encoder.token_ids(prompt).map_err(|e| e.to_string())?;
+            let ids = encoder.token_ids(prompt)?;
             for _ in 0..5 {
-                encoder.embed_ids(&ids).map_err(|e| e.to_string())?;
+                encoder.embed_ids(&ids)?;
             }
             let mut times = Vec::with_capacity(iterations);
             for _ in 0..iterations {
                 let t = Instant::now();
-                encoder.embed_ids(&ids).map_err(|e| e.to_string())?;
+                encoder.embed_ids(&ids)?;
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             times.sort_by(f64::total_cmp);
@@ -1076,7 +1101,13 @@ mod cli {
                 }),
             );
         }
-        println!("{}", serde_json::json!({"load_ms": load_ms, "iterations": iterations, "prompts": results}));
+        let report = serde_json::json!({
+            "encoder": encoder.id(),
+            "load_ms": load_ms,
+            "iterations": iterations,
+            "prompts": results,
+        });
+        println!("{report}");
         Ok(())
     }
 }

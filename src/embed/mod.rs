@@ -15,6 +15,7 @@
 pub mod int8_linear;
 pub mod static_encoder;
 
+use crate::core::semantic::Encode;
 use std::fmt;
 use tokenizers::Tokenizer;
 use tract_onnx::prelude::*;
@@ -140,7 +141,7 @@ impl Encoder {
 }
 
 /// Level 2 reads the encoder through this trait, so core routing never names tract.
-impl crate::core::semantic::Encode for Encoder {
+impl Encode for Encoder {
     fn id(&self) -> &str {
         crate::core::semantic::ENCODER_ID
     }
@@ -155,6 +156,47 @@ impl crate::core::semantic::Encode for Encoder {
 
     fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>, String> {
         Encoder::embed_ids(self, ids).map_err(|e| e.to_string())
+    }
+}
+
+/// The encoder behind levels 2 and 3, as the config chose it (`[semantic] encoder`).
+pub enum RoutingEncoder {
+    MiniLm(Encoder),
+    Static(static_encoder::StaticEncoder),
+}
+
+impl RoutingEncoder {
+    fn inner(&self) -> &dyn Encode {
+        match self {
+            RoutingEncoder::MiniLm(encoder) => encoder,
+            RoutingEncoder::Static(encoder) => encoder,
+        }
+    }
+
+    /// MiniLM itself, for what only MiniLM serves (the OpenAI embeddings API).
+    pub fn minilm(&self) -> Option<&Encoder> {
+        match self {
+            RoutingEncoder::MiniLm(encoder) => Some(encoder),
+            RoutingEncoder::Static(_) => None,
+        }
+    }
+}
+
+impl Encode for RoutingEncoder {
+    fn id(&self) -> &str {
+        self.inner().id()
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner().dimensions()
+    }
+
+    fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
+        self.inner().token_ids(text)
+    }
+
+    fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>, String> {
+        self.inner().embed_ids(ids)
     }
 }
 

@@ -278,21 +278,16 @@ async fn embeddings(
     let request = EmbeddingsRequest::parse(&bytes, DIMENSIONS)?;
     let parsed = now_ms();
     let engine = semantic::engine(env, &state.config).await?;
+    let Some(encoder) = engine.encoder.minilm() else { return Err(not_serving_minilm()) };
     let loaded = now_ms();
     let mut tokens = 0;
     let mut vectors = Vec::with_capacity(request.inputs.len());
     for input in &request.inputs {
-        let ids = engine
-            .encoder
-            .token_ids(input)
-            .map_err(|e| RouterError::new(ErrorKind::Internal, e.to_string()))?;
+        let ids =
+            encoder.token_ids(input).map_err(|e| RouterError::new(ErrorKind::Internal, e.to_string()))?;
         tokens += ids.len();
-        vectors.push(
-            engine
-                .encoder
-                .embed_ids(&ids)
-                .map_err(|e| RouterError::new(ErrorKind::Internal, e.to_string()))?,
-        );
+        vectors
+            .push(encoder.embed_ids(&ids).map_err(|e| RouterError::new(ErrorKind::Internal, e.to_string()))?);
     }
     let embedded = now_ms();
     let mut phases = vec![Phase { name: "parse", ms: parsed - started }];
@@ -303,6 +298,17 @@ async fn embeddings(
     let mut response = http::json(200, &embeddings_json(&vectors, request.format, tokens));
     http::set_headers(&mut response, [(headers::SERVER_TIMING, server_timing(&phases))]);
     Ok(response)
+}
+
+/// A router that routes with the static student does not load MiniLM, so it serves no
+/// embeddings: the student's vectors are for routing, not a substitute for MiniLM's.
+fn not_serving_minilm() -> RouterError {
+    RouterError::new(
+        ErrorKind::ModelNotFound,
+        "This router routes with a static encoder ([semantic] encoder), so it does not load \
+         all-MiniLM-L6-v2 and /v1/embeddings is off.",
+    )
+    .with_param("model")
 }
 
 fn authorize(req: &Request, state: &State) -> Result<(), RouterError> {

@@ -9,11 +9,13 @@
 //! differ from the ones it was built for (a `SWITCHYARD_CONFIG` with other routes), the exemplars
 //! are embedded at load instead, and the log says so.
 
-use crate::core::config::Config;
+use crate::core::config::{Config, RoutingEncoderChoice};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::pipeline::Embedder;
+use crate::core::semantic::Encode;
 use crate::core::semantic::SemanticModel;
-use crate::embed::{load_tokenizer, Encoder};
+use crate::embed::static_encoder::StaticEncoder;
+use crate::embed::{load_tokenizer, Encoder, RoutingEncoder};
 use crate::worker::http::now_ms;
 use futures_util::future::try_join;
 use futures_util::lock::Mutex;
@@ -37,17 +39,19 @@ pub struct AssetEmbedder<'a> {
 }
 
 impl Embedder for AssetEmbedder<'_> {
-    type Encoder = Encoder;
+    type Encoder = RoutingEncoder;
 
-    async fn load(&self) -> Result<Rc<SemanticModel<Encoder>>, String> {
+    async fn load(&self) -> Result<Rc<SemanticModel<RoutingEncoder>>, String> {
         engine(self.env, self.config).await.map_err(|e| e.message)
     }
 }
 
 /// The loaded model, and how long the load took (for /healthz).
 struct Engine {
-    model: Rc<SemanticModel<Encoder>>,
+    model: Rc<SemanticModel<RoutingEncoder>>,
     load_ms: f64,
+    /// Milliseconds each step of the load took, in order.
+    phases: Vec<(&'static str, f64)>,
 }
 
 thread_local! {
@@ -79,11 +83,11 @@ pub fn load_ms() -> Option<f64> {
 
 /// How long each step of the load took (fetch, tokenizer, decode, …), for /healthz and the log.
 pub fn load_phases() -> Option<serde_json::Map<String, serde_json::Value>> {
-    loaded(|engine| phases_json(&engine.model.encoder))
+    loaded(|engine| phases_json(&engine.phases))
 }
 
-fn phases_json(encoder: &Encoder) -> serde_json::Map<String, serde_json::Value> {
-    encoder.load_phases.iter().map(|(name, ms)| (name.to_string(), serde_json::json!(ms))).collect()
+fn phases_json(phases: &[(&str, f64)]) -> serde_json::Map<String, serde_json::Value> {
+    phases.iter().map(|(name, ms)| (name.to_string(), serde_json::json!(ms))).collect()
 }
 
 fn loaded<T>(read: impl FnOnce(&Engine) -> T) -> Option<T> {
@@ -92,7 +96,7 @@ fn loaded<T>(read: impl FnOnce(&Engine) -> T) -> Option<T> {
 
 /// The isolate's encoder and index, loading them on first call. A failed load is remembered (the
 /// isolate is recycled eventually) so a broken model does not cost every request a 23 MB fetch.
-pub async fn engine(env: &Env, config: &Config) -> Result<Rc<SemanticModel<Encoder>>, RouterError> {
+pub async fn engine(env: &Env, config: &Config) -> Result<Rc<SemanticModel<RoutingEncoder>>, RouterError> {
     if let Some(loaded) = cached() {
         return loaded;
     }
@@ -102,17 +106,18 @@ pub async fn engine(env: &Env, config: &Config) -> Result<Rc<SemanticModel<Encod
         return loaded;
     }
     let started = now_ms();
-    let loaded = load(env, config)
-        .await
-        .map(|model| Rc::new(Engine { model: Rc::new(model), load_ms: now_ms() - started }));
+    let loaded = load(env, config).await.map(|(model, phases)| {
+        Rc::new(Engine { model: Rc::new(model), load_ms: now_ms() - started, phases })
+    });
     match &loaded {
         Ok(engine) => worker::console_log!(
             "{}",
             serde_json::json!({
                 "event": "encoder_loaded",
+                "encoder": engine.model.encoder.id(),
                 "load_ms": engine.load_ms,
-                "phases_ms": phases_json(&engine.model.encoder),
-                "int8_matmuls": engine.model.encoder.int8_matmuls,
+                "phases_ms": phases_json(&engine.phases),
+                "int8_matmuls": engine.model.encoder.minilm().map(|e| e.int8_matmuls),
             })
         ),
         Err(e) => worker::console_error!("{}", serde_json::json!({"event": "encoder_failed", "message": e})),
@@ -121,7 +126,7 @@ pub async fn engine(env: &Env, config: &Config) -> Result<Rc<SemanticModel<Encod
     cached().unwrap_or_else(|| Err(unavailable("the load left nothing behind".into())))
 }
 
-fn cached() -> Option<Result<Rc<SemanticModel<Encoder>>, RouterError>> {
+fn cached() -> Option<Result<Rc<SemanticModel<RoutingEncoder>>, RouterError>> {
     ENGINE
         .with(|e| e.borrow().clone())
         .map(|loaded| loaded.map(|engine| engine.model.clone()).map_err(unavailable))
@@ -145,45 +150,36 @@ fn unavailable(message: String) -> RouterError {
     RouterError::new(ErrorKind::Unavailable, format!("the embedding model is unavailable: {message}"))
 }
 
-async fn load(env: &Env, config: &Config) -> Result<SemanticModel<Encoder>, String> {
-    let started = now_ms();
+type Phases = Vec<(&'static str, f64)>;
+
+/// The configured encoder, its exemplar index and the classifier head, and how long each step
+/// took.
+async fn load(env: &Env, config: &Config) -> Result<(SemanticModel<RoutingEncoder>, Phases), String> {
     let assets =
         env.assets(ASSETS_BINDING).map_err(|e| format!("no {ASSETS_BINDING} assets binding: {e}"))?;
-    // Both downloads start at once and the tokenizer (small) is parsed as soon as it is in. In
-    // local workerd the encoder's download does not go on while wasm computes (the asset service
-    // shares the thread; scripts/bench_asset_floor.mjs), so there this overlaps nothing; where
-    // assets arrive from elsewhere it can.
-    let tokenizer = async {
-        let json = fetch_asset(&assets, TOKENIZER_ASSET).await?;
-        let fetched = now_ms();
-        let tokenizer = load_tokenizer(&json.to_vec()).map_err(|e| e.to_string())?;
-        Ok::<_, String>((tokenizer, fetched, now_ms()))
+    let (encoder, mut phases, shipped_index) = match &config.semantic.encoder {
+        RoutingEncoderChoice::MiniLm => {
+            let (encoder, phases) = load_minilm(&assets).await?;
+            (RoutingEncoder::MiniLm(encoder), phases, Some(BUILTIN_INDEX))
+        }
+        // The student embeds an exemplar in microseconds: its index is made at load, not shipped.
+        RoutingEncoderChoice::Static { path } => {
+            let (encoder, phases) = load_static(&assets, path).await?;
+            (RoutingEncoder::Static(encoder), phases, None)
+        }
     };
-    let ((tokenizer, tokenizer_fetched, tokenizer_parsed), encoder) =
-        try_join(tokenizer, fetch_asset(&assets, ENCODER_ASSET)).await?;
-    let fetched = now_ms();
-    let mut encoder =
-        Encoder::from_onnx(tokenizer, JsBytesReader::new(encoder), now_ms).map_err(|e| e.to_string())?;
-    // Consecutive, so they add up to (nearly) the load: the encoder's download starts with the
-    // tokenizer's, and `fetch_encoder` is what was left of it once the tokenizer was parsed.
-    let phases = [
-        ("fetch_tokenizer", tokenizer_fetched - started),
-        ("tokenizer", tokenizer_parsed - tokenizer_fetched),
-        ("fetch_encoder", (fetched - tokenizer_parsed).max(0.0)),
-    ];
-    encoder.load_phases.splice(0..0, phases);
     let index_started = now_ms();
-    let (mut model, rejected) = SemanticModel::load(encoder, config, Some(BUILTIN_INDEX), || {})?;
+    let (mut model, rejected) = SemanticModel::load(encoder, config, shipped_index, || {})?;
     if let Some(reason) = rejected {
         worker::console_log!(
             "{}",
             serde_json::json!({"event": "index_rebuilt", "reason": reason.to_string()})
         );
     }
-    model.encoder.load_phases.push(("index", now_ms() - index_started));
+    phases.push(("index", now_ms() - index_started));
     if let Some(settings) = &config.classifier {
         let started = now_ms();
-        let artifact = fetch_asset(&assets, &format!("https://model.assets/{}", settings.path))
+        let artifact = fetch_asset(&assets, &asset_url(&settings.path))
             .await
             .and_then(|bytes| String::from_utf8(bytes.to_vec()).map_err(|e| format!("not UTF-8 text: {e}")));
         model.attach_classifier(config, artifact);
@@ -193,9 +189,53 @@ async fn load(env: &Env, config: &Config) -> Result<SemanticModel<Encoder>, Stri
                 serde_json::json!({"event": "classifier_refused", "reason": reason})
             );
         }
-        model.encoder.load_phases.push(("classifier", now_ms() - started));
+        phases.push(("classifier", now_ms() - started));
     }
-    Ok(model)
+    Ok((model, phases))
+}
+
+fn asset_url(path: &str) -> String {
+    format!("https://model.assets/{path}")
+}
+
+/// MiniLM from `encoder.onnx`, decoded out of the JavaScript buffer a window at a time.
+async fn load_minilm(assets: &Fetcher) -> Result<(Encoder, Phases), String> {
+    let started = now_ms();
+    // Both downloads start at once and the tokenizer (small) is parsed as soon as it is in. In
+    // local workerd the encoder's download does not go on while wasm computes (the asset service
+    // shares the thread; scripts/bench_asset_floor.mjs), so there this overlaps nothing; where
+    // assets arrive from elsewhere it can.
+    let tokenizer = async {
+        let json = fetch_asset(assets, TOKENIZER_ASSET).await?;
+        let fetched = now_ms();
+        let tokenizer = load_tokenizer(&json.to_vec()).map_err(|e| e.to_string())?;
+        Ok::<_, String>((tokenizer, fetched, now_ms()))
+    };
+    let ((tokenizer, tokenizer_fetched, tokenizer_parsed), encoder) =
+        try_join(tokenizer, fetch_asset(assets, ENCODER_ASSET)).await?;
+    let fetched = now_ms();
+    let mut encoder =
+        Encoder::from_onnx(tokenizer, JsBytesReader::new(encoder), now_ms).map_err(|e| e.to_string())?;
+    // Consecutive, so they add up to (nearly) the load: the encoder's download starts with the
+    // tokenizer's, and `fetch_encoder` is what was left of it once the tokenizer was parsed.
+    let mut phases = vec![
+        ("fetch_tokenizer", tokenizer_fetched - started),
+        ("tokenizer", tokenizer_parsed - tokenizer_fetched),
+        ("fetch_encoder", (fetched - tokenizer_parsed).max(0.0)),
+    ];
+    phases.append(&mut encoder.load_phases);
+    Ok((encoder, phases))
+}
+
+/// The static student: its table (a few MB) and the tokenizer, fetched together.
+async fn load_static(assets: &Fetcher, path: &str) -> Result<(StaticEncoder, Phases), String> {
+    let started = now_ms();
+    let (tokenizer_json, table) =
+        try_join(fetch_asset(assets, TOKENIZER_ASSET), fetch_asset(assets, &asset_url(path))).await?;
+    let fetched = now_ms();
+    let encoder = StaticEncoder::from_bytes(&tokenizer_json.to_vec(), &table.to_vec())
+        .map_err(|e| format!("{path}: {e}"))?;
+    Ok((encoder, vec![("fetch", fetched - started), ("decode", now_ms() - fetched)]))
 }
 
 /// A `bytes::Buf` over a JavaScript byte array, copied into wasm memory one window at a time.

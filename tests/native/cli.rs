@@ -333,3 +333,57 @@ fn train_writes_a_classifier_that_routes_held_out_rows_and_fits_the_config() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["per_level"]["classifier"]["decisions"].as_u64().unwrap() > 0, "{report}");
 }
+
+/// `[semantic] encoder` names the static student: the CLI trains and routes with it from a model
+/// folder that holds no MiniLM at all, and its head is refused beside MiniLM.
+#[test]
+fn the_static_student_trains_and_routes_without_minilm() {
+    let dir = scratch("static");
+    let (config, rows, model_dir) = (dir.join("static.toml"), dir.join("rows.jsonl"), dir.join("model"));
+    std::fs::create_dir_all(&model_dir).unwrap();
+    for file in ["router.static", "tokenizer.json"] {
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/model/").to_owned() + file, model_dir.join(file))
+            .unwrap();
+    }
+    let classifier = "[classifier]\npath = \"head.json\"\nmin_confidence = 0.5\n";
+    std::fs::write(&config, format!("{FIT_CONFIG}\n[semantic]\nencoder = \"router.static\"\n\n{classifier}"))
+        .unwrap();
+    std::fs::copy(CLASSIFIER_ROWS, &rows).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["--config", config.to_str().unwrap(), "--model-dir", model_dir.to_str().unwrap()])
+            .args(args)
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let stdout = run(&["train", rows.to_str().unwrap()]);
+    assert!(stdout.contains("rows 12  accuracy 1.000"), "{stdout}");
+    for (prompt, expected) in [
+        ("Write a short poem about the ocean at night", "creative"),
+        ("My Ruby function crashes on empty input, how do I fix it?", "code"),
+        ("What is the capital of Australia?", "chat"),
+    ] {
+        let decision: serde_json::Value = serde_json::from_str(&run(&["route", prompt])).unwrap();
+        assert_eq!(
+            (decision["route"].as_str(), decision["level"].as_str()),
+            (Some(expected), Some("classifier"))
+        );
+    }
+    let bench: serde_json::Value = serde_json::from_str(&run(&["bench", "--iterations", "3"])).unwrap();
+    assert!(bench["encoder"].as_str().unwrap().starts_with("static/all-MiniLM-L6-v2"), "{bench}");
+
+    let head = std::fs::read_to_string(model_dir.join("head.json")).unwrap();
+    let refused = switchyard::core::classifier::ClassifierHead::from_json(
+        &head,
+        &["creative", "code", "chat"],
+        crate::embedding::encoder(),
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("trained on encoder \"static/"), "{refused}");
+
+    let (ok, _, stderr) = switchyard(&["--config", config.to_str().unwrap(), "build-index"]);
+    assert!(!ok && stderr.contains("needs no index"), "{stderr}");
+}

@@ -264,6 +264,22 @@ fn the_classifier_section_names_a_file_in_the_model_folder() {
 }
 
 #[test]
+fn the_routing_encoder_is_minilm_unless_a_static_table_in_the_model_folder_is_named() {
+    use switchyard::core::config::RoutingEncoderChoice;
+    let with = |line: &str| Config::parse("test.toml", &format!("{VALID}\n[semantic]\n{line}\n"));
+    assert_eq!(Config::parse("test.toml", VALID).unwrap().semantic.encoder, RoutingEncoderChoice::MiniLm);
+    assert_eq!(
+        with("encoder = \"router.static\"").unwrap().semantic.encoder,
+        RoutingEncoderChoice::Static { path: "router.static".into() }
+    );
+    for wrong in ["\"../router.static\"", "\"/tmp/router.static\"", "\"encoder.onnx\""] {
+        let err = with(&format!("encoder = {wrong}")).unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:18:11:"), "{err}");
+        assert!(err.contains("must name a static encoder file inside the model folder"), "{err}");
+    }
+}
+
+#[test]
 fn admin_keys_are_secrets_of_their_own() {
     let with = |server: &str| Config::parse("test.toml", &format!("[server]\n{server}\n{VALID}"));
     let config = with("auth_keys = [\"ROUTER\"]\nadmin_keys = [\"ADMIN\"]").unwrap();

@@ -251,12 +251,25 @@ pub enum Aggregation {
 }
 
 /// `[semantic]`, less the default threshold (resolved into each route).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SemanticSettings {
     pub aggregation: Aggregation,
     pub top_k: usize,
     /// A latest user message with fewer words than this is embedded with the previous one.
     pub follow_up_words: usize,
+    /// What embeds prompts for levels 2 and 3 (`encoder = "…"`).
+    pub encoder: RoutingEncoderChoice,
+}
+
+/// The encoder behind levels 2 and 3. MiniLM is the default; a static student of it
+/// (`switchyard distill-encoder`) embeds in a table lookup, for routing within a few ms of CPU.
+/// Thresholds and heads are per encoder: after switching, run `fit` and `train` again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingEncoderChoice {
+    /// all-MiniLM-L6-v2, `encoder.onnx` in the model folder.
+    MiniLm,
+    /// A static student's table, at `path` relative to the model folder.
+    Static { path: String },
 }
 
 /// `[upstream]`: how upstream calls are timed, retried and backed off.

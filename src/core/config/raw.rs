@@ -211,6 +211,7 @@ pub(super) struct SemanticSection {
     pub(super) threshold: Spanned<f32>,
     #[serde(default = "default_follow_up_words")]
     pub(super) follow_up_words: usize,
+    pub(super) encoder: Option<Spanned<String>>,
 }
 
 impl Default for SemanticSection {
@@ -220,6 +221,7 @@ impl Default for SemanticSection {
             top_k: default_top_k(),
             threshold: default_threshold(),
             follow_up_words: default_follow_up_words(),
+            encoder: None,
         }
     }
 }

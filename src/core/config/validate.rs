@@ -12,7 +12,8 @@ use super::raw::{
 };
 use super::{
     ClassifierSettings, Config, ConfigError, LlmRouterSettings, LlmWhen, LogSettings, Model, Provider, Route,
-    RouteSemantic, SemanticSettings, Server, UpstreamPolicy, MAX_WAIT_MS, RESERVED_NAMES,
+    RouteSemantic, RoutingEncoderChoice, SemanticSettings, Server, UpstreamPolicy, MAX_WAIT_MS,
+    RESERVED_NAMES,
 };
 use crate::core::rules::{RouteRules, TokenBounds};
 use regex::Regex;
@@ -203,12 +204,16 @@ fn llm_router_routes(
     Ok(chosen.iter().map(|r| r.name.get_ref().clone()).collect())
 }
 
+/// True for a relative path that stays inside the model folder.
+fn inside_model_folder(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path.split(['/', '\\']).all(|part| !part.is_empty() && part != ".." && part != ".")
+}
+
 fn classifier(section: &ClassifierSection) -> Result<ClassifierSettings, Problem> {
     let path = section.path.get_ref();
-    let inside = !path.is_empty()
-        && !path.starts_with('/')
-        && path.split(['/', '\\']).all(|part| !part.is_empty() && part != ".." && part != ".");
-    if !inside {
+    if !inside_model_folder(path) {
         return Err((
             section.path.span(),
             format!("classifier.path {path:?} must be a file name inside the model folder, like \"classifier.json\""),
@@ -433,10 +438,25 @@ fn semantic(section: &SemanticSection) -> Result<SemanticSettings, Problem> {
     if !(-1.0..=1.0).contains(section.threshold.get_ref()) {
         return Err((section.threshold.span(), "semantic.threshold must be in [-1, 1]".into()));
     }
+    let encoder = match &section.encoder {
+        Some(path) if !inside_model_folder(path.get_ref()) || !path.get_ref().ends_with(".static") => {
+            return Err((
+                path.span(),
+                format!(
+                    "semantic.encoder {:?} must name a static encoder file inside the model folder, \
+                     like \"router.static\" (made by `switchyard distill-encoder`)",
+                    path.get_ref()
+                ),
+            ))
+        }
+        Some(path) => RoutingEncoderChoice::Static { path: path.get_ref().clone() },
+        None => RoutingEncoderChoice::MiniLm,
+    };
     Ok(SemanticSettings {
         aggregation: section.aggregation,
         top_k: *section.top_k.get_ref(),
         follow_up_words: section.follow_up_words,
+        encoder,
     })
 }
 

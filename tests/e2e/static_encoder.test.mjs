@@ -1,0 +1,68 @@
+// End-to-end: the static student (`[semantic] encoder = "router.static"`) routes in the Worker from
+// an assets folder that holds no MiniLM. A head trained on it by the native CLI decides in the
+// Worker as it decides natively; its exemplar scores match the CLI's; /v1/embeddings, which
+// serves MiniLM only, says it is off; /healthz shows the student's load.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { fetchWithDeadline, postJson, startStack, test, testConfig } from './harness.mjs';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const cli = join(root, 'target/debug/switchyard');
+const withStudent = (url) =>
+  `${testConfig(url)}\n[semantic]\nencoder = "router.static"\n\n[classifier]\npath = "classifier.json"\nmin_confidence = 0.5\n`;
+
+describe('the static student in the Worker', () => {
+  let stack;
+  let scratch;
+  let configFile;
+  before(async () => {
+    scratch = mkdtempSync(join(tmpdir(), 'switchyard-static-'));
+    for (const file of ['router.static', 'tokenizer.json']) copyFileSync(join(root, 'model', file), join(scratch, file));
+    configFile = join(scratch, 'config.toml');
+    writeFileSync(configFile, withStudent('http://127.0.0.1:9'));
+    execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'train', join(root, 'tests/data/classifier_rows.jsonl')], {
+      env: { ...process.env, XDG_CACHE_HOME: join(scratch, 'cache') },
+      stdio: 'pipe',
+    });
+    stack = await startStack({ config: withStudent, assets: scratch });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('routes as the CLI does, with the same classifier and exemplar scores', async () => {
+    for (const [prompt, route, level] of [
+      ['Write a short poem about the ocean at night', 'creative', 'classifier'],
+      ['My Ruby function crashes on empty input, how do I fix it?', 'code', 'classifier'],
+      ['What is the capital of Australia?', 'short', 'rules'],
+    ]) {
+      const res = await postJson(stack.base, '/v1/route', { model: 'auto', messages: [{ role: 'user', content: prompt }] });
+      const worker = res.json;
+      const native = JSON.parse(execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'route', prompt], { stdio: 'pipe' }));
+      assert.equal(res.status, 200, JSON.stringify(worker));
+      assert.deepEqual([worker.route, worker.level], [route, level], JSON.stringify(worker));
+      assert.deepEqual([native.route, native.level], [worker.route, worker.level]);
+      assert.equal(native.signals.classifier.route, worker.signals.classifier.route);
+      // The same table and the same sums: natively and in wasm the numbers agree.
+      assert.ok(Math.abs(native.signals.classifier.confidence - worker.signals.classifier.confidence) < 1e-5);
+      for (const [name, score] of Object.entries(native.scores)) {
+        assert.ok(Math.abs(score - worker.scores[name]) < 1e-5, JSON.stringify([native.scores, worker.scores]));
+      }
+    }
+  });
+
+  test('/healthz shows the student loaded in two steps, and /v1/embeddings says MiniLM is not served', async () => {
+    const health = await (await fetchWithDeadline(`${stack.base}/healthz`)).json();
+    assert.equal(health.encoder, 'ready');
+    assert.deepEqual(Object.keys(health.encoder_load_phases_ms).sort(), ['classifier', 'decode', 'fetch', 'index']);
+    const res = await postJson(stack.base, '/v1/embeddings', { model: 'all-MiniLM-L6-v2', input: 'hello' });
+    assert.equal(res.status, 404, JSON.stringify(res.json));
+    assert.equal(res.json.error.code, 'model_not_found');
+    assert.match(res.json.error.message, /static encoder/);
+  });
+});
