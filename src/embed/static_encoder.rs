@@ -17,21 +17,24 @@
 //! the table is plain Rust, the same natively and in the Worker.
 //!
 //! The file (`*.static`, little-endian): `SYSTATIC`, format version (u32), vocabulary size (u32),
-//! dimensions (u32), the tokenizer's SHA-256 (32 bytes), one f32 scale per token, then the int8
-//! table, a token's row after another (`value × scale` is the weight).
+//! dimensions (u32), the tokenizer's SHA-256 (32 bytes), the SHA-256 of the scales and table
+//! (32 bytes: the encoder's id, recorded so that loading does not hash 4 MB), one f32 scale per
+//! token, then the int8 table, a token's row after another (`value × scale` is the weight).
 
 use crate::embed::{load_tokenizer, EmbedError};
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 const MAGIC: &[u8; 8] = b"SYSTATIC";
-const VERSION: u32 = 1;
-const HEADER_BYTES: usize = 8 + 4 + 4 + 4 + 32;
+const VERSION: u32 = 2;
+const HEADER_BYTES: usize = 8 + 4 + 4 + 4 + 32 + 32;
 
 pub struct StaticEncoder {
     /// Its [`Encode::id`](crate::core::semantic::Encode::id): the teacher, the width and a hash
     /// of the table, so an index or a head made with another table is refused.
     id: String,
+    /// SHA-256 of the scales and the table.
+    digest: [u8; 32],
     tokenizer: Tokenizer,
     dimensions: usize,
     /// One scale per token.
@@ -44,6 +47,16 @@ impl StaticEncoder {
     /// Loads a table written by [`StaticEncoder::to_bytes`], beside the tokenizer it was made
     /// with (`tokenizer.json`'s bytes).
     pub fn from_bytes(tokenizer_json: &[u8], file: &[u8]) -> Result<StaticEncoder, EmbedError> {
+        Self::with_tokenizer(load_tokenizer(tokenizer_json)?, tokenizer_json, file)
+    }
+
+    /// As [`StaticEncoder::from_bytes`], with the tokenizer already parsed from `tokenizer_json`
+    /// (the Worker parses it while the table downloads).
+    pub fn with_tokenizer(
+        tokenizer: Tokenizer,
+        tokenizer_json: &[u8],
+        file: &[u8],
+    ) -> Result<StaticEncoder, EmbedError> {
         let bad = |why: String| EmbedError::Model(format!("static encoder: {why}"));
         if file.len() < HEADER_BYTES || &file[..8] != MAGIC {
             return Err(bad("not a static encoder file".into()));
@@ -53,10 +66,9 @@ impl StaticEncoder {
             return Err(bad(format!("format version {}, this build reads {VERSION}", word(8))));
         }
         let (vocabulary, dimensions) = (word(12) as usize, word(16) as usize);
-        if file[20..HEADER_BYTES] != tokenizer_hash(tokenizer_json)[..] {
+        if file[20..52] != tokenizer_hash(tokenizer_json)[..] {
             return Err(bad("made with another tokenizer.json".into()));
         }
-        let tokenizer = load_tokenizer(tokenizer_json)?;
         if tokenizer.get_vocab_size(true) != vocabulary || dimensions == 0 {
             return Err(bad(format!(
                 "{vocabulary} tokens of {dimensions} dimensions do not fit the tokenizer"
@@ -74,17 +86,29 @@ impl StaticEncoder {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let table = file[scales_end..].iter().map(|&b| b as i8).collect();
-        Ok(StaticEncoder::new(tokenizer, dimensions, scales, table))
+        let table = bytemuck::cast_slice(&file[scales_end..]).to_vec();
+        let digest = file[52..HEADER_BYTES].try_into().map_err(|_| bad("short header".into()))?;
+        Ok(StaticEncoder::assemble(tokenizer, dimensions, scales, table, digest))
     }
 
+    /// A table just made: its digest is computed here, and written into its file.
     fn new(tokenizer: Tokenizer, dimensions: usize, scales: Vec<f32>, table: Vec<i8>) -> StaticEncoder {
         let mut hash = Sha256::new();
         scales.iter().for_each(|s| hash.update(s.to_le_bytes()));
-        hash.update(table.iter().map(|&v| v as u8).collect::<Vec<u8>>());
-        let digest: String = hash.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect();
-        let id = format!("static/{}/{dimensions}/{digest}", crate::core::semantic::ENCODER_ID);
-        StaticEncoder { id, tokenizer, dimensions, scales, table }
+        hash.update(bytemuck::cast_slice::<i8, u8>(&table));
+        StaticEncoder::assemble(tokenizer, dimensions, scales, table, hash.finalize().into())
+    }
+
+    fn assemble(
+        tokenizer: Tokenizer,
+        dimensions: usize,
+        scales: Vec<f32>,
+        table: Vec<i8>,
+        digest: [u8; 32],
+    ) -> StaticEncoder {
+        let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let id = format!("static/{}/{dimensions}/{short}", crate::core::semantic::ENCODER_ID);
+        StaticEncoder { id, digest, tokenizer, dimensions, scales, table }
     }
 
     /// The file: header, scales, table.
@@ -95,8 +119,9 @@ impl StaticEncoder {
             out.extend_from_slice(&word.to_le_bytes());
         }
         out.extend_from_slice(&tokenizer_hash(tokenizer_json));
+        out.extend_from_slice(&self.digest);
         self.scales.iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
-        out.extend(self.table.iter().map(|&v| v as u8));
+        out.extend_from_slice(bytemuck::cast_slice(&self.table));
         out
     }
 
