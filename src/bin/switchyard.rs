@@ -212,7 +212,7 @@ mod cli {
             RoutingEncoderChoice::Static { path } => {
                 let table = read_model_file(model_dir, path)
                     .map_err(|e| format!("{e} (make it with `switchyard distill-encoder --out {path}`)"))?;
-                StaticEncoder::from_bytes(&read_model_file(model_dir, "tokenizer.json")?, &table)
+                StaticEncoder::from_bytes(&table)
                     .map(RoutingEncoder::Static)
                     .map_err(|e| format!("{}: {e}", model_dir.join(path).display()))
             }
@@ -830,7 +830,7 @@ mod cli {
             .map_err(|e| e.to_string())?;
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
-        let bytes = student.to_bytes(&tokenizer_json);
+        let bytes = student.to_bytes();
         let out = out.map_or_else(|| cli.model_dir.join("router.static"), Path::to_path_buf);
         std::fs::write(&out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         let texts: Vec<&str> = config

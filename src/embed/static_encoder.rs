@@ -10,31 +10,42 @@
 //! and each vector is weighted by `ln(1 + id)`: WordPiece ids grow roughly as tokens get rarer,
 //! so frequent, uninformative tokens weigh less in a sentence's mean (a cheap SIF weighting).
 //! A text's embedding is the mean of its tokens' vectors, L2-normalised, compared by dot product
-//! like MiniLM's. The tokenizer is MiniLM's own `tokenizer.json`; the file records its SHA-256,
-//! so a table is refused beside another tokenizer.
+//! like MiniLM's.
+//!
+//! The file carries its own vocabulary, so the student needs no `tokenizer.json`: its tokenizer
+//! is MiniLM's (uncased BERT WordPiece, from the `tokenizers` crate's parts) built from that list.
+//! Parsing `tokenizer.json` took 170–330 ms of a cold start in local workerd; building the same
+//! tokenizer from the list takes about 60 ms. Distilling checks that the two tokenize alike.
 //!
 //! Building needs the teacher and PCA, so it is native only ([`StaticEncoder::distill`]); using
 //! the table is plain Rust, the same natively and in the Worker.
 //!
 //! The file (`*.static`, little-endian): `SYSTATIC`, format version (u32), vocabulary size (u32),
-//! dimensions (u32), the tokenizer's SHA-256 (32 bytes), the SHA-256 of the scales and table
-//! (32 bytes: the encoder's id, recorded so that loading does not hash 4 MB), one f32 scale per
-//! token, then the int8 table, a token's row after another (`value × scale` is the weight).
+//! dimensions (u32), the SHA-256 of everything after the header (32 bytes: the encoder's id,
+//! recorded so that loading does not hash 4 MB), the vocabulary's length in bytes (u32) and the
+//! vocabulary (one token per line, in id order), one f32 scale per token, then the int8 table, a
+//! token's row after another (`value × scale` is the weight).
 
-use crate::embed::{load_tokenizer, EmbedError};
-use sha2::{Digest, Sha256};
-use tokenizers::Tokenizer;
+use crate::embed::{EmbedError, MAX_TOKENS};
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::{AddedToken, Tokenizer, TruncationParams};
 
 const MAGIC: &[u8; 8] = b"SYSTATIC";
-const VERSION: u32 = 2;
-const HEADER_BYTES: usize = 8 + 4 + 4 + 4 + 32 + 32;
+const VERSION: u32 = 3;
+const HEADER_BYTES: usize = 8 + 4 + 4 + 4 + 32;
+/// BERT's special tokens: split out of text before word pieces, as `tokenizer.json` does.
+const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 
 pub struct StaticEncoder {
     /// Its [`Encode::id`](crate::core::semantic::Encode::id): the teacher, the width and a hash
-    /// of the table, so an index or a head made with another table is refused.
+    /// of the vocabulary and table, so an index or a head made with another table is refused.
     id: String,
-    /// SHA-256 of the scales and the table.
+    /// SHA-256 of the file's body (vocabulary, scales, table).
     digest: [u8; 32],
+    /// Token `i` is `vocabulary[i]`.
+    vocabulary: Vec<String>,
     tokenizer: Tokenizer,
     dimensions: usize,
     /// One scale per token.
@@ -44,82 +55,76 @@ pub struct StaticEncoder {
 }
 
 impl StaticEncoder {
-    /// Loads a table written by [`StaticEncoder::to_bytes`], beside the tokenizer it was made
-    /// with (`tokenizer.json`'s bytes).
-    pub fn from_bytes(tokenizer_json: &[u8], file: &[u8]) -> Result<StaticEncoder, EmbedError> {
-        Self::with_tokenizer(load_tokenizer(tokenizer_json)?, tokenizer_json, file)
-    }
-
-    /// As [`StaticEncoder::from_bytes`], with the tokenizer already parsed from `tokenizer_json`
-    /// (the Worker parses it while the table downloads).
-    pub fn with_tokenizer(
-        tokenizer: Tokenizer,
-        tokenizer_json: &[u8],
-        file: &[u8],
-    ) -> Result<StaticEncoder, EmbedError> {
+    /// Loads a file written by [`StaticEncoder::to_bytes`].
+    pub fn from_bytes(file: &[u8]) -> Result<StaticEncoder, EmbedError> {
         let bad = |why: String| EmbedError::Model(format!("static encoder: {why}"));
-        if file.len() < HEADER_BYTES || &file[..8] != MAGIC {
+        if file.len() < HEADER_BYTES + 4 || &file[..8] != MAGIC {
             return Err(bad("not a static encoder file".into()));
         }
-        let word = |at: usize| u32::from_le_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]);
-        if word(8) != VERSION {
-            return Err(bad(format!("format version {}, this build reads {VERSION}", word(8))));
-        }
-        let (vocabulary, dimensions) = (word(12) as usize, word(16) as usize);
-        if file[20..52] != tokenizer_hash(tokenizer_json)[..] {
-            return Err(bad("made with another tokenizer.json".into()));
-        }
-        if tokenizer.get_vocab_size(true) != vocabulary || dimensions == 0 {
+        let word =
+            |at: usize| u32::from_le_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]) as usize;
+        if word(8) != VERSION as usize {
             return Err(bad(format!(
-                "{vocabulary} tokens of {dimensions} dimensions do not fit the tokenizer"
+                "format version {}, this build reads {VERSION}: make it again with `switchyard distill-encoder`",
+                word(8)
             )));
         }
-        let scales_end = HEADER_BYTES + vocabulary * 4;
-        if file.len() != scales_end + vocabulary * dimensions {
+        let (size, dimensions) = (word(12), word(16));
+        let digest: [u8; 32] = file[20..HEADER_BYTES].try_into().map_err(|_| bad("short header".into()))?;
+        let vocabulary_end = HEADER_BYTES + 4 + word(HEADER_BYTES);
+        let scales_end = vocabulary_end + size * 4;
+        if dimensions == 0 || file.len() != scales_end + size * dimensions {
             return Err(bad(format!(
-                "{} bytes, expected {}",
+                "{} bytes, expected {} for {size} tokens of {dimensions} dimensions",
                 file.len(),
-                scales_end + vocabulary * dimensions
+                scales_end + size * dimensions
             )));
         }
-        let scales = file[HEADER_BYTES..scales_end]
+        let vocabulary: Vec<String> = std::str::from_utf8(&file[HEADER_BYTES + 4..vocabulary_end])
+            .map_err(|e| bad(format!("vocabulary is not UTF-8: {e}")))?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if vocabulary.len() != size {
+            return Err(bad(format!(
+                "{} tokens in the vocabulary, the header says {size}",
+                vocabulary.len()
+            )));
+        }
+        let scales = file[vocabulary_end..scales_end]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let table = bytemuck::cast_slice(&file[scales_end..]).to_vec();
-        let digest = file[52..HEADER_BYTES].try_into().map_err(|_| bad("short header".into()))?;
-        Ok(StaticEncoder::assemble(tokenizer, dimensions, scales, table, digest))
-    }
-
-    /// A table just made: its digest is computed here, and written into its file.
-    fn new(tokenizer: Tokenizer, dimensions: usize, scales: Vec<f32>, table: Vec<i8>) -> StaticEncoder {
-        let mut hash = Sha256::new();
-        scales.iter().for_each(|s| hash.update(s.to_le_bytes()));
-        hash.update(bytemuck::cast_slice::<i8, u8>(&table));
-        StaticEncoder::assemble(tokenizer, dimensions, scales, table, hash.finalize().into())
+        StaticEncoder::assemble(vocabulary, dimensions, scales, table, digest)
     }
 
     fn assemble(
-        tokenizer: Tokenizer,
+        vocabulary: Vec<String>,
         dimensions: usize,
         scales: Vec<f32>,
         table: Vec<i8>,
         digest: [u8; 32],
-    ) -> StaticEncoder {
+    ) -> Result<StaticEncoder, EmbedError> {
+        let tokenizer = bert_tokenizer(&vocabulary)?;
         let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
         let id = format!("static/{}/{dimensions}/{short}", crate::core::semantic::ENCODER_ID);
-        StaticEncoder { id, digest, tokenizer, dimensions, scales, table }
+        Ok(StaticEncoder { id, digest, vocabulary, tokenizer, dimensions, scales, table })
     }
 
-    /// The file: header, scales, table.
-    pub fn to_bytes(&self, tokenizer_json: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_BYTES + self.scales.len() * 4 + self.table.len());
+    /// The file: header, vocabulary, scales, table.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let vocabulary = vocabulary_bytes(&self.vocabulary);
+        let mut out = Vec::with_capacity(
+            HEADER_BYTES + 4 + vocabulary.len() + self.scales.len() * 4 + self.table.len(),
+        );
         out.extend_from_slice(MAGIC);
-        for word in [VERSION, self.scales.len() as u32, self.dimensions as u32] {
+        for word in [VERSION, self.vocabulary.len() as u32, self.dimensions as u32] {
             out.extend_from_slice(&word.to_le_bytes());
         }
-        out.extend_from_slice(&tokenizer_hash(tokenizer_json));
         out.extend_from_slice(&self.digest);
+        out.extend_from_slice(&(vocabulary.len() as u32).to_le_bytes());
+        out.extend_from_slice(&vocabulary);
         self.scales.iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
         out.extend_from_slice(bytemuck::cast_slice(&self.table));
         out
@@ -168,8 +173,37 @@ impl crate::core::semantic::Encode for StaticEncoder {
     }
 }
 
-fn tokenizer_hash(tokenizer_json: &[u8]) -> [u8; 32] {
-    Sha256::digest(tokenizer_json).into()
+fn vocabulary_bytes(vocabulary: &[String]) -> Vec<u8> {
+    vocabulary.iter().flat_map(|t| t.bytes().chain([b'\n'])).collect()
+}
+
+/// MiniLM's tokenizer as its `tokenizer.json` sets it up (uncased BERT: clean, split CJK,
+/// lowercase and strip accents; split on whitespace and punctuation; WordPiece with `##`), over
+/// `vocabulary`, truncated at [`MAX_TOKENS`] as MiniLM's input is.
+fn bert_tokenizer(vocabulary: &[String]) -> Result<Tokenizer, EmbedError> {
+    let err = |e: tokenizers::Error| EmbedError::Tokenizer(e.to_string());
+    let mut ids = ahash::AHashMap::with_capacity(vocabulary.len());
+    ids.extend(vocabulary.iter().enumerate().map(|(id, token)| (token.clone(), id as u32)));
+    let model = WordPiece::builder()
+        .vocab(ids)
+        .unk_token("[UNK]".into())
+        .continuing_subword_prefix("##".into())
+        .max_input_chars_per_word(100)
+        .build()
+        .map_err(err)?;
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer.with_normalizer(Some(BertNormalizer::new(true, true, None, true)));
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    let special: Vec<AddedToken> = SPECIAL_TOKENS
+        .iter()
+        .filter(|t| vocabulary.iter().any(|v| v == *t))
+        .map(|t| AddedToken::from(*t, true))
+        .collect();
+    tokenizer.add_special_tokens(&special);
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+        .map_err(err)?;
+    Ok(tokenizer)
 }
 
 fn normalize(v: &mut [f32]) {
@@ -183,7 +217,19 @@ fn normalize(v: &mut [f32]) {
 #[cfg(not(target_arch = "wasm32"))]
 mod build {
     use super::*;
-    use crate::embed::Encoder;
+    use crate::embed::{load_tokenizer, Encoder};
+    use sha2::{Digest, Sha256};
+
+    /// Texts the student's tokenizer must split as `tokenizer.json` does: accents, case, CJK,
+    /// punctuation, contractions, special tokens written in the text, a word too long to split.
+    const SAME_TOKENS: [&str; 6] = [
+        "How do I write a SQL join across three tables?",
+        "Crème brûlée, NAÏVE café — façade; 東京タワー and 北京!",
+        "don't [SEP] stop [CLS]x [MASK] e-mail user@example.com $3.50 (50%)",
+        "fn main() { println!(\"{}\", x?.unwrap_or_default()); } // ⚡️ emoji 🤖",
+        "Supercalifragilisticexpialidocious-pneumonoultramicroscopicsilicovolcanoconiosis-antidisestablishmentarianism-floccinaucinihilipilification",
+        "\tTabs\nand\r\nnewlines\u{200b}zero width\u{0}null",
+    ];
 
     /// MiniLM's vocabulary: what is not a word piece (`[PAD]`, `[unusedN]`, `[CLS]`, `[SEP]`,
     /// `[MASK]`) gets a zero vector, so it adds nothing to a mean.
@@ -192,6 +238,23 @@ mod build {
     }
 
     impl StaticEncoder {
+        /// A table just made: its digest is computed here, and written into its file.
+        fn new(
+            vocabulary: Vec<String>,
+            dimensions: usize,
+            scales: Vec<f32>,
+            table: Vec<i8>,
+        ) -> Result<StaticEncoder, EmbedError> {
+            if let Some(token) = vocabulary.iter().find(|t| t.contains('\n') || t.is_empty()) {
+                return Err(EmbedError::Tokenizer(format!("token {token:?} cannot be written one per line")));
+            }
+            let mut hash = Sha256::new();
+            hash.update(vocabulary_bytes(&vocabulary));
+            scales.iter().for_each(|s| hash.update(s.to_le_bytes()));
+            hash.update(bytemuck::cast_slice::<i8, u8>(&table));
+            StaticEncoder::assemble(vocabulary, dimensions, scales, table, hash.finalize().into())
+        }
+
         /// Distils `teacher` into a table of `dimensions` per token: each word piece embedded alone,
         /// reduced by PCA, weighted by `ln(1 + id)`. `progress` is told each token done (the CLI's
         /// bar). Native only: it runs the teacher on each of the 29,523 word pieces (113 s on two cores, BENCHMARKS.md).
@@ -238,8 +301,8 @@ mod build {
             pieces: &[u32],
             outputs: &[Vec<f32>],
         ) -> Result<StaticEncoder, EmbedError> {
-            let tokenizer = load_tokenizer(tokenizer_json)?;
-            let vocabulary = tokenizer.get_vocab_size(true);
+            let reference = load_tokenizer(tokenizer_json)?;
+            let vocabulary = vocabulary_by_id(&reference)?;
             if outputs.len() != pieces.len() {
                 return Err(EmbedError::Model(format!(
                     "{} outputs for {} pieces",
@@ -247,16 +310,44 @@ mod build {
                     pieces.len()
                 )));
             }
-            check_pieces(vocabulary, dimensions, pieces)?;
+            check_pieces(vocabulary.len(), dimensions, pieces)?;
             let basis = principal_components(outputs, dimensions);
-            let mut rows = vec![vec![0f32; dimensions]; vocabulary];
+            let mut rows = vec![vec![0f32; dimensions]; vocabulary.len()];
             for (&id, output) in pieces.iter().zip(outputs) {
                 let weight = (1.0 + id as f64).ln();
                 rows[id as usize] = basis.project(output).iter().map(|v| (v * weight) as f32).collect();
             }
             let (scales, table) = quantize(&rows);
-            Ok(StaticEncoder::new(tokenizer, dimensions, scales, table))
+            let student = StaticEncoder::new(vocabulary, dimensions, scales, table)?;
+            check_same_tokens(&reference, &student)?;
+            Ok(student)
         }
+    }
+
+    /// Every token of `tokenizer`, in id order (ids must run from 0 without a gap).
+    fn vocabulary_by_id(tokenizer: &Tokenizer) -> Result<Vec<String>, EmbedError> {
+        (0..tokenizer.get_vocab_size(true) as u32)
+            .map(|id| {
+                tokenizer
+                    .id_to_token(id)
+                    .ok_or_else(|| EmbedError::Tokenizer(format!("no token has id {id}")))
+            })
+            .collect()
+    }
+
+    /// The student rebuilds MiniLM's tokenizer from its vocabulary alone: refuse a
+    /// `tokenizer.json` that it would not reproduce.
+    fn check_same_tokens(reference: &Tokenizer, student: &StaticEncoder) -> Result<(), EmbedError> {
+        for text in SAME_TOKENS {
+            let expected = reference.encode(text, false).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+            if expected.get_ids() != student.token_ids(text)? {
+                return Err(EmbedError::Tokenizer(format!(
+                    "tokenizer.json is not uncased BERT WordPiece, the only kind the static student \
+                     rebuilds: it splits {text:?} otherwise"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// `pieces` are tokens of the vocabulary, enough for `dimensions` principal axes.

@@ -227,28 +227,13 @@ async fn load_minilm(assets: &Fetcher) -> Result<(Encoder, Phases), String> {
     Ok((encoder, phases))
 }
 
-/// The static student: its table (a few MB) and the tokenizer, fetched together; the tokenizer
-/// is parsed as soon as it is in.
+/// The static student: one file (a few MB) holding its vocabulary and table.
 async fn load_static(assets: &Fetcher, path: &str) -> Result<(StaticEncoder, Phases), String> {
     let started = now_ms();
-    let tokenizer = async {
-        let json = fetch_asset(assets, TOKENIZER_ASSET).await?.to_vec();
-        let fetched = now_ms();
-        let tokenizer = load_tokenizer(&json).map_err(|e| e.to_string())?;
-        Ok::<_, String>((json, tokenizer, fetched, now_ms()))
-    };
-    let ((json, tokenizer, tokenizer_fetched, tokenizer_parsed), table) =
-        try_join(tokenizer, fetch_asset(assets, &asset_url(path))).await?;
+    let file = fetch_asset(assets, &asset_url(path)).await?.to_vec();
     let fetched = now_ms();
-    let encoder = StaticEncoder::with_tokenizer(tokenizer, &json, &table.to_vec())
-        .map_err(|e| format!("{path}: {e}"))?;
-    let phases = vec![
-        ("fetch_tokenizer", tokenizer_fetched - started),
-        ("tokenizer", tokenizer_parsed - tokenizer_fetched),
-        ("fetch_table", (fetched - tokenizer_parsed).max(0.0)),
-        ("table", now_ms() - fetched),
-    ];
-    Ok((encoder, phases))
+    let encoder = StaticEncoder::from_bytes(&file).map_err(|e| format!("{path}: {e}"))?;
+    Ok((encoder, vec![("fetch", fetched - started), ("decode", now_ms() - fetched)]))
 }
 
 /// A `bytes::Buf` over a JavaScript byte array, copied into wasm memory one window at a time.

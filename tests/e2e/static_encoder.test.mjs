@@ -1,5 +1,5 @@
 // End-to-end: the static student (`[semantic] encoder = "router.static"`) routes in the Worker from
-// an assets folder that holds no MiniLM. A head trained on it by the native CLI decides in the
+// an assets folder that holds nothing else (no MiniLM, no tokenizer.json). A head trained on it by the native CLI decides in the
 // Worker as it decides natively; its exemplar scores match the CLI's; /v1/embeddings, which
 // serves MiniLM only, says it is off; /healthz shows the student's load.
 import assert from 'node:assert/strict';
@@ -22,7 +22,7 @@ describe('the static student in the Worker', () => {
   let configFile;
   before(async () => {
     scratch = mkdtempSync(join(tmpdir(), 'switchyard-static-'));
-    for (const file of ['router.static', 'tokenizer.json']) copyFileSync(join(root, 'model', file), join(scratch, file));
+    copyFileSync(join(root, 'model', 'router.static'), join(scratch, 'router.static'));
     configFile = join(scratch, 'config.toml');
     writeFileSync(configFile, withStudent('http://127.0.0.1:9'));
     execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'train', join(root, 'tests/data/classifier_rows.jsonl')], {
@@ -59,7 +59,7 @@ describe('the static student in the Worker', () => {
   test('/healthz shows the student loaded step by step, and /v1/embeddings says MiniLM is not served', async () => {
     const health = await (await fetchWithDeadline(`${stack.base}/healthz`)).json();
     assert.equal(health.encoder, 'ready');
-    assert.deepEqual(Object.keys(health.encoder_load_phases_ms).sort(), ['classifier', 'fetch_table', 'fetch_tokenizer', 'index', 'table', 'tokenizer']);
+    assert.deepEqual(Object.keys(health.encoder_load_phases_ms).sort(), ['classifier', 'decode', 'fetch', 'index']);
     const res = await postJson(stack.base, '/v1/embeddings', { model: 'all-MiniLM-L6-v2', input: 'hello' });
     assert.equal(res.status, 404, JSON.stringify(res.json));
     assert.equal(res.json.error.code, 'model_not_found');

@@ -4,6 +4,7 @@
 //! table is `switchyard distill-encoder`'s (BENCHMARKS.md).
 
 use crate::embedding::encoder;
+use switchyard::core::semantic::Encode;
 use switchyard::embed::cosine;
 use switchyard::embed::static_encoder::StaticEncoder;
 
@@ -47,21 +48,52 @@ fn a_paraphrase_is_nearer_than_another_topic() {
 #[test]
 fn the_file_gives_back_the_same_encoder_and_refuses_what_does_not_fit() {
     let student = student();
-    let json = tokenizer_json();
-    let bytes = student.to_bytes(&json);
-    let loaded = StaticEncoder::from_bytes(&json, &bytes).unwrap();
+    let bytes = student.to_bytes();
+    let loaded = StaticEncoder::from_bytes(&bytes).unwrap();
+    assert_eq!(Encode::id(&loaded), Encode::id(&student));
     for text in TEXTS {
         let ids = student.token_ids(text).unwrap();
+        assert_eq!(loaded.token_ids(text).unwrap(), ids);
         assert_eq!(student.embed_ids(&ids), loaded.embed_ids(&ids));
     }
-    let mut other_tokenizer = json.clone();
-    other_tokenizer.push(b'\n');
-    let refused = StaticEncoder::from_bytes(&other_tokenizer, &bytes).err().unwrap().to_string();
-    assert!(refused.contains("another tokenizer.json"), "{refused}");
-    let refused = StaticEncoder::from_bytes(&json, &bytes[..bytes.len() - 1]).err().unwrap().to_string();
+    let refused = StaticEncoder::from_bytes(&bytes[..bytes.len() - 1]).err().unwrap().to_string();
     assert!(refused.contains("bytes, expected"), "{refused}");
-    let refused = StaticEncoder::from_bytes(&json, b"ONNX....").err().unwrap().to_string();
+    let mut old = bytes.clone();
+    old[8] = 1;
+    let refused = StaticEncoder::from_bytes(&old).err().unwrap().to_string();
+    assert!(refused.contains("format version 1") && refused.contains("distill-encoder"), "{refused}");
+    let refused = StaticEncoder::from_bytes(b"ONNX....").err().unwrap().to_string();
     assert!(refused.contains("not a static encoder file"), "{refused}");
+}
+
+/// The student carries its vocabulary and rebuilds MiniLM's tokenizer from it: on every text of
+/// the token sample it splits as `tokenizer.json` does. A tokenizer it would not rebuild (here,
+/// one that keeps case) is refused when distilling.
+#[test]
+fn the_student_tokenizes_as_tokenizer_json_and_refuses_another_kind() {
+    let student = student();
+    let reference = switchyard::embed::load_tokenizer(&tokenizer_json()).unwrap();
+    let sample =
+        std::fs::read_to_string(format!("{}/tests/data/token_sample.jsonl", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
+    for line in sample.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = row["text"].as_str().unwrap();
+        assert_eq!(
+            student.token_ids(text).unwrap(),
+            reference.encode(text, false).unwrap().get_ids(),
+            "{text}"
+        );
+    }
+    let cased =
+        String::from_utf8(tokenizer_json()).unwrap().replace("\"lowercase\": true", "\"lowercase\": false");
+    assert_ne!(cased.as_bytes(), tokenizer_json());
+    let refused =
+        StaticEncoder::distill_pieces(encoder(), cased.as_bytes(), 4, &[2000, 2001, 2002, 2003, 2004], || {})
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(refused.contains("not uncased BERT WordPiece"), "{refused}");
 }
 
 #[test]
