@@ -38,6 +38,7 @@ mod cli {
     use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
     use switchyard::embed::static_encoder::StaticEncoder;
+    use switchyard::embed::static_tuning::{self, TuneOptions};
     use switchyard::embed::{cosine, Encoder, RoutingEncoder};
     use switchyard::native::upstream::NativeUpstream;
     use switchyard::BUILTIN_CONFIG;
@@ -110,6 +111,11 @@ mod cli {
             /// Gradient steps.
             #[arg(long, default_value_t = 400)]
             steps: usize,
+            /// Also tune the static student end to end on the rows, write the tuned table to
+            /// this file in the model folder, and train the head on it (needs `[semantic]
+            /// encoder`).
+            #[arg(long, value_name = "FILE")]
+            tune_encoder: Option<String>,
         },
         /// Write training rows {"text", "label", "source"} for `train` from a deployed router's
         /// decision log: the LLM router's choices and the routes feedback corrected, where the
@@ -812,7 +818,9 @@ mod cli {
                 Ok(())
             }
             Command::Fit { data, dry_run } => fit(&cli, data, *dry_run),
-            Command::Train { data, held_out, steps } => train(&cli, data, *held_out, *steps),
+            Command::Train { data, held_out, steps, tune_encoder } => {
+                train(&cli, data, *held_out, *steps, tune_encoder.as_deref())
+            }
             Command::Bench { iterations } => bench(&cli, *iterations),
             Command::DistillEncoder { dimensions, out } => distill_encoder(&cli, *dimensions, out.as_deref()),
         }
@@ -953,7 +961,13 @@ mod cli {
     /// `switchyard train`: embeds the rows as the router would (their routing text), holds out a
     /// stratified share for the report, trains the head on the rest less a calibration share,
     /// fits its temperature on that share, reports on the held-out rows, writes the artifact.
-    fn train(cli: &Cli, data: &Path, held_out: f64, steps: usize) -> Result<(), String> {
+    fn train(
+        cli: &Cli,
+        data: &Path,
+        held_out: f64,
+        steps: usize,
+        tune_encoder: Option<&str>,
+    ) -> Result<(), String> {
         let (config, _) = load_config(cli)?;
         let settings = config
             .classifier
@@ -961,6 +975,9 @@ mod cli {
             .ok_or("the config has no [classifier] section: add one, e.g. path = \"classifier.json\"")?;
         if !(0.05..=0.5).contains(&held_out) {
             return Err("--held-out must be between 0.05 and 0.5".into());
+        }
+        if let Some(out) = tune_encoder {
+            check_tune_target(&config, out)?;
         }
         let rows = read_rows(&config, data)?;
         let routes: Vec<String> = rows
@@ -979,11 +996,23 @@ mod cli {
             .map(|row| Ok(routing_text(&user_request(AUTO, &row.text)?, config.semantic.follow_up_words)))
             .collect::<Result<Vec<String>, String>>()?;
         let encoder = load_routing_encoder(&cli.model_dir, &config)?;
-        let embeddings = cached_embeddings(&encoder, &texts)?;
 
         let (training, test) = classifier::stratified_split(&labels, held_out);
         let training_labels: Vec<usize> = training.iter().map(|&i| labels[i]).collect();
         let (fitting, calibration) = classifier::stratified_split(&training_labels, 0.2);
+        let (encoder, embeddings) = match tune_encoder {
+            None => {
+                let embeddings = cached_embeddings(&encoder, &texts)?;
+                (encoder, embeddings)
+            }
+            Some(out) => {
+                let fitting_rows: Vec<(&str, usize)> =
+                    fitting.iter().map(|&j| (texts[training[j]].as_str(), labels[training[j]])).collect();
+                let tuned = tune_student(cli, &config, encoder, &fitting_rows, routes.len(), out)?;
+                let embeddings = texts.iter().map(|t| tuned.embed(t)).collect::<Result<Vec<_>, _>>()?;
+                (tuned, embeddings)
+            }
+        };
         let pick = |rows: &[usize]| -> (Vec<Vec<f32>>, Vec<usize>) {
             (rows.iter().map(|&i| embeddings[i].clone()).collect(), rows.iter().map(|&i| labels[i]).collect())
         };
@@ -1033,6 +1062,63 @@ mod cli {
         std::fs::write(&out, head.to_json()).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         println!("wrote {}", out.display());
         Ok(())
+    }
+
+    /// Where `--tune-encoder` may write: a new `.static` file in the model folder, from a config
+    /// that routes with a static student (whose file name is returned).
+    fn check_tune_target<'c>(config: &'c Config, out: &str) -> Result<&'c str, String> {
+        let RoutingEncoderChoice::Static { path: base } = &config.semantic.encoder else {
+            return Err(
+                "--tune-encoder tunes the static student: set [semantic] encoder = \"router.static\" first"
+                    .into(),
+            );
+        };
+        let inside = !out.is_empty()
+            && Path::new(out).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside || !out.ends_with(".static") {
+            return Err(format!(
+                "--tune-encoder {out:?} must be a file name inside the model folder ending in .static"
+            ));
+        }
+        if out == base {
+            return Err(format!(
+                "--tune-encoder {out:?} would replace the table it starts from: name another file"
+            ));
+        }
+        Ok(base)
+    }
+
+    /// `train --tune-encoder OUT`: the configured static student tuned end to end on `rows`
+    /// (text, label index), written to OUT in the model folder.
+    fn tune_student(
+        cli: &Cli,
+        config: &Config,
+        encoder: RoutingEncoder,
+        rows: &[(&str, usize)],
+        classes: usize,
+        out: &str,
+    ) -> Result<RoutingEncoder, String> {
+        let base = check_tune_target(config, out)?;
+        let RoutingEncoder::Static(student) = encoder else {
+            return Err("--tune-encoder tunes the static student, and MiniLM was loaded".into());
+        };
+        let started = Instant::now();
+        let rows = rows
+            .iter()
+            .map(|(text, label)| Ok((student.token_ids(text).map_err(|e| e.to_string())?, *label)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let tuned = static_tuning::tune(&student, &rows, classes, TuneOptions::default())
+            .map_err(|e| e.to_string())?;
+        let path = cli.model_dir.join(out);
+        std::fs::write(&path, tuned.to_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!(
+            "tuned {base} on {} rows in {:.1} s: wrote {} (route with it: [semantic] encoder = {out:?})",
+            rows.len(),
+            started.elapsed().as_secs_f64(),
+            path.display()
+        );
+        Ok(RoutingEncoder::Static(tuned))
     }
 
     /// The rows' embeddings, from the cache when they were made before for these exact texts and

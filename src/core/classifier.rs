@@ -236,7 +236,7 @@ pub fn stratified_split(labels: &[usize], share: f64) -> (Vec<usize>, Vec<usize>
     (train, held)
 }
 
-fn softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
+pub(crate) fn softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z));
     let exps: Vec<f32> = logits.iter().map(|z| ((z - max) / temperature).exp()).collect();
     let sum: f32 = exps.iter().sum();
@@ -248,17 +248,17 @@ fn argmax(values: &[f32]) -> usize {
 }
 
 /// Adam's moment estimates for one parameter vector.
-struct Adam {
+pub(crate) struct Adam {
     m: Vec<f32>,
     v: Vec<f32>,
 }
 
 impl Adam {
-    fn new(len: usize) -> Adam {
+    pub(crate) fn new(len: usize) -> Adam {
         Adam { m: vec![0.0; len], v: vec![0.0; len] }
     }
 
-    fn step(&mut self, params: &mut [f32], grad: &[f32], rate: f32, t: usize) {
+    pub(crate) fn step(&mut self, params: &mut [f32], grad: &[f32], rate: f32, t: usize) {
         let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
         let (c1, c2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
         for ((p, g), (m, v)) in params.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())) {

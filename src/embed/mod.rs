@@ -10,10 +10,13 @@
 //! matmuls replaced at load time by [`int8_linear::Int8MatMul`] so weights stay int8 in memory.
 //!
 //! [`static_encoder`] is MiniLM's static student (one vector per token), distilled from this
-//! encoder for routing within a few milliseconds of CPU (issue D2).
+//! encoder for routing within a few milliseconds of CPU (issue D2); [`static_tuning`] tunes it on
+//! labelled rows, end to end with the classifier head (native only).
 
 pub mod int8_linear;
 pub mod static_encoder;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod static_tuning;
 
 use crate::core::semantic::Encode;
 use std::fmt;

@@ -324,6 +324,29 @@ mod build {
         }
     }
 
+    impl StaticEncoder {
+        /// Token `id`'s vector as f32 (zeros outside the vocabulary).
+        pub(crate) fn row(&self, id: u32) -> Vec<f32> {
+            let Some(&scale) = self.scales.get(id as usize) else { return vec![0.0; self.dimensions] };
+            self.table[id as usize * self.dimensions..][..self.dimensions]
+                .iter()
+                .map(|&v| v as f32 * scale)
+                .collect()
+        }
+
+        /// This table with the rows of `changed` (token id, new f32 vector) replaced: a new
+        /// encoder, with its own digest and id.
+        pub(crate) fn with_rows(&self, changed: &[(u32, Vec<f32>)]) -> Result<StaticEncoder, EmbedError> {
+            let (mut scales, mut table) = (self.scales.clone(), self.table.clone());
+            for (id, row) in changed {
+                let (scale, quantized) = quantize(std::slice::from_ref(row));
+                scales[*id as usize] = scale[0];
+                table[*id as usize * self.dimensions..][..self.dimensions].copy_from_slice(&quantized);
+            }
+            StaticEncoder::new(self.vocabulary.clone(), self.dimensions, scales, table)
+        }
+    }
+
     /// Every token of `tokenizer`, in id order (ids must run from 0 without a gap).
     fn vocabulary_by_id(tokenizer: &Tokenizer) -> Result<Vec<String>, EmbedError> {
         (0..tokenizer.get_vocab_size(true) as u32)

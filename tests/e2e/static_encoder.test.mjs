@@ -1,7 +1,8 @@
-// End-to-end: the static student (`[semantic] encoder = "router.static"`) routes in the Worker from
-// an assets folder that holds nothing else (no MiniLM, no tokenizer.json). A head trained on it by the native CLI decides in the
-// Worker as it decides natively; its exemplar scores match the CLI's; /v1/embeddings, which
-// serves MiniLM only, says it is off; /healthz shows the student's load.
+// End-to-end: the static student, tuned end to end by the native CLI (`train --tune-encoder`),
+// routes in the Worker from an assets folder that holds nothing else (no MiniLM, no
+// tokenizer.json). The head trained with it decides in the Worker as it decides natively; its
+// exemplar scores match the CLI's; /v1/embeddings, which serves MiniLM only, says it is off;
+// /healthz shows the student's load.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -13,8 +14,8 @@ import { fetchWithDeadline, postJson, startStack, test, testConfig } from './har
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const cli = join(root, 'target/debug/switchyard');
-const withStudent = (url) =>
-  `${testConfig(url)}\n[semantic]\nencoder = "router.static"\n\n[classifier]\npath = "classifier.json"\nmin_confidence = 0.5\n`;
+const withStudent = (url, table = 'router.tuned.static') =>
+  `${testConfig(url)}\n[semantic]\nencoder = "${table}"\n\n[classifier]\npath = "classifier.json"\nmin_confidence = 0.5\n`;
 
 describe('the static student in the Worker', () => {
   let stack;
@@ -23,12 +24,16 @@ describe('the static student in the Worker', () => {
   before(async () => {
     scratch = mkdtempSync(join(tmpdir(), 'switchyard-static-'));
     copyFileSync(join(root, 'model', 'router.static'), join(scratch, 'router.static'));
-    configFile = join(scratch, 'config.toml');
-    writeFileSync(configFile, withStudent('http://127.0.0.1:9'));
-    execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'train', join(root, 'tests/data/classifier_rows.jsonl')], {
+    // Trained from the distilled table, tuned end to end into router.tuned.static, which the
+    // Worker and the CLI then route with.
+    const trainingConfig = join(scratch, 'training.toml');
+    writeFileSync(trainingConfig, withStudent('http://127.0.0.1:9', 'router.static'));
+    execFileSync(cli, ['--config', trainingConfig, '--model-dir', scratch, 'train', '--tune-encoder', 'router.tuned.static', join(root, 'tests/data/classifier_rows.jsonl')], {
       env: { ...process.env, XDG_CACHE_HOME: join(scratch, 'cache') },
       stdio: 'pipe',
     });
+    configFile = join(scratch, 'config.toml');
+    writeFileSync(configFile, withStudent('http://127.0.0.1:9'));
     stack = await startStack({ config: withStudent, assets: scratch });
   });
   after(async () => {

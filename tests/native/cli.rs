@@ -387,4 +387,37 @@ fn the_static_student_trains_and_routes_without_minilm() {
 
     let (ok, _, stderr) = switchyard(&["--config", config.to_str().unwrap(), "build-index"]);
     assert!(!ok && stderr.contains("needs no index"), "{stderr}");
+
+    // Tuned end to end: a new table beside the distilled one, and a head for it; the config
+    // routes with it once it names it.
+    let stdout = run(&["train", "--tune-encoder", "router.tuned.static", rows.to_str().unwrap()]);
+    assert!(stdout.contains("[semantic] encoder = \"router.tuned.static\""), "{stdout}");
+    let tuned = std::fs::read(model_dir.join("router.tuned.static")).unwrap();
+    assert_ne!(tuned, std::fs::read(model_dir.join("router.static")).unwrap());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("encoder = \"router.static\"", "encoder = \"router.tuned.static\""))
+        .unwrap();
+    let decision: serde_json::Value =
+        serde_json::from_str(&run(&["route", "Write a short poem about the ocean at night"])).unwrap();
+    assert_eq!(
+        (decision["route"].as_str(), decision["level"].as_str()),
+        (Some("creative"), Some("classifier"))
+    );
+    for (target, says) in [
+        ("router.tuned.static", "would replace the table it starts from"),
+        ("../elsewhere.static", "inside the model folder"),
+        ("head.json", "ending in .static"),
+    ] {
+        let (ok, _, stderr) = switchyard(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--model-dir",
+            model_dir.to_str().unwrap(),
+            "train",
+            "--tune-encoder",
+            target,
+            rows.to_str().unwrap(),
+        ]);
+        assert!(!ok && stderr.contains(says), "{target}: {stderr}");
+    }
 }
