@@ -23,7 +23,7 @@ mod cli {
     use switchyard::core::admin_api;
     use switchyard::core::api::route_json;
     use switchyard::core::classifier::{self, TrainOptions};
-    use switchyard::core::config::Config;
+    use switchyard::core::config::{inside_model_folder, Config};
     use switchyard::core::config::{LlmRouterSettings, Price, ProviderKind, RoutingEncoderChoice};
     use switchyard::core::decide::llm_options;
     use switchyard::core::decide::{chosen_level, chosen_route, Requested, AUTO};
@@ -34,7 +34,9 @@ mod cli {
     use switchyard::core::llm_router::{clip, read_choice, routing_request, RouteOption};
     use switchyard::core::pipeline::{self, Embedder, NoLlm, Platform};
     use switchyard::core::request::ChatRequest;
-    use switchyard::core::semantic::{embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel};
+    use switchyard::core::semantic::{
+        embeddings_hash, routing_text, Encode, ExemplarIndex, SemanticModel, ENCODER_DIMENSIONS, ENCODER_ID,
+    };
     use switchyard::core::timing::Stopwatch;
     use switchyard::core::tokens::estimate_text_tokens;
     use switchyard::embed::static_encoder::StaticEncoder;
@@ -149,7 +151,7 @@ mod cli {
         /// src/embed/static_encoder.rs) and report how closely it ranks the config's exemplars
         /// as MiniLM does. Prints JSON.
         DistillEncoder {
-            /// Vectors' length (PCA of MiniLM's 384): 128 makes a 3.9 MB file.
+            /// Vectors' length (PCA of MiniLM's 384): 128 makes a 4.3 MB file.
             #[arg(long, default_value_t = 128)]
             dimensions: usize,
             /// Where to write it (default MODEL_DIR/router.static).
@@ -216,8 +218,10 @@ mod cli {
         match &config.semantic.encoder {
             RoutingEncoderChoice::MiniLm => load_encoder(model_dir).map(RoutingEncoder::MiniLm),
             RoutingEncoderChoice::Static { path } => {
-                let table = read_model_file(model_dir, path)
-                    .map_err(|e| format!("{e} (make it with `switchyard distill-encoder --out {path}`)"))?;
+                let table = read_model_file(model_dir, path).map_err(|e| {
+                    let out = model_dir.join(path);
+                    format!("{e} (make it with `switchyard distill-encoder --out {}`)", out.display())
+                })?;
                 StaticEncoder::from_bytes(&table)
                     .map(RoutingEncoder::Static)
                     .map_err(|e| format!("{}: {e}", model_dir.join(path).display()))
@@ -995,22 +999,26 @@ mod cli {
             .iter()
             .map(|row| Ok(routing_text(&user_request(AUTO, &row.text)?, config.semantic.follow_up_words)))
             .collect::<Result<Vec<String>, String>>()?;
-        let encoder = load_routing_encoder(&cli.model_dir, &config)?;
-
         let (training, test) = classifier::stratified_split(&labels, held_out);
         let training_labels: Vec<usize> = training.iter().map(|&i| labels[i]).collect();
         let (fitting, calibration) = classifier::stratified_split(&training_labels, 0.2);
-        let (encoder, embeddings) = match tune_encoder {
-            None => {
-                let embeddings = cached_embeddings(&encoder, &texts)?;
-                (encoder, embeddings)
+        let embed_all =
+            |encoder: &RoutingEncoder| texts.iter().map(|t| encoder.embed(t)).collect::<Result<Vec<_>, _>>();
+        let (encoder_id, embeddings) = match (&config.semantic.encoder, tune_encoder) {
+            // MiniLM takes milliseconds a row: its embeddings are cached, and it loads only on a miss.
+            (RoutingEncoderChoice::MiniLm, _) => {
+                (ENCODER_ID.to_string(), cached_embeddings(&cli.model_dir, &texts)?)
             }
-            Some(out) => {
+            (RoutingEncoderChoice::Static { .. }, None) => {
+                let student = load_routing_encoder(&cli.model_dir, &config)?;
+                (student.id().to_string(), embed_all(&student)?)
+            }
+            (RoutingEncoderChoice::Static { .. }, Some(out)) => {
+                let student = load_routing_encoder(&cli.model_dir, &config)?;
                 let fitting_rows: Vec<(&str, usize)> =
                     fitting.iter().map(|&j| (texts[training[j]].as_str(), labels[training[j]])).collect();
-                let tuned = tune_student(cli, &config, encoder, &fitting_rows, routes.len(), out)?;
-                let embeddings = texts.iter().map(|t| tuned.embed(t)).collect::<Result<Vec<_>, _>>()?;
-                (tuned, embeddings)
+                let tuned = tune_student(cli, &config, student, &fitting_rows, routes.len(), out)?;
+                (tuned.id().to_string(), embed_all(&tuned)?)
             }
         };
         let pick = |rows: &[usize]| -> (Vec<Vec<f32>>, Vec<usize>) {
@@ -1021,7 +1029,7 @@ mod cli {
         let (test_x, test_y) = pick(&test);
         let started = Instant::now();
         let mut head = classifier::train(
-            encoder.id(),
+            &encoder_id,
             &routes,
             &fit_x,
             &fit_y,
@@ -1073,14 +1081,12 @@ mod cli {
                     .into(),
             );
         };
-        let inside = !out.is_empty()
-            && Path::new(out).components().all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !inside || !out.ends_with(".static") {
+        if !inside_model_folder(out) || !out.ends_with(".static") {
             return Err(format!(
                 "--tune-encoder {out:?} must be a file name inside the model folder ending in .static"
             ));
         }
-        if out == base {
+        if Path::new(out).components().eq(Path::new(base).components()) {
             return Err(format!(
                 "--tune-encoder {out:?} would replace the table it starts from: name another file"
             ));
@@ -1121,10 +1127,10 @@ mod cli {
         Ok(RoutingEncoder::Static(tuned))
     }
 
-    /// The rows' embeddings, from the cache when they were made before for these exact texts and
-    /// this encoder (`~/.cache/switchyard`, or `$XDG_CACHE_HOME/switchyard`), else made now on
-    /// every core and cached.
-    fn cached_embeddings(encoder: &RoutingEncoder, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+    /// The rows' MiniLM embeddings, from the cache when they were made before for these exact
+    /// texts and this encoder (`~/.cache/switchyard`, or `$XDG_CACHE_HOME/switchyard`), else made
+    /// now on every core (MiniLM loaded only then) and cached.
+    fn cached_embeddings(model_dir: &Path, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
         let dir = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
@@ -1132,18 +1138,19 @@ mod cli {
             .join("switchyard");
         let path = dir.join(format!(
             "embeddings-{}.f32",
-            embeddings_hash(encoder.id(), texts.iter().map(String::as_str))
+            embeddings_hash(ENCODER_ID, texts.iter().map(String::as_str))
         ));
         if let Ok(bytes) = std::fs::read(&path) {
             let floats: Vec<f32> =
                 bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             // A cache file of the wrong size (cut short, say) is ignored and made again.
-            if !texts.is_empty() && floats.len() == texts.len() * encoder.dimensions() {
+            if !texts.is_empty() && floats.len() == texts.len() * ENCODER_DIMENSIONS {
                 eprintln!("note: embeddings read from {}", path.display());
                 return Ok(floats.chunks_exact(floats.len() / texts.len()).map(<[f32]>::to_vec).collect());
             }
         }
-        let embeddings: Vec<Vec<f32>> = embed_ahead(encoder, texts)?.into_iter().map(|(_, e)| e).collect();
+        let encoder = load_encoder(model_dir)?;
+        let embeddings: Vec<Vec<f32>> = embed_ahead(&encoder, texts)?.into_iter().map(|(_, e)| e).collect();
         let bytes: Vec<u8> = embeddings.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
         // The cache only saves time: a failure to write it is reported, not fatal.
         if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, bytes)) {

@@ -6,7 +6,7 @@
 //! word-embedding table (11.7 MB at int8) before its first layer; a static table does not need
 //! layers at all. The way follows Model2Vec (MinishLab): every token of the vocabulary is run
 //! through the teacher alone (`[CLS] token [SEP]`, mean-pooled as MiniLM pools a sentence), the
-//! 384-dimensional outputs are reduced by PCA to `dimensions` (128 by default: 3.9 MB at int8),
+//! 384-dimensional outputs are reduced by PCA to `dimensions` (128 by default: 3.9 MB of table at int8),
 //! and each vector is weighted by `ln(1 + id)`: WordPiece ids grow roughly as tokens get rarer,
 //! so frequent, uninformative tokens weigh less in a sentence's mean (a cheap SIF weighting).
 //! A text's embedding is the mean of its tokens' vectors, L2-normalised, compared by dot product
@@ -71,15 +71,24 @@ impl StaticEncoder {
         }
         let (size, dimensions) = (word(12), word(16));
         let digest: [u8; 32] = file[20..HEADER_BYTES].try_into().map_err(|_| bad("short header".into()))?;
-        let vocabulary_end = HEADER_BYTES + 4 + word(HEADER_BYTES);
-        let scales_end = vocabulary_end + size * 4;
-        if dimensions == 0 || file.len() != scales_end + size * dimensions {
-            return Err(bad(format!(
-                "{} bytes, expected {} for {size} tokens of {dimensions} dimensions",
-                file.len(),
-                scales_end + size * dimensions
-            )));
-        }
+        // Checked: a damaged header must give an error, not wrap around (usize is 32 bits in wasm).
+        let ends = (HEADER_BYTES + 4).checked_add(word(HEADER_BYTES)).and_then(|vocabulary_end| {
+            let scales_end = vocabulary_end.checked_add(size.checked_mul(4)?)?;
+            Some((vocabulary_end, scales_end, scales_end.checked_add(size.checked_mul(dimensions)?)?))
+        });
+        let (vocabulary_end, scales_end) = match ends {
+            Some((vocabulary_end, scales_end, end))
+                if (1..=crate::embed::DIMENSIONS).contains(&dimensions) && end == file.len() =>
+            {
+                (vocabulary_end, scales_end)
+            }
+            _ => {
+                return Err(bad(format!(
+                    "{} bytes do not hold {size} tokens of {dimensions} dimensions",
+                    file.len()
+                )))
+            }
+        };
         let vocabulary: Vec<String> = std::str::from_utf8(&file[HEADER_BYTES + 4..vocabulary_end])
             .map_err(|e| bad(format!("vocabulary is not UTF-8: {e}")))?
             .lines()
@@ -91,10 +100,13 @@ impl StaticEncoder {
                 vocabulary.len()
             )));
         }
-        let scales = file[vocabulary_end..scales_end]
+        let scales: Vec<f32> = file[vocabulary_end..scales_end]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
+        if scales.iter().any(|s| !s.is_finite()) {
+            return Err(bad("a scale is not a finite number".into()));
+        }
         let table = bytemuck::cast_slice(&file[scales_end..]).to_vec();
         StaticEncoder::assemble(vocabulary, dimensions, scales, table, digest)
     }
@@ -179,7 +191,8 @@ fn vocabulary_bytes(vocabulary: &[String]) -> Vec<u8> {
 
 /// MiniLM's tokenizer as its `tokenizer.json` sets it up (uncased BERT: clean, split CJK,
 /// lowercase and strip accents; split on whitespace and punctuation; WordPiece with `##`), over
-/// `vocabulary`, truncated at [`MAX_TOKENS`] as MiniLM's input is.
+/// `vocabulary`, truncated as MiniLM's input is: [`MAX_TOKENS`] with `[CLS]` and `[SEP]`, which
+/// the student does not add.
 fn bert_tokenizer(vocabulary: &[String]) -> Result<Tokenizer, EmbedError> {
     let err = |e: tokenizers::Error| EmbedError::Tokenizer(e.to_string());
     let mut ids = ahash::AHashMap::with_capacity(vocabulary.len());
@@ -201,7 +214,7 @@ fn bert_tokenizer(vocabulary: &[String]) -> Result<Tokenizer, EmbedError> {
         .collect();
     tokenizer.add_special_tokens(&special);
     tokenizer
-        .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+        .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS - 2, ..Default::default() }))
         .map_err(err)?;
     Ok(tokenizer)
 }
@@ -245,7 +258,7 @@ mod build {
             scales: Vec<f32>,
             table: Vec<i8>,
         ) -> Result<StaticEncoder, EmbedError> {
-            if let Some(token) = vocabulary.iter().find(|t| t.contains('\n') || t.is_empty()) {
+            if let Some(token) = vocabulary.iter().find(|t| t.contains(['\n', '\r']) || t.is_empty()) {
                 return Err(EmbedError::Tokenizer(format!("token {token:?} cannot be written one per line")));
             }
             let mut hash = Sha256::new();

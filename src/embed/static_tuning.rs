@@ -48,6 +48,9 @@ pub fn tune(
     };
     let initial: Vec<f32> = slots.keys().flat_map(|&id| student.row(id)).collect();
     let mut table = initial.clone();
+    // Tokens the distilled table leaves at zero (`[UNK]`, `[CLS]` typed in a text…) stay zero:
+    // they carry no meaning to tune.
+    let frozen: Vec<bool> = initial.chunks_exact(dims).map(|row| row.iter().all(|&v| v == 0.0)).collect();
     let rows: Vec<(Vec<usize>, usize)> =
         rows.iter().map(|(ids, label)| (ids.iter().map(|id| slots[id]).collect(), *label)).collect();
     let mut counts = vec![0usize; classes];
@@ -94,7 +97,7 @@ pub fn tune(
             // Through the normalisation: d e / d sum = (I − e eᵀ) / |sum|.
             let along = grad_e.iter().zip(&e).map(|(g, x)| g * x).sum::<f32>();
             let grad_sum: Vec<f32> = grad_e.iter().zip(&e).map(|(g, x)| (g - along * x) / norm).collect();
-            for &slot in slots {
+            for &slot in slots.iter().filter(|&&slot| !frozen[slot]) {
                 grad_table[slot * dims..][..dims].iter_mut().zip(&grad_sum).for_each(|(g, d)| *g += d);
             }
         }

@@ -14,6 +14,7 @@ mod upstream;
 
 use crate::core::admin_api::DecisionQuery;
 use crate::core::api::{models_json, route_json};
+use crate::core::config::RoutingEncoderChoice;
 use crate::core::decision::{Decision, SemanticSignal};
 use crate::core::decision_log::Answer;
 use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
@@ -277,6 +278,9 @@ async fn embeddings(
     let bytes = body::read_limited(req, state.config.server.max_body_bytes).await?;
     let request = EmbeddingsRequest::parse(&bytes, DIMENSIONS)?;
     let parsed = now_ms();
+    if state.config.semantic.encoder != RoutingEncoderChoice::MiniLm {
+        return Err(not_serving_minilm());
+    }
     let engine = semantic::engine(env, &state.config).await?;
     let Some(encoder) = engine.encoder.minilm() else { return Err(not_serving_minilm()) };
     let loaded = now_ms();

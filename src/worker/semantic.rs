@@ -1,13 +1,15 @@
-//! The encoder and exemplar index of one isolate, loaded on first use.
+//! The routing encoder and exemplar index of one isolate, loaded on first use.
 //!
-//! The encoder (23 MB) is too large for the Worker script, so it and its tokenizer are static
-//! assets fetched through the `MODEL` binding the first time a request needs them, then kept for
-//! the isolate's life. The encoder is decoded straight out of the JavaScript buffer it arrived
-//! in, a window at a time, so wasm memory never holds the file next to the decoded weights.
-//! Concurrent first requests wait for one load instead of each loading a copy (wasm memory, once
-//! grown, never shrinks). The exemplar index is compiled in; when the running config's exemplars
-//! differ from the ones it was built for (a `SWITCHYARD_CONFIG` with other routes), the exemplars
-//! are embedded at load instead, and the log says so.
+//! The encoder is the one `[semantic] encoder` names. MiniLM (23 MB) is too large for the Worker
+//! script, so it and its tokenizer are static assets fetched through the `MODEL` binding the
+//! first time a request needs them, then kept for the isolate's life; the encoder is decoded
+//! straight out of the JavaScript buffer it arrived in, a window at a time, so wasm memory never
+//! holds the file next to the decoded weights. The static student is one 4 MB asset holding its
+//! vocabulary and table. Concurrent first requests wait for one load instead of each loading a
+//! copy (wasm memory, once grown, never shrinks). MiniLM's exemplar index is compiled in; when
+//! the running config's exemplars differ from the ones it was built for (a `SWITCHYARD_CONFIG`
+//! with other routes), the exemplars are embedded at load instead, and the log says so. The
+//! student always embeds them at load: it takes microseconds each.
 
 use crate::core::config::{Config, RoutingEncoderChoice};
 use crate::core::error::{ErrorKind, RouterError};

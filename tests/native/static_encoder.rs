@@ -57,7 +57,12 @@ fn the_file_gives_back_the_same_encoder_and_refuses_what_does_not_fit() {
         assert_eq!(student.embed_ids(&ids), loaded.embed_ids(&ids));
     }
     let refused = StaticEncoder::from_bytes(&bytes[..bytes.len() - 1]).err().unwrap().to_string();
-    assert!(refused.contains("bytes, expected"), "{refused}");
+    assert!(refused.contains("bytes do not hold"), "{refused}");
+    // A damaged size (here the vocabulary's length, near 4 GB) is an error, not an overflow.
+    let mut damaged = bytes.clone();
+    damaged[52..56].copy_from_slice(&u32::MAX.to_le_bytes());
+    let refused = StaticEncoder::from_bytes(&damaged).err().unwrap().to_string();
+    assert!(refused.contains("bytes do not hold"), "{refused}");
     let mut old = bytes.clone();
     old[8] = 1;
     let refused = StaticEncoder::from_bytes(&old).err().unwrap().to_string();

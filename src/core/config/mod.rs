@@ -12,6 +12,8 @@
 mod raw;
 mod validate;
 
+pub use validate::inside_model_folder;
+
 use crate::core::decide::{AUTO, EXPLICIT_ROUTE};
 use crate::core::rules::RouteRules;
 use serde::{Deserialize, Serialize};

@@ -205,7 +205,7 @@ fn llm_router_routes(
 }
 
 /// True for a relative path that stays inside the model folder.
-fn inside_model_folder(path: &str) -> bool {
+pub fn inside_model_folder(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
         && path.split(['/', '\\']).all(|part| !part.is_empty() && part != ".." && part != ".")
