@@ -14,8 +14,9 @@
 //   - the asset's size.
 // Local workerd's clock is performance.now() to the millisecond, so sub-millisecond phases read
 // 0 or 1: the wall-time difference between the two kinds of request is the finer measure.
-// Prints JSON: the median run's figures per encoder, and every run. Needs `cargo build --bin
-// switchyard` and the built Worker (bash scripts/build-worker.sh).
+// Prints JSON: per encoder, each figure's median over the starts (taken figure by figure), and
+// every start's figures. Needs `cargo build --bin switchyard` and the built Worker
+// (bash scripts/build-worker.sh).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1013,11 +1013,11 @@ mod cli {
                 let student = load_routing_encoder(&cli.model_dir, &config)?;
                 (student.id().to_string(), embed_all(&student)?)
             }
-            (RoutingEncoderChoice::Static { .. }, Some(out)) => {
+            (RoutingEncoderChoice::Static { path: base }, Some(out)) => {
                 let student = load_routing_encoder(&cli.model_dir, &config)?;
                 let fitting_rows: Vec<(&str, usize)> =
                     fitting.iter().map(|&j| (texts[training[j]].as_str(), labels[training[j]])).collect();
-                let tuned = tune_student(cli, &config, student, &fitting_rows, routes.len(), out)?;
+                let tuned = tune_student(cli, student, &fitting_rows, routes.len(), base, out)?;
                 (tuned.id().to_string(), embed_all(&tuned)?)
             }
         };
@@ -1094,17 +1094,17 @@ mod cli {
         Ok(base)
     }
 
-    /// `train --tune-encoder OUT`: the configured static student tuned end to end on `rows`
-    /// (text, label index), written to OUT in the model folder.
+    /// `train --tune-encoder OUT`: the configured static student (read from `base`) tuned end to
+    /// end on `rows` (text, label index), written to OUT in the model folder ([`check_tune_target`]
+    /// has checked OUT).
     fn tune_student(
         cli: &Cli,
-        config: &Config,
         encoder: RoutingEncoder,
         rows: &[(&str, usize)],
         classes: usize,
+        base: &str,
         out: &str,
     ) -> Result<RoutingEncoder, String> {
-        let base = check_tune_target(config, out)?;
         let RoutingEncoder::Static(student) = encoder else {
             return Err("--tune-encoder tunes the static student, and MiniLM was loaded".into());
         };
