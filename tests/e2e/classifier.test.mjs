@@ -4,16 +4,14 @@
 // encoder from a scratch assets folder, and the Worker's /v1/route is compared with
 // `switchyard route`.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { postJson, startStack, test, testConfig } from './harness.mjs';
+import { CLASSIFIER_ROWS, routeBothWays, runCli, startStack, test, testConfig } from './harness.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const cli = join(root, 'target/debug/switchyard');
 const withClassifier = (url) => `${testConfig(url)}\n[classifier]\npath = "classifier.json"\nmin_confidence = 0.5\n`;
 
 describe('a trained classifier head in the Worker', () => {
@@ -26,10 +24,7 @@ describe('a trained classifier head in the Worker', () => {
     configFile = join(scratch, 'config.toml');
     // Training needs the routes, not the upstream: any URL will do in the file.
     writeFileSync(configFile, withClassifier('http://127.0.0.1:9'));
-    execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'train', join(root, 'tests/data/classifier_rows.jsonl')], {
-      env: { ...process.env, XDG_CACHE_HOME: join(scratch, 'cache') },
-      stdio: 'pipe',
-    });
+    runCli(configFile, scratch, ['train', CLASSIFIER_ROWS]);
     stack = await startStack({ config: withClassifier, assets: scratch });
   });
   after(async () => {
@@ -44,9 +39,7 @@ describe('a trained classifier head in the Worker', () => {
       ['My Ruby function crashes on empty input, how do I fix it?', 'code', 'classifier'],
       ['What is the capital of Australia?', 'short', 'rules'],
     ]) {
-      const res = await postJson(stack.base, '/v1/route', { model: 'auto', messages: [{ role: 'user', content: prompt }] });
-      const worker = res.json;
-      const native = JSON.parse(execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'route', prompt], { stdio: 'pipe' }));
+      const { res, worker, native } = await routeBothWays(stack.base, configFile, scratch, prompt);
       assert.equal(res.status, 200, JSON.stringify(worker));
       assert.deepEqual([worker.route, worker.level], [route, level], JSON.stringify(worker));
       assert.equal(res.headers.get('x-switchyard-level'), level);

@@ -3,7 +3,7 @@
 //
 // The Worker must already be built (scripts/test.sh does it once); wrangler is told to reuse
 // pkg/ through SWITCHYARD_SKIP_BUILD. Its output goes to tests/e2e/.logs/ for post-mortems.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -76,6 +76,29 @@ export async function postJson(base, path, body, headers = {}) {
     json = JSON.parse(text);
   } catch {}
   return { status: res.status, headers: res.headers, json, text };
+}
+
+/** The native CLI, as `cargo build --bin switchyard` leaves it. */
+export const CLI = join(root, 'target/debug/switchyard');
+
+/** The labelled rows the classifier tests train on (shared with the native `train` tests). */
+export const CLASSIFIER_ROWS = join(root, 'tests/data/classifier_rows.jsonl');
+
+/** `switchyard --config CONFIG --model-dir MODEL_DIR ARGS…`, its embeddings cache inside
+ * MODEL_DIR; returns stdout, throws when it fails. */
+export function runCli(configFile, modelDir, args) {
+  return execFileSync(CLI, ['--config', configFile, '--model-dir', modelDir, ...args], {
+    env: { ...process.env, XDG_CACHE_HOME: join(modelDir, 'cache') },
+    stdio: 'pipe',
+  });
+}
+
+/** One prompt routed by the Worker's /v1/route and by `switchyard route` with the same config
+ * and model folder: the Worker's response (`res`, its `json` the decision) and the CLI's. */
+export async function routeBothWays(base, configFile, modelDir, prompt) {
+  const res = await postJson(base, '/v1/route', { model: 'auto', messages: [{ role: 'user', content: prompt }] });
+  const native = JSON.parse(runCli(configFile, modelDir, ['route', prompt]));
+  return { res, worker: res.json, native };
 }
 
 /** The official openai client pointed at the router, with the harness's deadline and no retries. */

@@ -4,16 +4,14 @@
 // exemplar scores match the CLI's; /v1/embeddings, which serves MiniLM only, says it is off;
 // /healthz shows the student's load.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { fetchWithDeadline, postJson, startStack, test, testConfig } from './harness.mjs';
+import { CLASSIFIER_ROWS, fetchWithDeadline, postJson, routeBothWays, runCli, startStack, test, testConfig } from './harness.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const cli = join(root, 'target/debug/switchyard');
 const withStudent = (url, table = 'router.tuned.static') =>
   `${testConfig(url)}\n[semantic]\nencoder = "${table}"\n\n[classifier]\npath = "classifier.json"\nmin_confidence = 0.5\n`;
 
@@ -28,10 +26,7 @@ describe('the static student in the Worker', () => {
     // Worker and the CLI then route with.
     const trainingConfig = join(scratch, 'training.toml');
     writeFileSync(trainingConfig, withStudent('http://127.0.0.1:9', 'router.static'));
-    execFileSync(cli, ['--config', trainingConfig, '--model-dir', scratch, 'train', '--tune-encoder', 'router.tuned.static', join(root, 'tests/data/classifier_rows.jsonl')], {
-      env: { ...process.env, XDG_CACHE_HOME: join(scratch, 'cache') },
-      stdio: 'pipe',
-    });
+    runCli(trainingConfig, scratch, ['train', '--tune-encoder', 'router.tuned.static', CLASSIFIER_ROWS]);
     configFile = join(scratch, 'config.toml');
     writeFileSync(configFile, withStudent('http://127.0.0.1:9'));
     stack = await startStack({ config: withStudent, assets: scratch });
@@ -46,9 +41,7 @@ describe('the static student in the Worker', () => {
       ['My Ruby function crashes on empty input, how do I fix it?', 'code', 'classifier'],
       ['What is the capital of Australia?', 'short', 'rules'],
     ]) {
-      const res = await postJson(stack.base, '/v1/route', { model: 'auto', messages: [{ role: 'user', content: prompt }] });
-      const worker = res.json;
-      const native = JSON.parse(execFileSync(cli, ['--config', configFile, '--model-dir', scratch, 'route', prompt], { stdio: 'pipe' }));
+      const { res, worker, native } = await routeBothWays(stack.base, configFile, scratch, prompt);
       assert.equal(res.status, 200, JSON.stringify(worker));
       assert.deepEqual([worker.route, worker.level], [route, level], JSON.stringify(worker));
       assert.deepEqual([native.route, native.level], [worker.route, worker.level]);
