@@ -98,12 +98,30 @@ impl ClassifierHead {
     }
 
     fn logits(&self, x: &[f32]) -> Vec<f32> {
-        self.weights
-            .chunks_exact(self.dimensions)
-            .zip(&self.bias)
-            .map(|(w, b)| b + w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>())
-            .collect()
+        logits(&self.weights, &self.bias, self.dimensions, x)
     }
+}
+
+/// `W·x + b`, one logit per class (`weights` holds a row of `dimensions` per class).
+pub(crate) fn logits(weights: &[f32], bias: &[f32], dimensions: usize, x: &[f32]) -> Vec<f32> {
+    weights
+        .chunks_exact(dimensions)
+        .zip(bias)
+        .map(|(w, b)| b + w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>())
+        .collect()
+}
+
+/// Each row's weight in a class-balanced loss (every class weighs the same whatever its number
+/// of rows), and their sum.
+pub(crate) fn class_balance(labels: &[usize], classes: usize) -> (Vec<f32>, f32) {
+    let mut counts = vec![0usize; classes];
+    for &l in labels {
+        counts[l] += 1;
+    }
+    let weights: Vec<f32> =
+        labels.iter().map(|&l| labels.len() as f32 / (classes.max(1) * counts[l].max(1)) as f32).collect();
+    let total = weights.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+    (weights, total)
 }
 
 /// How to train.
@@ -133,15 +151,7 @@ pub fn train(
     options: TrainOptions,
 ) -> ClassifierHead {
     let (classes, dims) = (routes.len(), embeddings.first().map_or(0, Vec::len));
-    let mut counts = vec![0usize; classes];
-    for &l in labels {
-        counts[l] += 1;
-    }
-    let row_weight: Vec<f32> = labels
-        .iter()
-        .map(|&l| embeddings.len() as f32 / (classes.max(1) * counts[l].max(1)) as f32)
-        .collect();
-    let total: f32 = row_weight.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+    let (row_weight, total) = class_balance(labels, classes);
     let mut head = ClassifierHead {
         encoder: encoder_id.to_string(),
         routes: routes.to_vec(),

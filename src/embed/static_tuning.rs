@@ -8,7 +8,7 @@
 //! Full batches and a fixed order make it deterministic: the same rows give the same table.
 //! Native only (`switchyard train --tune-encoder`).
 
-use crate::core::classifier::{softmax, Adam};
+use crate::core::classifier::{class_balance, logits, softmax, Adam};
 use crate::embed::static_encoder::StaticEncoder;
 use crate::embed::EmbedError;
 use std::collections::BTreeMap;
@@ -53,11 +53,8 @@ pub fn tune(
     let frozen: Vec<bool> = initial.chunks_exact(dims).map(|row| row.iter().all(|&v| v == 0.0)).collect();
     let rows: Vec<(Vec<usize>, usize)> =
         rows.iter().map(|(ids, label)| (ids.iter().map(|id| slots[id]).collect(), *label)).collect();
-    let mut counts = vec![0usize; classes];
-    rows.iter().for_each(|(_, l)| counts[*l] += 1);
-    let weights: Vec<f32> =
-        rows.iter().map(|(_, l)| rows.len() as f32 / (classes * counts[*l].max(1)) as f32).collect();
-    let total: f32 = weights.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+    let labels: Vec<usize> = rows.iter().map(|(_, label)| *label).collect();
+    let (weights, total) = class_balance(&labels, classes);
 
     let mut head = vec![0f32; classes * dims];
     let mut bias = vec![0f32; classes];
@@ -78,12 +75,7 @@ pub fn tune(
                 continue;
             }
             let e: Vec<f32> = sum.iter().map(|v| v / norm).collect();
-            let logits: Vec<f32> = head
-                .chunks_exact(dims)
-                .zip(&bias)
-                .map(|(w, b)| b + w.iter().zip(&e).map(|(w, x)| w * x).sum::<f32>())
-                .collect();
-            let p = softmax(&logits, 1.0);
+            let p = softmax(&logits(&head, &bias, dims, &e), 1.0);
             let mut grad_e = vec![0f32; dims];
             for c in 0..classes {
                 let error = weight * (p[c] - f32::from(u8::from(c == *label))) / total;
