@@ -842,7 +842,7 @@ mod cli {
             .map_err(|e| e.to_string())?;
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
-        let bytes = student.to_bytes();
+        let bytes = student.to_bytes().map_err(|e| e.to_string())?;
         let out = out.map_or_else(|| cli.model_dir.join("router.static"), Path::to_path_buf);
         std::fs::write(&out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         let texts: Vec<&str> = config
@@ -1116,7 +1116,7 @@ mod cli {
         let tuned = static_tuning::tune(&student, &rows, classes, TuneOptions::default())
             .map_err(|e| e.to_string())?;
         let path = cli.model_dir.join(out);
-        std::fs::write(&path, tuned.to_bytes())
+        std::fs::write(&path, tuned.to_bytes().map_err(|e| e.to_string())?)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!(
             "tuned {base} on {} rows in {:.1} s: wrote {} (route with it: [semantic] encoder = {out:?})",

@@ -42,10 +42,11 @@ pub struct StaticEncoder {
     /// Its [`Encode::id`](crate::core::semantic::Encode::id): the teacher, the width and a hash
     /// of the vocabulary and table, so an index or a head made with another table is refused.
     id: String,
-    /// SHA-256 of the file's body (vocabulary, scales, table).
+    /// SHA-256 of the file's body (vocabulary, scales, table); written back by `to_bytes`,
+    /// which only native tools call.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     digest: [u8; 32],
-    /// Token `i` is `vocabulary[i]`.
-    vocabulary: Vec<String>,
+    /// Built from the file's vocabulary, which it keeps (token `i` has id `i`).
     tokenizer: Tokenizer,
     dimensions: usize,
     /// One scale per token.
@@ -118,28 +119,10 @@ impl StaticEncoder {
         table: Vec<i8>,
         digest: [u8; 32],
     ) -> Result<StaticEncoder, EmbedError> {
-        let tokenizer = bert_tokenizer(&vocabulary)?;
+        let tokenizer = bert_tokenizer(vocabulary)?;
         let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
         let id = format!("static/{}/{dimensions}/{short}", crate::core::semantic::ENCODER_ID);
-        Ok(StaticEncoder { id, digest, vocabulary, tokenizer, dimensions, scales, table })
-    }
-
-    /// The file: header, vocabulary, scales, table.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let vocabulary = vocabulary_bytes(&self.vocabulary);
-        let mut out = Vec::with_capacity(
-            HEADER_BYTES + 4 + vocabulary.len() + self.scales.len() * 4 + self.table.len(),
-        );
-        out.extend_from_slice(MAGIC);
-        for word in [VERSION, self.vocabulary.len() as u32, self.dimensions as u32] {
-            out.extend_from_slice(&word.to_le_bytes());
-        }
-        out.extend_from_slice(&self.digest);
-        out.extend_from_slice(&(vocabulary.len() as u32).to_le_bytes());
-        out.extend_from_slice(&vocabulary);
-        self.scales.iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
-        out.extend_from_slice(bytemuck::cast_slice(&self.table));
-        out
+        Ok(StaticEncoder { id, digest, tokenizer, dimensions, scales, table })
     }
 
     pub fn dimensions(&self) -> usize {
@@ -185,18 +168,19 @@ impl crate::core::semantic::Encode for StaticEncoder {
     }
 }
 
-fn vocabulary_bytes(vocabulary: &[String]) -> Vec<u8> {
-    vocabulary.iter().flat_map(|t| t.bytes().chain([b'\n'])).collect()
-}
-
 /// MiniLM's tokenizer as its `tokenizer.json` sets it up (uncased BERT: clean, split CJK,
 /// lowercase and strip accents; split on whitespace and punctuation; WordPiece with `##`), over
 /// `vocabulary`, truncated as MiniLM's input is: [`MAX_TOKENS`] with `[CLS]` and `[SEP]`, which
 /// the student does not add.
-fn bert_tokenizer(vocabulary: &[String]) -> Result<Tokenizer, EmbedError> {
+fn bert_tokenizer(vocabulary: Vec<String>) -> Result<Tokenizer, EmbedError> {
     let err = |e: tokenizers::Error| EmbedError::Tokenizer(e.to_string());
+    let special: Vec<AddedToken> = SPECIAL_TOKENS
+        .iter()
+        .filter(|t| vocabulary.iter().any(|v| v == *t))
+        .map(|t| AddedToken::from(*t, true))
+        .collect();
     let mut ids = ahash::AHashMap::with_capacity(vocabulary.len());
-    ids.extend(vocabulary.iter().enumerate().map(|(id, token)| (token.clone(), id as u32)));
+    ids.extend(vocabulary.into_iter().enumerate().map(|(id, token)| (token, id as u32)));
     let model = WordPiece::builder()
         .vocab(ids)
         .unk_token("[UNK]".into())
@@ -207,11 +191,6 @@ fn bert_tokenizer(vocabulary: &[String]) -> Result<Tokenizer, EmbedError> {
     let mut tokenizer = Tokenizer::new(model);
     tokenizer.with_normalizer(Some(BertNormalizer::new(true, true, None, true)));
     tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
-    let special: Vec<AddedToken> = SPECIAL_TOKENS
-        .iter()
-        .filter(|t| vocabulary.iter().any(|v| v == *t))
-        .map(|t| AddedToken::from(*t, true))
-        .collect();
     tokenizer.add_special_tokens(&special);
     tokenizer
         .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS - 2, ..Default::default() }))
@@ -338,6 +317,25 @@ mod build {
     }
 
     impl StaticEncoder {
+        /// The file: header, vocabulary, scales, table.
+        pub fn to_bytes(&self) -> Result<Vec<u8>, EmbedError> {
+            let tokens = vocabulary_by_id(&self.tokenizer)?;
+            let vocabulary = vocabulary_bytes(&tokens);
+            let mut out = Vec::with_capacity(
+                HEADER_BYTES + 4 + vocabulary.len() + self.scales.len() * 4 + self.table.len(),
+            );
+            out.extend_from_slice(MAGIC);
+            for word in [VERSION, tokens.len() as u32, self.dimensions as u32] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+            out.extend_from_slice(&self.digest);
+            out.extend_from_slice(&(vocabulary.len() as u32).to_le_bytes());
+            out.extend_from_slice(&vocabulary);
+            self.scales.iter().for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
+            out.extend_from_slice(bytemuck::cast_slice(&self.table));
+            Ok(out)
+        }
+
         /// Token `id`'s vector as f32 (zeros outside the vocabulary).
         pub(crate) fn row(&self, id: u32) -> Vec<f32> {
             let Some(&scale) = self.scales.get(id as usize) else { return vec![0.0; self.dimensions] };
@@ -356,8 +354,13 @@ mod build {
                 scales[*id as usize] = scale[0];
                 table[*id as usize * self.dimensions..][..self.dimensions].copy_from_slice(&quantized);
             }
-            StaticEncoder::new(self.vocabulary.clone(), self.dimensions, scales, table)
+            StaticEncoder::new(vocabulary_by_id(&self.tokenizer)?, self.dimensions, scales, table)
         }
+    }
+
+    /// The vocabulary as the file holds it: a token a line.
+    fn vocabulary_bytes(vocabulary: &[String]) -> Vec<u8> {
+        vocabulary.iter().flat_map(|t| t.bytes().chain([b'\n'])).collect()
     }
 
     /// Every token of `tokenizer`, in id order (ids must run from 0 without a gap).

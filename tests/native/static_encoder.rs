@@ -48,7 +48,7 @@ fn a_paraphrase_is_nearer_than_another_topic() {
 #[test]
 fn the_file_gives_back_the_same_encoder_and_refuses_what_does_not_fit() {
     let student = student();
-    let bytes = student.to_bytes();
+    let bytes = student.to_bytes().unwrap();
     let loaded = StaticEncoder::from_bytes(&bytes).unwrap();
     assert_eq!(Encode::id(&loaded), Encode::id(&student));
     for text in TEXTS {
@@ -120,7 +120,10 @@ fn tuning_fits_the_rows_and_gives_the_same_table_twice() {
     let rows: Vec<(Vec<u32>, usize)> =
         TEXTS.iter().zip(labels).map(|(t, l)| (student.token_ids(t).unwrap(), l)).collect();
     let tuned = tune(&student, &rows, 3, TuneOptions::default()).unwrap();
-    assert_eq!(tuned.to_bytes(), tune(&student, &rows, 3, TuneOptions::default()).unwrap().to_bytes());
+    assert_eq!(
+        tuned.to_bytes().unwrap(),
+        tune(&student, &rows, 3, TuneOptions::default()).unwrap().to_bytes().unwrap()
+    );
     assert_ne!(Encode::id(&tuned), Encode::id(&student));
     // Rows of one route come closer together than rows of different routes.
     let margin = |encoder: &StaticEncoder| {
