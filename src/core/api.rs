@@ -41,7 +41,7 @@ pub fn models_json(config: &Config) -> Value {
         "switchyard": {"kind": "router", "default_route": config.default_route},
     })];
     for route in &config.routes {
-        data.push(json!({
+        let mut entry = json!({
             "id": route.name,
             "object": "model",
             "created": 0,
@@ -51,7 +51,11 @@ pub fn models_json(config: &Config) -> Value {
                 "description": route.description,
                 "models": route.models,
             },
-        }));
+        });
+        if let Some(cascade) = &route.cascade {
+            entry["switchyard"]["cascade"] = json!({"chain": cascade.chain, "score": cascade.score.name(), "min_score": cascade.min_score});
+        }
+        data.push(entry);
     }
     for (name, m) in &config.models {
         data.push(json!({

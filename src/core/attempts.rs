@@ -21,11 +21,20 @@
 //!   failed, fall back / untranslatable ──► Call(next model) … ──► Fail(last error)
 //! ```
 //!
-//! An answer is delivered as soon as it arrives. That step ([`Attempts::called`] with
-//! [`CallResult::Answered`]) is where a cascade (level 4) will decide whether the answer is good
-//! enough or the next, stronger model is asked instead.
+//! An answer is delivered as soon as it arrives, unless the route has a cascade (level 4,
+//! [`crate::core::cascade`]) and the answer is one its chain rates: it is called for a whole
+//! answer, then rated ([`Action::Rate`]); rated high enough it is delivered, else thrown away
+//! and the next model called. Should every later model fail, the best answer thrown away is
+//! delivered after all (a weak answer beats an error):
+//!
+//! ```text
+//!   Call(rated model) ──answered──► Rate(model) ──score ≥ min_score──► Deliver(model)
+//!                                       └──below, or no score──► Call(next model) …
+//!   every later model failed ──► Deliver(best rejected), else Fail
+//! ```
 
-use crate::core::config::{Config, UpstreamPolicy};
+use crate::core::cascade::{CascadeStep, Verdict};
+use crate::core::config::{Cascade, Config, UpstreamPolicy};
 use crate::core::decision::Decision;
 use crate::core::error::{CallOutcome, ErrorKind, RouterError};
 use crate::core::fallback::{self, after_failure, Attempt, Next, Skip};
@@ -35,8 +44,12 @@ use crate::core::request::ChatRequest;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Call `model` (a key of `[models]`), giving it `timeout_ms` to start answering, and report
-    /// the result with [`Attempts::called`].
-    Call { model: String, timeout_ms: u64 },
+    /// the result with [`Attempts::called`]. `rated`: the answer will be rated before it is
+    /// delivered, so ask for it whole ([`crate::core::cascade::rated_request`]).
+    Call { model: String, timeout_ms: u64, rated: bool },
+    /// Rate the answer `model` just gave ([`crate::core::cascade::rating`]) within `within_ms`,
+    /// and report with [`Attempts::rated`].
+    Rate { model: String, within_ms: u64 },
     /// Wait `ms` milliseconds, then report with [`Attempts::waited`].
     Wait { ms: u64 },
     /// The answer `model` gave goes to the client.
@@ -73,6 +86,22 @@ pub struct Attempts {
     retries: u32,
     attempts: Vec<Attempt>,
     last_error: Option<RouterError>,
+    /// The route's cascade, if it has one.
+    cascade: Option<Cascade>,
+    /// Each answer of the cascade so far.
+    steps: Vec<CascadeStep>,
+    /// The best answer thrown away (its index in `steps`, its score), delivered should every
+    /// later model fail.
+    best_rejected: Option<(usize, f64)>,
+}
+
+/// A rating, as the platform made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rated {
+    /// The score in [0, 1], or why there is none.
+    pub score: Result<f64, String>,
+    /// What the answer and its rating cost, where known.
+    pub cost_usd: Option<f64>,
 }
 
 impl Attempts {
@@ -94,7 +123,13 @@ impl Attempts {
                 (model, timeout)
             })
             .collect();
+        let cascade = (decision.route != crate::core::decide::EXPLICIT_ROUTE)
+            .then(|| config.route(&decision.route))
+            .flatten();
         Attempts {
+            cascade: cascade.and_then(|route| route.cascade.clone()),
+            steps: Vec::new(),
+            best_rejected: None,
             plan: plan.into_iter(),
             route: decision.route.clone(),
             policy: config.upstream,
@@ -121,6 +156,18 @@ impl Attempts {
         match result {
             CallResult::Answered => {
                 self.attempts.push(Attempt::Called { model: model.clone(), outcome: CallOutcome::Ok });
+                if self.rates(&model) {
+                    let within_ms = self.deadline_ms.saturating_sub(now_ms);
+                    return Action::Rate { model, within_ms };
+                }
+                if self.cascade.is_some() {
+                    self.steps.push(CascadeStep {
+                        model: model.clone(),
+                        score: None,
+                        verdict: Verdict::Final,
+                        cost_usd: None,
+                    });
+                }
                 Action::Deliver { model }
             }
             CallResult::Untranslatable(error) => {
@@ -141,10 +188,62 @@ impl Attempts {
                         self.last_error = Some(error);
                         self.next_model(now_ms)
                     }
-                    Next::Fail => Action::Fail(error),
+                    Next::Fail => self.give_up(error),
                 }
             }
         }
+    }
+
+    /// The rating of the answer just given ([`Action::Rate`]): deliver it, or call the next
+    /// model.
+    pub fn rated(&mut self, rated: Rated, now_ms: u64) -> Action {
+        let model = self.current.as_ref().map(|(model, _)| model.clone()).unwrap_or_default();
+        let min_score = self.cascade.as_ref().map_or(0.0, |c| c.min_score);
+        let accepted = matches!(rated.score, Ok(score) if score >= min_score);
+        let verdict = if accepted { Verdict::Accepted } else { Verdict::Rejected };
+        let score = rated.score.as_ref().map_or(-1.0, |s| *s);
+        self.steps.push(CascadeStep {
+            model: model.clone(),
+            score: Some(rated.score),
+            verdict,
+            cost_usd: rated.cost_usd,
+        });
+        if accepted {
+            return Action::Deliver { model };
+        }
+        if self.best_rejected.is_none_or(|(_, best)| score > best) {
+            self.best_rejected = Some((self.steps.len() - 1, score));
+        }
+        self.next_model(now_ms)
+    }
+
+    /// Whether `model`'s answer is rated: the route has a cascade and `model` is in its chain
+    /// before the last.
+    fn rates(&self, model: &str) -> bool {
+        self.cascade
+            .as_ref()
+            .is_some_and(|c| c.chain[..c.chain.len().saturating_sub(1)].iter().any(|m| m == model))
+    }
+
+    /// No model answered well: the best answer thrown away, if there is one, else `error`.
+    fn give_up(&mut self, error: RouterError) -> Action {
+        match self.best_rejected.take() {
+            Some((step, _)) => {
+                self.steps[step].verdict = Verdict::Kept;
+                Action::Deliver { model: self.steps[step].model.clone() }
+            }
+            None => Action::Fail(error),
+        }
+    }
+
+    /// The route's cascade, if it has one.
+    pub fn cascade(&self) -> Option<&Cascade> {
+        self.cascade.as_ref()
+    }
+
+    /// The cascade's answers so far, in order (for `x-switchyard-cascade` and the log).
+    pub fn cascade_steps(&self) -> &[CascadeStep] {
+        &self.steps
     }
 
     /// The [`Action::Wait`] is over: call the same model again.
@@ -154,13 +253,17 @@ impl Attempts {
 
     /// Call the current model within its timeout and what is left of the deadline; fail if
     /// nothing is.
-    fn call_current(&self, now_ms: u64) -> Action {
+    fn call_current(&mut self, now_ms: u64) -> Action {
         let left = self.deadline_ms.saturating_sub(now_ms);
         match &self.current {
             Some((model, own)) if left > 0 => {
-                Action::Call { model: model.clone(), timeout_ms: (*own).min(left) }
+                let rated = self.rates(model);
+                Action::Call { model: model.clone(), timeout_ms: (*own).min(left), rated }
             }
-            _ => Action::Fail(self.deadline_passed()),
+            _ => {
+                let error = self.deadline_passed();
+                self.give_up(error)
+            }
         }
     }
 
@@ -180,8 +283,9 @@ impl Attempts {
         &self.attempts
     }
 
-    pub fn into_attempts(self) -> Vec<Attempt> {
-        self.attempts
+    /// Every call and skip, and the cascade's answers.
+    pub fn into_parts(self) -> (Vec<Attempt>, Vec<CascadeStep>) {
+        (self.attempts, self.steps)
     }
 
     /// The next model of the plan not to be skipped; when none is left, the last error (or why
@@ -199,6 +303,6 @@ impl Attempts {
         }
         let error =
             self.last_error.take().unwrap_or_else(|| fallback::nothing_to_call(&self.route, &self.attempts));
-        Action::Fail(error)
+        self.give_up(error)
     }
 }

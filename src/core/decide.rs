@@ -90,8 +90,8 @@ impl Verdict<'_> {
     fn into_decision(self, signals: Signals, scores: BTreeMap<String, f32>) -> Decision {
         Decision {
             route: self.route.name.clone(),
-            model: self.route.models.first().cloned().unwrap_or_default(),
-            candidates: self.route.models.clone(),
+            model: self.route.candidates().first().cloned().unwrap_or_default(),
+            candidates: self.route.candidates(),
             level: self.level,
             scores,
             signals,

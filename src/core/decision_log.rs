@@ -36,6 +36,9 @@ pub struct DecisionLine<'r> {
     pub llm_router: Option<&'r Value>,
     pub attempts: Option<&'r str>,
     pub skipped: Option<&'r str>,
+    /// As `x-switchyard-cascade`, when the route has a cascade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<&'r str>,
     pub stream: bool,
     pub status: u16,
     pub usage: Option<Usage>,
@@ -49,7 +52,7 @@ pub struct DecisionLine<'r> {
 }
 
 /// The table's columns, in the order of [`DecisionRow::values`].
-pub const COLUMNS: [&str; 20] = [
+pub const COLUMNS: [&str; 21] = [
     "id",
     "created_at",
     "route",
@@ -65,6 +68,7 @@ pub const COLUMNS: [&str; 20] = [
     "timing",
     "attempts",
     "skipped",
+    "cascade",
     "stream",
     "status",
     "outcome",
@@ -105,10 +109,13 @@ pub struct Answer {
     /// `complete`, `error` or `client_closed`.
     pub outcome: &'static str,
     pub usage: Option<Usage>,
-    /// The answer's and the LLM router's call together.
+    /// Everything the request paid for: the answer, the LLM router's call, a cascade's rated
+    /// answers and their ratings.
     pub cost_usd: Option<f64>,
     pub attempts: Option<String>,
     pub skipped: Option<String>,
+    /// As `x-switchyard-cascade`.
+    pub cascade: Option<String>,
     pub stream: bool,
 }
 
@@ -175,6 +182,7 @@ impl DecisionRow {
             llm_router: self.signals.get("llm"),
             attempts: a.attempts.as_deref(),
             skipped: a.skipped.as_deref(),
+            cascade: a.cascade.as_deref(),
             stream: a.stream,
             status: a.status,
             usage: a.usage,
@@ -203,6 +211,7 @@ impl DecisionRow {
             json!(self.timing.to_string()),
             json!(a.attempts),
             json!(a.skipped),
+            json!(a.cascade),
             json!(u8::from(a.stream)),
             json!(a.status),
             json!(a.outcome),

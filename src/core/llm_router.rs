@@ -20,6 +20,7 @@
 
 use crate::core::config::ProviderKind;
 use crate::core::error::RouterError;
+use crate::core::providers::{self, ConstrainedAnswer};
 use crate::core::request::ChatRequest;
 use serde_json::{json, Value};
 use std::fmt;
@@ -103,21 +104,15 @@ pub fn routing_request(
         "max_tokens": 64,
         "stream": false,
     });
-    let constraint = match kind {
-        ProviderKind::Openai | ProviderKind::Gemini => json!({
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": "route_choice", "strict": true, "schema": schema},
-            },
-        }),
-        ProviderKind::Anthropic => json!({
-            "tools": [{
-                "type": "function",
-                "function": {"name": TOOL_NAME, "description": "Choose the route for the request.", "parameters": schema},
-            }],
-            "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},
-        }),
-    };
+    let constraint = providers::constrained_answer(
+        kind,
+        ConstrainedAnswer {
+            schema_name: "route_choice",
+            tool_name: TOOL_NAME,
+            tool_description: "Choose the route for the request.",
+            schema,
+        },
+    );
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), constraint) {
         body.extend(extra);
     }

@@ -186,3 +186,63 @@ pub fn error_event(error: &RouterError) -> Vec<u8> {
     write_event(&mut out, &error.to_openai_json().to_string());
     out
 }
+
+/// A whole answer (a `chat.completion` in OpenAI form) sent as the stream the client asked for:
+/// the cascade reads a rated answer whole before its verdict, then streams the one it keeps. One
+/// chunk per choice with its role and all its content (text, refusal, reasoning, tool calls),
+/// one with its finish reason, the usage chunk with its cost if the client asked for
+/// `stream_options.include_usage`, then `[DONE]`.
+pub fn replay_completion(completion: &str, include_usage: bool, cost_usd: Option<f64>) -> Vec<u8> {
+    let value: Value = serde_json::from_str(completion).unwrap_or(Value::Null);
+    let field = |name: &str| value.get(name).cloned().unwrap_or(Value::Null);
+    let (id, created, model) = (field("id"), field("created"), field("model"));
+    let chunk = |choices: Value| json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices});
+    let mut out = Vec::new();
+    let choices = value.get("choices").and_then(Value::as_array).cloned().unwrap_or_default();
+    for (i, choice) in choices.iter().enumerate() {
+        let index = choice.get("index").cloned().unwrap_or(json!(i));
+        let mut delta = serde_json::Map::new();
+        delta.insert("role".into(), json!("assistant"));
+        if let Some(Value::Object(message)) = choice.get("message") {
+            for (name, part) in message {
+                if name == "role" || part.is_null() {
+                    continue;
+                }
+                let part = match (name.as_str(), part) {
+                    // Deltas of tool calls carry their position in the message.
+                    ("tool_calls", Value::Array(calls)) => Value::Array(
+                        calls
+                            .iter()
+                            .enumerate()
+                            .map(|(at, call)| {
+                                let mut call = call.clone();
+                                if let Value::Object(c) = &mut call {
+                                    c.insert("index".into(), json!(at));
+                                }
+                                call
+                            })
+                            .collect(),
+                    ),
+                    _ => part.clone(),
+                };
+                delta.insert(name.clone(), part);
+            }
+        }
+        let said = json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": null}]);
+        write_event(&mut out, &chunk(said).to_string());
+        let finish = choice.get("finish_reason").cloned().unwrap_or(json!("stop"));
+        let finished = json!([{"index": index, "delta": {}, "logprobs": null, "finish_reason": finish}]);
+        write_event(&mut out, &chunk(finished).to_string());
+    }
+    if include_usage {
+        let mut usage = field("usage");
+        if let (Value::Object(u), Some(cost)) = (&mut usage, cost_usd) {
+            u.insert("cost".into(), json!(cost));
+        }
+        let mut last = chunk(json!([]));
+        last["usage"] = usage;
+        write_event(&mut out, &last.to_string());
+    }
+    out.extend_from_slice(b"data: [DONE]\n\n");
+    out
+}

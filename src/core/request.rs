@@ -142,6 +142,15 @@ impl ChatRequest {
         })
     }
 
+    /// Whether a streamed answer is to end with a usage chunk (`stream_options.include_usage`).
+    pub fn include_usage(&self) -> bool {
+        self.body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// The text of the most recent user message (what level-1 keyword rules look at).
     pub fn latest_user_text(&self) -> &str {
         self.messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.text.as_str())

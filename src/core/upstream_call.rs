@@ -256,12 +256,7 @@ impl UpstreamCall {
         for (header, secret_name) in &provider.headers {
             headers.extend(secret(secret_name).map(|value| (header.clone(), value)));
         }
-        let include_usage = request
-            .body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
+        let include_usage = request.include_usage();
         let call = UpstreamCall {
             model: name.to_string(),
             provider: model.provider.clone(),

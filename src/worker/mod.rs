@@ -14,7 +14,8 @@ mod upstream;
 
 use crate::core::admin_api::DecisionQuery;
 use crate::core::api::{models_json, route_json};
-use crate::core::config::RoutingEncoderChoice;
+use crate::core::cascade;
+use crate::core::config::{add_costs, RoutingEncoderChoice};
 use crate::core::decision::{Decision, SemanticSignal};
 use crate::core::decision_log::Answer;
 use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
@@ -23,6 +24,7 @@ use crate::core::fallback;
 use crate::core::feedback::Feedback;
 use crate::core::headers::{self, answer_headers, decision_headers, format_cost};
 use crate::core::pipeline;
+use crate::core::relay;
 use crate::core::request::ChatRequest;
 use crate::core::timing::{server_timing, Phase, Stopwatch};
 use crate::embed::DIMENSIONS;
@@ -170,9 +172,9 @@ async fn decide(
 }
 
 /// Calls the upstreams for a decided chat request and shapes the client's response: the answer
-/// (whole or streamed) or the last error, with the decision, attempt and cost headers. The
-/// decision is logged once the answer is over (for streams, when the stream ends): a line in the
-/// Worker's log, and a row in the decision log written after the response.
+/// (whole or streamed) or the last error, with the decision, attempt, cascade and cost headers.
+/// The decision is logged once the answer is over (for streams, when the stream ends): a line in
+/// the Worker's log, and a row in the decision log written after the response.
 async fn chat(
     state: &State,
     env: &Env,
@@ -182,13 +184,33 @@ async fn chat(
     mut phases: Vec<Phase>,
 ) -> Response {
     let upstream_started = now_ms();
-    let outcome = upstream::answer(state, env, &request, &decision).await;
-    phases.push(Phase { name: "upstream", ms: now_ms() - upstream_started });
+    let mut outcome = upstream::answer(state, env, &request, &decision).await;
+    if let Some(verdict_at) = outcome.verdict_at_ms {
+        // The time a cascade held the answer back: its rated answers and their ratings.
+        phases.push(Phase { name: "cascade", ms: verdict_at - upstream_started });
+        phases.push(Phase { name: "upstream", ms: now_ms() - verdict_at });
+    } else {
+        phases.push(Phase { name: "upstream", ms: now_ms() - upstream_started });
+    }
     let attempts = fallback::attempts_header(&outcome.attempts);
     let skipped = fallback::skipped_header(&outcome.attempts);
     let answered_by = outcome.result.as_ref().map(|a| a.model.clone()).ok();
+    // Routing's call and the cascade's rated answers with their ratings: paid whatever the answer.
+    let paid_before = add_costs(decision.signals.llm.cost_usd(), cascade::rated_cost(&outcome.cascade));
+    // The answer's own cost, unless a rated answer (whose cost is its step's) was delivered.
+    let answer_cost = match &outcome.result {
+        Ok(Answered { body: Body::Whole(completion), model })
+            if !cascade::delivered_rated(&outcome.cascade) =>
+        {
+            state.config.cost_usd(model, completion.usage)
+        }
+        _ => None,
+    };
+    cascade::set_final_cost(&mut outcome.cascade, answer_cost);
+    let cascade_header = cascade::cascade_header(&outcome.cascade);
     let mut headers =
         answer_headers(&decision, answered_by.as_deref(), attempts.clone(), skipped.clone(), &phases);
+    headers.extend(cascade_header.clone().map(|v| (headers::CASCADE, v)));
     let entry = decision_log::Entry::start(state, &request);
     headers.push((headers::DECISION_ID, entry.id.clone()));
     let answer = Answer {
@@ -196,17 +218,18 @@ async fn chat(
         status: 200,
         outcome: "complete",
         usage: None,
-        cost_usd: decision.signals.llm.cost_usd(),
+        cost_usd: paid_before,
         attempts: attempts.clone(),
         skipped: skipped.clone(),
+        cascade: cascade_header,
         stream: request.stream,
     };
 
     let mut response = match outcome.result {
         Err(error) => {
             log_error(&error);
-            if let Some(cost) = decision.signals.llm.cost_usd() {
-                // The routing call was paid for even though no answer came.
+            if let Some(cost) = paid_before {
+                // What was paid for even though no answer came.
                 headers.push((headers::COST_USD, format_cost(cost)));
             }
             let answer = Answer { status: error.status(), outcome: "error", ..answer };
@@ -214,21 +237,25 @@ async fn chat(
             http::error(&error)
         }
         Ok(Answered { body: Body::Whole(completion), model }) => {
-            let price = state.config.model(&model).map(|m| m.price);
-            let answer_cost =
-                completion.usage.zip(price).map(|(u, p)| p.cost_usd(u.prompt_tokens, u.completion_tokens));
-            let cost = total_cost(answer_cost, decision.signals.llm.cost_usd());
+            let cost = add_costs(answer_cost, paid_before);
             if let Some(cost) = cost {
                 headers.push((headers::COST_USD, format_cost(cost)));
             }
             let answer = Answer { usage: completion.usage, cost_usd: cost, ..answer };
             ctx.wait_until(decision_log::finish(env.clone(), entry.row(&decision, &phases, answer), None));
-            let mut response = http::json_text(200, completion.body);
+            let mut response = if request.stream {
+                // A rated answer, read whole for its verdict, goes out as the stream asked for.
+                // Its usage chunk's `cost` is the answer's own, as in a relayed stream.
+                let own_cost = state.config.cost_usd(&model, completion.usage);
+                let bytes = relay::replay_completion(&completion.body, request.include_usage(), own_cost);
+                event_stream(futures_util::stream::iter([Ok(bytes)]))
+            } else {
+                http::json_text(200, completion.body)
+            };
             http::set_headers(&mut response, headers);
             return response;
         }
         Ok(Answered { body: Body::Stream(stream), .. }) => {
-            let llm_cost = decision.signals.llm.cost_usd();
             // The line and the row are made once the stream ends; the wait keeps the request's
             // context open until then, so the write is not cut off with the connection.
             let (ended, end_seen) = futures_channel::oneshot::channel::<(Answer, Option<String>)>();
@@ -239,32 +266,28 @@ async fn chat(
                 decision_log::finish(env, entry.row(&decision, &logged_phases, answer), stream_error).await;
             });
             let body = stream.into_body(move |end| {
-                let cost = total_cost(end.cost_usd, llm_cost);
+                let cost = add_costs(end.cost_usd, paid_before);
                 let answer =
                     Answer { usage: end.usage, cost_usd: cost, outcome: end.outcome.as_str(), ..answer };
                 let _ = ended.send((answer, end.error.map(|e| e.message)));
             });
-            let response_headers = Headers::new();
-            let _ = response_headers.set("content-type", "text/event-stream; charset=utf-8");
-            let _ = response_headers.set("cache-control", "no-cache");
-            match Response::builder().with_status(200).with_headers(response_headers).from_stream(body) {
-                Ok(response) => response,
-                Err(e) => http::error(&RouterError::new(
-                    ErrorKind::Internal,
-                    format!("could not start the stream: {e}"),
-                )),
-            }
+            event_stream(body)
         }
     };
     http::set_headers(&mut response, headers);
     response
 }
 
-/// The request's cost: the answer's and the LLM router's call, whichever are known.
-fn total_cost(answer: Option<f64>, llm_router: Option<f64>) -> Option<f64> {
-    match (answer, llm_router) {
-        (None, None) => None,
-        (a, l) => Some(a.unwrap_or(0.0) + l.unwrap_or(0.0)),
+/// A `text/event-stream` response of `body`.
+fn event_stream(body: impl futures_util::Stream<Item = worker::Result<Vec<u8>>> + 'static) -> Response {
+    let response_headers = Headers::new();
+    let _ = response_headers.set("content-type", "text/event-stream; charset=utf-8");
+    let _ = response_headers.set("cache-control", "no-cache");
+    match Response::builder().with_status(200).with_headers(response_headers).from_stream(body) {
+        Ok(response) => response,
+        Err(e) => {
+            http::error(&RouterError::new(ErrorKind::Internal, format!("could not start the stream: {e}")))
+        }
     }
 }
 

@@ -6,7 +6,9 @@
 //! aborts a fetch given up on (so the upstream stops generating, and billing), and hands a
 //! committed stream's bytes to the client. It holds no timing or commit policy of its own.
 
-use crate::core::attempts::{Action, Attempts, CallResult};
+use crate::core::attempts::{Action, Attempts, CallResult, Rated};
+use crate::core::cascade::{self, CascadeStep, Rating};
+use crate::core::config::{add_costs, Cascade};
 use crate::core::decision::Decision;
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::fallback::Attempt;
@@ -18,6 +20,7 @@ use crate::core::upstream_call::{
 use crate::worker::state::{secret, State};
 use futures_util::future::{select, Either};
 use futures_util::{Stream, StreamExt};
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -44,6 +47,10 @@ pub struct Answered {
 pub struct Outcome {
     pub result: Result<Answered, RouterError>,
     pub attempts: Vec<Attempt>,
+    /// A cascade's answers, rated or not (empty without a cascade).
+    pub cascade: Vec<CascadeStep>,
+    /// When a cascade last gave its verdict: the answer sent was held until then.
+    pub verdict_at_ms: Option<f64>,
 }
 
 /// Calls the decision's models until one answers: a driver for [`Attempts`], which decides
@@ -57,17 +64,22 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
         |name| secret(env, name).is_some(),
         state.secret_values.clone(),
     );
-    let mut answered = None;
+    // Answers in hand: the last one, and those a cascade rated (one may still be delivered).
+    let mut answers: Vec<(String, Body)> = Vec::new();
+    let mut verdict_at_ms = None;
     let mut action = machine.start(now());
     loop {
         action = match action {
-            Action::Call { model, timeout_ms } => {
-                let result = match call(state, env, request, &model, timeout_ms, None).await {
-                    Ok(body) => {
-                        answered = Some(body);
-                        CallResult::Answered
-                    }
-                    Err(error) => error.into(),
+            Action::Call { model, timeout_ms, rated } => {
+                let result = match rated_or_not(request, machine.cascade(), rated) {
+                    Err(error) => CallResult::Untranslatable(error),
+                    Ok(request) => match call(state, env, &request, &model, timeout_ms, None).await {
+                        Ok(body) => {
+                            answers.push((model, body));
+                            CallResult::Answered
+                        }
+                        Err(error) => error.into(),
+                    },
                 };
                 machine.called(result, now(), js_sys::Math::random())
             }
@@ -75,18 +87,75 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
                 Delay::from(Duration::from_millis(ms)).await;
                 machine.waited(now())
             }
+            Action::Rate { model, within_ms } => {
+                let rated = rate(state, env, request, machine.cascade(), &model, &answers, within_ms).await;
+                verdict_at_ms = Some(js_sys::Date::now());
+                machine.rated(rated, now())
+            }
             Action::Deliver { model } => {
-                let result = match answered.take() {
-                    Some(body) => Ok(Answered { model, body }),
+                let at = answers.iter().rposition(|(m, _)| *m == model);
+                let result = match at.map(|at| answers.swap_remove(at)) {
+                    Some((model, body)) => Ok(Answered { model, body }),
                     None => {
                         Err(RouterError::new(ErrorKind::Internal, "an answer was delivered before it came"))
                     }
                 };
-                return Outcome { result, attempts: machine.into_attempts() };
+                let (attempts, cascade) = machine.into_parts();
+                return Outcome { result, attempts, cascade, verdict_at_ms };
             }
-            Action::Fail(error) => return Outcome { result: Err(error), attempts: machine.into_attempts() },
+            Action::Fail(error) => {
+                let (attempts, cascade) = machine.into_parts();
+                return Outcome { result: Err(error), attempts, cascade, verdict_at_ms };
+            }
         };
     }
+}
+
+/// The request a model is sent: the client's, or, when its answer is to be rated, the
+/// cascade's whole-answer form of it.
+fn rated_or_not<'r>(
+    request: &'r ChatRequest,
+    cascade: Option<&Cascade>,
+    rated: bool,
+) -> Result<Cow<'r, ChatRequest>, RouterError> {
+    match cascade.filter(|_| rated) {
+        Some(cascade) => cascade::rated_request(request, &cascade.score).map(Cow::Owned),
+        None => Ok(Cow::Borrowed(request)),
+    }
+}
+
+/// Rates `model`'s answer as the cascade says (a call to the rater, or the answer's own
+/// log-probabilities), within `within_ms`; with what the answer and the rating cost.
+async fn rate(
+    state: &State,
+    env: &Env,
+    request: &ChatRequest,
+    cascade: Option<&Cascade>,
+    model: &str,
+    answers: &[(String, Body)],
+    within_ms: u64,
+) -> Rated {
+    let config = &state.config;
+    let completion = answers.iter().rev().find_map(|(m, body)| match body {
+        Body::Whole(completion) if m == model => Some(completion),
+        _ => None,
+    });
+    let (Some(cascade), Some(completion)) = (cascade, completion) else {
+        return Rated { score: Err("no whole answer to rate".into()), cost_usd: None };
+    };
+    let answer_cost = config.cost_usd(model, completion.usage);
+    let kind_of = |name: &str| config.model(name).and_then(|m| config.provider(&m.provider)).map(|p| p.kind);
+    let (score, rating_cost) = match cascade::rating(cascade, model, request, &completion.body, kind_of) {
+        Rating::Computed(score) => (score, None),
+        Rating::Ask { model: rater, request: rating_request } => {
+            let timeout = config.model(&rater).map_or(within_ms, |m| m.timeout_ms).min(within_ms);
+            match complete(state, env, &rating_request, &rater, timeout).await {
+                Ok(rating) => (cascade::read_grade(&rating.body), config.cost_usd(&rater, rating.usage)),
+                Err(error) => (Err(format!("the rating call failed: {}", error.message)), None),
+            }
+        }
+    };
+    Rated { score, cost_usd: add_costs(answer_cost, rating_cost) }
 }
 
 /// One whole (not streamed) answer from model `name`, within `timeout_ms` for the whole call,

@@ -25,6 +25,8 @@
 //                   arguments (a string becomes {"text": ...})
 //   refusal         refuse in the API's own way: OpenAI `message.refusal`, Anthropic
 //                   `stop_reason: "refusal"`, Gemini `finishReason: "SAFETY"`
+//   logprob         OpenAI, whole answers asked for `logprobs`: every token's log-probability
+//                   (default -0.05)
 // GET /__requests returns what it received (path, headers, body).
 import http from 'node:http';
 
@@ -96,6 +98,7 @@ export async function startFakeUpstream() {
       else answer.text = typeof step.answer === 'string' ? step.answer : JSON.stringify(step.answer);
     }
     if (step.refusal) Object.assign(answer, { refusal: step.refusal, text: null, tool: null });
+    answer.logprob = step.logprob ?? -0.05;
     if (!stream) return send(res, 200, api.whole(answer, body));
 
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -183,7 +186,7 @@ const openai = {
   name: 'openai',
   error: (status, message) => ({ error: { message, type: status === 429 ? 'rate_limit_error' : 'server_error', code: 'scripted' } }),
   errorEvent: (message) => sse({ error: { message, type: 'server_error', code: 'scripted' } }),
-  whole(answer) {
+  whole(answer, body) {
     const text = textOf(answer);
     const u = usage(text);
     const message = { role: 'assistant', content: answer.refusal ? null : text };
@@ -191,9 +194,10 @@ const openai = {
     if (answer.tool) {
       message.tool_calls = [{ id: answer.tool.id, type: 'function', function: { name: answer.tool.name, arguments: JSON.stringify(answer.tool.args) } }];
     }
+    const logprobs = body.logprobs && text ? { content: words(text).map((token) => ({ token, logprob: answer.logprob, bytes: null, top_logprobs: [] })) } : null;
     return {
       id: 'chatcmpl-fake', object: 'chat.completion', created: 1700000000, model: answer.model,
-      choices: [{ index: 0, message, finish_reason: answer.tool ? 'tool_calls' : 'stop' }],
+      choices: [{ index: 0, message, logprobs, finish_reason: answer.tool ? 'tool_calls' : 'stop' }],
       usage: { prompt_tokens: u.input, completion_tokens: u.output, total_tokens: u.input + u.output },
     };
   },

@@ -94,7 +94,7 @@ fn drive_timed(mut machine: Attempts, script: Vec<(CallResult, u64)>) -> Run {
     let mut action = machine.start(now);
     let end = loop {
         action = match action {
-            Action::Call { model, timeout_ms } => {
+            Action::Call { model, timeout_ms, .. } => {
                 calls.push(model);
                 timeouts.push(timeout_ms);
                 let (result, took) = script.next().expect("the script ran out");

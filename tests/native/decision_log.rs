@@ -40,6 +40,7 @@ fn answer() -> Answer {
         cost_usd: Some(0.0001),
         attempts: Some("mini=ok".into()),
         skipped: None,
+        cascade: None,
         stream: true,
     }
 }

@@ -1,6 +1,7 @@
 //! Native tests of the routing core: one binary, a module per topic.
 
 mod attempts;
+mod cascade;
 mod cli;
 mod config;
 mod decision_log;

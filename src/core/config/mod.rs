@@ -222,6 +222,42 @@ pub struct Route {
     pub rules: RouteRules,
     /// Level 2: exemplars and threshold, when the route has exemplars.
     pub semantic: Option<RouteSemantic>,
+    /// Level 4: answers rated, and replaced by a stronger model's when weak.
+    pub cascade: Option<Cascade>,
+}
+
+/// A route's cascade: its chain's models answer in turn, cheapest first, until one's answer is
+/// rated at least `min_score` (see [`crate::core::cascade`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cascade {
+    /// Keys of `[models]`, cheapest first; at least two, none twice. The last one's answer is
+    /// not rated: there is nothing stronger to ask.
+    pub chain: Vec<String>,
+    pub score: ScoreMethod,
+    /// The least score, in [0, 1], for an answer to be kept.
+    pub min_score: f64,
+}
+
+/// How a cascade rates an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScoreMethod {
+    /// `"self"`: the model that answered rates its own answer, in a second short call.
+    SelfRating,
+    /// `"judge:MODEL"`: another model rates it.
+    Judge(String),
+    /// `"logprobs"`: the mean probability of the answer's tokens, from the same call.
+    Logprobs,
+}
+
+impl ScoreMethod {
+    /// Its name in the config.
+    pub fn name(&self) -> String {
+        match self {
+            ScoreMethod::SelfRating => "self".into(),
+            ScoreMethod::Judge(model) => format!("judge:{model}"),
+            ScoreMethod::Logprobs => "logprobs".into(),
+        }
+    }
 }
 
 /// A route's level-2 settings.
@@ -236,6 +272,14 @@ pub struct RouteSemantic {
 }
 
 impl Route {
+    /// The models to call, in order: a cascade's chain first, then the route's other models
+    /// (fallbacks, should the chain's models fail).
+    pub fn candidates(&self) -> Vec<String> {
+        let chain = self.cascade.iter().flat_map(|c| c.chain.iter());
+        let rest = self.models.iter().filter(|m| self.cascade.as_ref().is_none_or(|c| !c.chain.contains(m)));
+        chain.chain(rest).cloned().collect()
+    }
+
     /// Routes with exemplars and no keywords are matched by meaning alone (level 2).
     pub fn matched_by_meaning(&self) -> bool {
         self.semantic.is_some() && !self.rules.has_keywords()
@@ -293,6 +337,14 @@ pub struct UpstreamPolicy {
     pub request_deadline_ms: u64,
 }
 
+/// The sum of two costs, whichever are known; `None` when neither is.
+pub fn add_costs(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+    }
+}
+
 impl Config {
     /// Parses, validates and compiles `text`; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
@@ -305,6 +357,12 @@ impl Config {
 
     pub fn model(&self, name: &str) -> Option<&Model> {
         self.models.get(name)
+    }
+
+    /// What `usage` of model `name` cost, when both are known.
+    pub fn cost_usd(&self, name: &str, usage: Option<crate::core::providers::Usage>) -> Option<f64> {
+        let price = self.model(name)?.price;
+        usage.map(|u| price.cost_usd(u.prompt_tokens, u.completion_tokens))
     }
 
     pub fn provider(&self, name: &str) -> Option<&Provider> {

@@ -192,6 +192,16 @@ pub(super) struct RouteSection {
     pub(super) threshold: Option<Spanned<f32>>,
     #[serde(default)]
     pub(super) semantic_confirm: bool,
+    pub(super) cascade: Option<CascadeSection>,
+}
+
+/// A route's `cascade = { chain, score, min_score }` (level 4, one turn).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CascadeSection {
+    pub(super) chain: Spanned<Vec<Spanned<String>>>,
+    pub(super) score: Option<Spanned<String>>,
+    pub(super) min_score: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,13 +7,13 @@
 //! re-reads a raw value.
 
 use super::raw::{
-    ClassifierSection, ConfigFile, LlmRouterSection, LogSection, ModelSection, ProviderSection, RouteSection,
-    SemanticSection, ServerSection, UpstreamSection,
+    CascadeSection, ClassifierSection, ConfigFile, LlmRouterSection, LogSection, ModelSection,
+    ProviderSection, RouteSection, SemanticSection, ServerSection, UpstreamSection,
 };
 use super::{
-    ClassifierSettings, Config, ConfigError, LlmRouterSettings, LlmWhen, LogSettings, Model, Provider, Route,
-    RouteSemantic, RoutingEncoderChoice, SemanticSettings, Server, UpstreamPolicy, MAX_WAIT_MS,
-    RESERVED_NAMES,
+    Cascade, ClassifierSettings, Config, ConfigError, LlmRouterSettings, LlmWhen, LogSettings, Model,
+    Provider, ProviderKind, Route, RouteSemantic, RoutingEncoderChoice, ScoreMethod, SemanticSettings,
+    Server, UpstreamPolicy, MAX_WAIT_MS, RESERVED_NAMES,
 };
 use crate::core::rules::{RouteRules, TokenBounds};
 use regex::Regex;
@@ -77,7 +77,7 @@ fn compile(file: ConfigFile) -> Result<Config, Problem> {
     }
     let mut routes: Vec<Route> = Vec::with_capacity(file.routes.len());
     for section in &file.routes {
-        let route = route(section, &models, *file.semantic.threshold.get_ref())?;
+        let route = route(section, &models, &providers, *file.semantic.threshold.get_ref())?;
         if routes.iter().any(|r| r.name == route.name) {
             return Err((section.get_ref().name.span(), format!("route {:?} is defined twice", route.name)));
         }
@@ -341,6 +341,7 @@ fn model(
 fn route(
     spanned: &Spanned<RouteSection>,
     models: &BTreeMap<String, Model>,
+    providers: &BTreeMap<String, Provider>,
     default_threshold: f32,
 ) -> Result<Route, Problem> {
     let r = spanned.get_ref();
@@ -371,13 +372,91 @@ fn route(
     }
     let rules = route_rules(name, r)?;
     let semantic = route_semantic(name, r, default_threshold)?;
+    let cascade = r.cascade.as_ref().map(|c| cascade(name, c, models, providers)).transpose()?;
     Ok(Route {
         name: name.clone(),
         description: r.description.clone(),
         models: r.models.iter().map(|m| m.get_ref().clone()).collect(),
         rules,
         semantic,
+        cascade,
     })
+}
+
+/// The score a cascade keeps an answer at when the config does not say.
+const DEFAULT_MIN_SCORE: f64 = 0.7;
+
+/// Level 4, one turn: the chain's models exist, none twice; the method is known; the minimum is
+/// a normalised score; log-probabilities are asked only of APIs that return them.
+fn cascade(
+    route: &str,
+    c: &CascadeSection,
+    models: &BTreeMap<String, Model>,
+    providers: &BTreeMap<String, Provider>,
+) -> Result<Cascade, Problem> {
+    let (chain_span, listed) = (c.chain.span(), c.chain.get_ref());
+    if listed.len() < 2 {
+        return Err((
+            chain_span,
+            format!("route {route:?}: cascade.chain needs at least two models, cheapest first"),
+        ));
+    }
+    for (i, model) in listed.iter().enumerate() {
+        if !models.contains_key(model.get_ref()) {
+            return Err((
+                model.span(),
+                format!("route {route:?}: cascade.chain: unknown model {:?}", model.get_ref()),
+            ));
+        }
+        if listed[..i].iter().any(|m| m.get_ref() == model.get_ref()) {
+            return Err((
+                model.span(),
+                format!("route {route:?}: cascade.chain lists {:?} twice", model.get_ref()),
+            ));
+        }
+    }
+    let chain: Vec<String> = listed.iter().map(|m| m.get_ref().clone()).collect();
+    let score = match &c.score {
+        None => ScoreMethod::SelfRating,
+        Some(spanned) => score_method(route, spanned, models)?,
+    };
+    if score == ScoreMethod::Logprobs {
+        let kind_of = |m: &String| models.get(m).and_then(|m| providers.get(&m.provider)).map(|p| p.kind);
+        if let Some(model) =
+            chain[..chain.len() - 1].iter().find(|m| kind_of(m) != Some(ProviderKind::Openai))
+        {
+            let at = c.score.as_ref().map_or(chain_span.clone(), Spanned::span);
+            return Err((at, format!("route {route:?}: score = \"logprobs\" needs OpenAI-compatible APIs, which return them; model {model:?} is not on one (use \"self\" or \"judge:MODEL\")")));
+        }
+    }
+    let min_score = c.min_score.as_ref().map_or(DEFAULT_MIN_SCORE, |m| *m.get_ref());
+    if !(0.0..=1.0).contains(&min_score) {
+        let at = c.min_score.as_ref().map_or(chain_span, Spanned::span);
+        return Err((
+            at,
+            format!("route {route:?}: cascade.min_score must be in [0, 1] (scores are normalised)"),
+        ));
+    }
+    Ok(Cascade { chain, score, min_score })
+}
+
+fn score_method(
+    route: &str,
+    spanned: &Spanned<String>,
+    models: &BTreeMap<String, Model>,
+) -> Result<ScoreMethod, Problem> {
+    match spanned.get_ref().as_str() {
+        "self" => Ok(ScoreMethod::SelfRating),
+        "logprobs" => Ok(ScoreMethod::Logprobs),
+        other => match other.strip_prefix("judge:") {
+            Some(judge) if models.contains_key(judge) => Ok(ScoreMethod::Judge(judge.to_string())),
+            Some(judge) => Err((spanned.span(), format!("route {route:?}: cascade.score: unknown judge model {judge:?}"))),
+            None => Err((
+                spanned.span(),
+                format!("route {route:?}: cascade.score must be \"self\", \"judge:MODEL\" or \"logprobs\", not {other:?}"),
+            )),
+        },
+    }
 }
 
 /// Level 1: regexes compiled here, once.

@@ -128,6 +128,46 @@ pub fn stream_translator(kind: ProviderKind, model: &str, created: u64) -> Box<d
     }
 }
 
+/// An answer constrained to a JSON schema: what to ask for, named for each API's way of asking.
+pub struct ConstrainedAnswer<'a> {
+    /// The schema's name (OpenAI `json_schema.name`).
+    pub schema_name: &'a str,
+    /// The tool an Anthropic model is made to call, since that API has no JSON mode.
+    pub tool_name: &'a str,
+    pub tool_description: &'a str,
+    /// A JSON schema of an object, strict (`additionalProperties: false`, every property required).
+    pub schema: Value,
+}
+
+/// The request fields (OpenAI form) that constrain a model of `kind` to answer `answer.schema`:
+/// - OpenAI-compatible: `response_format` with a strict `json_schema`;
+/// - Gemini: the same `response_format`, which the Gemini translation sends as
+///   `generationConfig.responseMimeType = "application/json"` with the schema;
+/// - Anthropic: a tool whose input schema is the object, forced with `tool_choice`.
+///
+/// The LLM router and the cascade's raters both ask this way.
+pub fn constrained_answer(kind: ProviderKind, answer: ConstrainedAnswer) -> Value {
+    match kind {
+        ProviderKind::Openai | ProviderKind::Gemini => json!({
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": answer.schema_name, "strict": true, "schema": answer.schema},
+            },
+        }),
+        ProviderKind::Anthropic => json!({
+            "tools": [{
+                "type": "function",
+                "function": {
+                    "name": answer.tool_name,
+                    "description": answer.tool_description,
+                    "parameters": answer.schema,
+                },
+            }],
+            "tool_choice": {"type": "function", "function": {"name": answer.tool_name}},
+        }),
+    }
+}
+
 // ---- helpers shared by the translations ----
 
 /// The 400 for a request field a provider cannot translate.
