@@ -178,8 +178,16 @@ impl Attempts {
             }
             CallResult::Failed(error) => {
                 let error = error.redacted(self.secrets.iter().map(String::as_str));
+                let rated = self.rates(&model);
                 self.attempts.push(Attempt::Called { model, outcome: error.kind.outcome() });
-                match after_failure(&self.policy, &error, self.retries, jitter) {
+                let mut next = after_failure(&self.policy, &error, self.retries, jitter);
+                if rated && (error.kind == ErrorKind::UpstreamTimeout || next == Next::Fail) {
+                    // A rated call was asked for a whole answer: one that timed out may have been
+                    // generated (and billed) in full, so it is not asked again; a 400 may be the
+                    // cascade's own change (`logprobs`), so the next model is asked as sent.
+                    next = Next::Fallback;
+                }
+                match next {
                     Next::Retry { delay_ms } if now_ms.saturating_add(delay_ms) < self.deadline_ms => {
                         self.retries += 1;
                         Action::Wait { ms: delay_ms }

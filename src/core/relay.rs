@@ -190,7 +190,8 @@ pub fn error_event(error: &RouterError) -> Vec<u8> {
 /// A whole answer (a `chat.completion` in OpenAI form) sent as the stream the client asked for:
 /// the cascade reads a rated answer whole before its verdict, then streams the one it keeps. One
 /// chunk per choice with its role and all its content (text, refusal, reasoning, tool calls),
-/// one with its finish reason, the usage chunk with its cost if the client asked for
+/// (and its log-probabilities, if it has them), one with its finish reason, the usage chunk with
+/// its cost if the client asked for
 /// `stream_options.include_usage`, then `[DONE]`.
 pub fn replay_completion(completion: &str, include_usage: bool, cost_usd: Option<f64>) -> Vec<u8> {
     let value: Value = serde_json::from_str(completion).unwrap_or(Value::Null);
@@ -228,7 +229,8 @@ pub fn replay_completion(completion: &str, include_usage: bool, cost_usd: Option
                 delta.insert(name.clone(), part);
             }
         }
-        let said = json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": null}]);
+        let logprobs = choice.get("logprobs").cloned().unwrap_or(Value::Null);
+        let said = json!([{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null}]);
         write_event(&mut out, &chunk(said).to_string());
         let finish = choice.get("finish_reason").cloned().unwrap_or(json!("stop"));
         let finished = json!([{"index": index, "delta": {}, "logprobs": null, "finish_reason": finish}]);

@@ -236,7 +236,10 @@ async fn chat(
             ctx.wait_until(decision_log::finish(env.clone(), entry.row(&decision, &phases, answer), None));
             http::error(&error)
         }
-        Ok(Answered { body: Body::Whole(completion), model }) => {
+        Ok(Answered { body: Body::Whole(mut completion), model }) => {
+            if cascade::delivered_rated(&outcome.cascade) {
+                completion.body = cascade::as_client_asked(&completion.body, &request);
+            }
             let cost = add_costs(answer_cost, paid_before);
             if let Some(cost) = cost {
                 headers.push((headers::COST_USD, format_cost(cost)));
@@ -265,10 +268,18 @@ async fn chat(
                 let (answer, stream_error) = end_seen.await.unwrap_or((closed, None));
                 decision_log::finish(env, entry.row(&decision, &logged_phases, answer), stream_error).await;
             });
+            let mut steps = outcome.cascade;
             let body = stream.into_body(move |end| {
                 let cost = add_costs(end.cost_usd, paid_before);
-                let answer =
-                    Answer { usage: end.usage, cost_usd: cost, outcome: end.outcome.as_str(), ..answer };
+                // The final answer's cost is known now: the logged steps have it.
+                cascade::set_final_cost(&mut steps, end.cost_usd);
+                let answer = Answer {
+                    usage: end.usage,
+                    cost_usd: cost,
+                    outcome: end.outcome.as_str(),
+                    cascade: cascade::cascade_header(&steps),
+                    ..answer
+                };
                 let _ = ended.send((answer, end.error.map(|e| e.message)));
             });
             event_stream(body)

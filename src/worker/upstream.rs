@@ -89,7 +89,7 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
             }
             Action::Rate { model, within_ms } => {
                 let rated = rate(state, env, request, machine.cascade(), &model, &answers, within_ms).await;
-                verdict_at_ms = Some(js_sys::Date::now());
+                verdict_at_ms = Some(crate::worker::http::now_ms());
                 machine.rated(rated, now())
             }
             Action::Deliver { model } => {
@@ -155,6 +155,13 @@ async fn rate(
             }
         }
     };
+    if let Err(reason) = &score {
+        // The reason is Switchyard's words or a redacted upstream error, never the conversation.
+        worker::console_log!(
+            "{}",
+            serde_json::json!({"event": "cascade_rating_failed", "model": model, "reason": reason})
+        );
+    }
     Rated { score, cost_usd: add_costs(answer_cost, rating_cost) }
 }
 

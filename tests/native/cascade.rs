@@ -176,6 +176,55 @@ fn when_the_stronger_models_fail_the_best_rejected_answer_is_sent_rather_than_an
 }
 
 #[test]
+fn a_rated_call_that_times_out_or_gets_a_400_is_not_asked_again_the_next_model_is() {
+    // Asked for a whole answer, a timed-out call may have been generated in full; a 400 may be
+    // the cascade's own `logprobs`.
+    for error in [
+        RouterError::new(ErrorKind::UpstreamTimeout, "slow"),
+        RouterError::from_upstream("local", 400, r#"{"error": {"message": "logprobs unsupported"}}"#, &[]),
+    ] {
+        let run = drive(machine("chat"), vec![CallResult::Failed(error), CallResult::Answered], vec![]);
+        assert_eq!(run.calls, [("small".to_string(), true), ("mid".to_string(), false)]);
+        assert_eq!(run.end, delivered("mid"));
+    }
+}
+
+#[test]
+fn a_route_with_a_cascade_needs_no_other_models() {
+    let text = CONFIG.replace("name = \"three\"\nmodels = [\"small\"]\n", "name = \"three\"\n");
+    let config = Config::parse("c.toml", &text).unwrap();
+    assert_eq!(config.route("three").unwrap().candidates(), ["small", "mid", "big"]);
+    let err = Config::parse(
+        "c.toml",
+        &CONFIG.replace("name = \"plain\"\nmodels = [\"small\", \"big\"]\n", "name = \"plain\"\n"),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("lists no models"), "{err}");
+}
+
+#[test]
+fn logprobs_the_client_did_not_ask_for_are_taken_out_and_those_it_did_are_replayed() {
+    let with_logprobs = json!({"id": "c1", "created": 7, "model": "m", "choices": [{"index": 0,
+        "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop",
+        "logprobs": {"content": [{"token": "ok", "logprob": -0.1}]}}]})
+    .to_string();
+    let asked = |asked: bool| {
+        ChatRequest::from_value(
+            json!({"model": "chat", "logprobs": asked, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .unwrap()
+    };
+    let stripped: Value =
+        serde_json::from_str(&cascade::as_client_asked(&with_logprobs, &asked(false))).unwrap();
+    assert_eq!(stripped["choices"][0]["logprobs"], Value::Null);
+    assert_eq!(cascade::as_client_asked(&with_logprobs, &asked(true)), with_logprobs);
+    let replayed = String::from_utf8(replay_completion(&with_logprobs, false, None)).unwrap();
+    let first: Value =
+        serde_json::from_str(&replayed.split("\n\n").next().unwrap()["data: ".len()..]).unwrap();
+    assert_eq!(first["choices"][0]["logprobs"]["content"][0]["logprob"], -0.1);
+}
+
+#[test]
 fn a_failing_cheap_model_falls_back_along_the_chain_as_without_a_cascade() {
     let down = CallResult::Failed(RouterError::new(ErrorKind::UpstreamMalformed, "garbage"));
     let run = drive(machine("chat"), vec![down, CallResult::Answered], vec![]);
@@ -261,7 +310,10 @@ fn self_rating_asks_the_model_that_answered_and_a_judge_asks_the_judge() {
     assert_eq!(model, "small");
     let messages = rating.body["messages"].as_array().unwrap();
     assert_eq!(messages[0]["content"], SELF_PROMPT);
-    assert_eq!(messages[1]["content"], "<request>\nWhat is 2+2?\n</request>\n<answer>\n4\n</answer>");
+    assert_eq!(
+        messages[1]["content"],
+        "<conversation>\nuser: What is 2+2?\n</conversation>\n<answer>\n4\n</answer>"
+    );
 
     let three = config.route("three").unwrap().cascade.clone().unwrap();
     let Rating::Ask { model, request: rating } =
@@ -276,6 +328,24 @@ fn self_rating_asks_the_model_that_answered_and_a_judge_asks_the_judge() {
 }
 
 #[test]
+fn a_rater_sees_the_system_prompt_and_the_last_messages_each_cut() {
+    let mut messages = vec![json!({"role": "system", "content": "You are terse."})];
+    for i in 0..10 {
+        messages.push(json!({"role": "user", "content": format!("question {i}")}));
+        messages.push(json!({"role": "assistant", "content": format!("answer {i}")}));
+    }
+    messages.push(json!({"role": "user", "content": "and in Python? ".repeat(1_000)}));
+    let request = ChatRequest::from_value(json!({"model": "chat", "messages": messages})).unwrap();
+    let shown = cascade::rated_conversation(&request);
+    assert!(
+        shown.starts_with("system: You are terse.\n\nassistant: answer 7\n\nuser: question 8"),
+        "{shown}"
+    );
+    assert_eq!(shown.matches("\n\n").count(), cascade::MAX_RATED_MESSAGES);
+    assert!(shown.len() < 8 * 100 + cascade::MAX_RATED_CHARS, "{}", shown.len());
+}
+
+#[test]
 fn the_grade_is_constrained_to_0_to_10_in_each_apis_way() {
     for kind in [ProviderKind::Openai, ProviderKind::Gemini] {
         let request = grading_request(kind, SELF_PROMPT, "q", "a").unwrap();
@@ -286,9 +356,9 @@ fn the_grade_is_constrained_to_0_to_10_in_each_apis_way() {
         assert_eq!(request.body["stream"], false);
     }
     let long = "x".repeat(20_000);
-    let request = grading_request(ProviderKind::Openai, SELF_PROMPT, &long, &long).unwrap();
+    let request = grading_request(ProviderKind::Openai, SELF_PROMPT, "user: q", &long).unwrap();
     let shown = request.body["messages"][1]["content"].as_str().unwrap();
-    assert!(shown.len() < 2 * cascade::MAX_RATED_CHARS + 100, "{}", shown.len());
+    assert!(shown.len() < cascade::MAX_RATED_CHARS + 100, "{}", shown.len());
 }
 
 fn rater_says(message: Value) -> String {

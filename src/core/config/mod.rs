@@ -216,7 +216,8 @@ pub struct Model {
 pub struct Route {
     pub name: String,
     pub description: String,
-    /// Preferred model first, then fallbacks in order; never empty.
+    /// Preferred model first, then fallbacks in order; empty only when a cascade names the
+    /// models ([`Route::candidates`] is never empty).
     pub models: Vec<String>,
     /// Level 1: token bounds and keyword rules.
     pub rules: RouteRules,

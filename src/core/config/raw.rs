@@ -180,6 +180,7 @@ pub(super) struct RouteSection {
     pub(super) name: Spanned<String>,
     #[serde(default)]
     pub(super) description: String,
+    #[serde(default)]
     pub(super) models: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) keywords: Vec<Spanned<String>>,

@@ -362,7 +362,7 @@ fn route(
             ),
         ));
     }
-    if r.models.is_empty() {
+    if r.models.is_empty() && r.cascade.is_none() {
         return Err((spanned.span(), format!("route {name:?} lists no models")));
     }
     for model in &r.models {
