@@ -377,6 +377,7 @@ mod cli {
                     encoder,
                     index: model.index.clone(),
                     classifier: model.classifier.clone(),
+                    frustration: model.frustration.clone(),
                 }))
             }
             Some(Err(reason)) => Err(reason.clone()),

@@ -71,6 +71,9 @@ pub struct Signals {
     /// Level 3a, the LLM router (absent without an `[llm_router]` section or when it is off).
     #[serde(skip_serializing_if = "LlmSignal::not_used")]
     pub llm: LlmSignal,
+    /// Level 4 across turns: how this turn landed (absent without a `[conversation]` section).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<crate::core::conversation::Judgement>,
 }
 
 /// What the LLM router made of a request.

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cascade;
 pub mod classifier;
 pub mod config;
+pub mod conversation;
 pub mod cors;
 pub mod decide;
 pub mod decision;

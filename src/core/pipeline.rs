@@ -8,7 +8,8 @@
 //! upstream; the CLI has none yet: [`NoLlm`]). A new level adds one signal source here (a field of [`Signals`],
 //! filled in [`gather`]) and one rule in [`decide`]; the Worker's handler does not change.
 
-use crate::core::config::{Config, LlmRouterSettings, LlmWhen};
+use crate::core::config::{Config, ConversationSettings, LlmRouterSettings, LlmWhen};
+use crate::core::conversation::{self, last_two_user_texts, Judgement, Measured};
 use crate::core::decide::{decide, llm_needed, llm_options, Requested};
 use crate::core::decision::{ClassifierSignal, Decision, LlmSignal, SemanticSignal, Signals};
 use crate::core::error::{ErrorKind, RouterError};
@@ -16,7 +17,7 @@ use crate::core::llm_router::{self, ChoiceCache};
 use crate::core::providers::Completion;
 use crate::core::request::ChatRequest;
 use crate::core::rules::RuleOutcome;
-use crate::core::semantic::{routing_text, Encode, SemanticModel};
+use crate::core::semantic::{dot, routing_text, Encode, SemanticModel};
 use crate::core::timing::Stopwatch;
 use crate::core::tokens::estimate_request_tokens;
 use std::cell::RefCell;
@@ -118,6 +119,9 @@ pub async fn gather<E: Embedder, L: LlmCaller>(
         max_output_tokens: request.max_output_tokens,
         ..Signals::default()
     };
+    if let Some(settings) = &config.conversation {
+        signals.conversation = Some(judge_turn(config, settings, request, platform.embedder, watch).await);
+    }
     if !matches!(requested, Requested::Auto) {
         return signals;
     }
@@ -189,6 +193,30 @@ async fn llm_signal(
         }
         Err(why) => declined(why.to_string(), cost_usd),
     }
+}
+
+/// Level 4 across turns: how the latest user message answers the previous answer. Similarities
+/// come from the routing encoder when the config already runs one (exemplars or a classifier);
+/// without it, phrases and same-words decide.
+async fn judge_turn<E: Embedder>(
+    config: &Config,
+    settings: &ConversationSettings,
+    request: &ChatRequest,
+    embedder: &E,
+    watch: &mut Stopwatch<'_>,
+) -> Judgement {
+    let mut measured = Measured::default();
+    if let (true, (Some(latest), Some(previous))) = (config.uses_embeddings(), last_two_user_texts(request)) {
+        if let Ok(model) = embedder.load().await {
+            watch.lap_if_any("load");
+            if let (Ok(latest), Ok(previous)) = (model.encoder.embed(latest), model.encoder.embed(previous)) {
+                measured.to_previous = Some(dot(&latest, &previous));
+                measured.to_frustration = model.frustration_similarity(&latest);
+            }
+            watch.lap("judge");
+        }
+    }
+    conversation::judge(settings, request, measured)
 }
 
 /// Level 1: every route that has rules, applied to the latest user message.

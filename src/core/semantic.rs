@@ -181,6 +181,8 @@ pub struct SemanticModel<E> {
     pub index: ExemplarIndex,
     /// `None` without a `[classifier]` section; else the head, or why it could not be used.
     pub classifier: Option<Result<ClassifierHead, String>>,
+    /// The `[conversation]` frustration exemplars' embeddings (none without that section).
+    pub frustration: Vec<Vec<f32>>,
 }
 
 impl<E: Encode> SemanticModel<E> {
@@ -220,7 +222,18 @@ impl<E: Encode> SemanticModel<E> {
                 (index, rejected.and_then(Result::err))
             }
         };
-        Ok((SemanticModel { encoder, index, classifier: None }, rejected))
+        let frustration = config
+            .conversation
+            .iter()
+            .flat_map(|c| &c.frustration_exemplars)
+            .map(|text| encoder.embed(text))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok((SemanticModel { encoder, index, classifier: None, frustration }, rejected))
+    }
+
+    /// Its greatest similarity of `query` to a frustration exemplar.
+    pub fn frustration_similarity(&self, query: &[f32]) -> Option<f32> {
+        self.frustration.iter().map(|e| dot(e, query)).max_by(f32::total_cmp)
     }
 }
 
@@ -229,7 +242,8 @@ fn with_exemplars(config: &Config) -> impl Iterator<Item = (&str, &RouteSemantic
     config.routes.iter().filter_map(|r| r.semantic.as_ref().map(|s| (r.name.as_str(), s)))
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// The cosine similarity of two unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 

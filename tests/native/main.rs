@@ -4,6 +4,7 @@ mod attempts;
 mod cascade;
 mod cli;
 mod config;
+mod conversation;
 mod decision_log;
 mod embedding;
 mod fallback;

@@ -35,7 +35,7 @@ fn user(model: &str, prompt: &str) -> ChatRequest {
 pub type Level2 = Result<Rc<SemanticModel<&'static Encoder>>, String>;
 
 pub fn with_encoder(index: ExemplarIndex) -> Level2 {
-    Ok(Rc::new(SemanticModel { encoder: encoder(), index, classifier: None }))
+    Ok(Rc::new(SemanticModel { encoder: encoder(), index, classifier: None, frustration: Vec::new() }))
 }
 
 pub fn without_encoder() -> Level2 {

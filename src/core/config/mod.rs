@@ -63,6 +63,32 @@ pub struct Config {
     /// Level 3a, when the config has an `[llm_router]` section.
     pub llm_router: Option<LlmRouterSettings>,
     pub log: LogSettings,
+    /// Level 4 across turns: `None` without a `[conversation]` section.
+    pub conversation: Option<ConversationSettings>,
+}
+
+/// `[conversation]`: when a conversation escalates, and to what.
+/// Level 4 across turns, judged and counted by [`crate::core::conversation`].
+#[derive(Debug, Clone)]
+pub struct ConversationSettings {
+    /// The model (a key of `[models]`) an escalated conversation goes to.
+    pub escalate_to: String,
+    /// Unresolved turns in a row that escalate.
+    pub unresolved_turns: u32,
+    /// Frustrated turns since the last resolved one that escalate.
+    pub frustrated_turns: u32,
+    pub frustration_phrases: Vec<regex::Regex>,
+    /// Sentences that say "you did not get it"; compared by meaning, when an encoder runs.
+    pub frustration_exemplars: Vec<String>,
+    pub frustration_threshold: f32,
+    pub resolved_phrases: Vec<regex::Regex>,
+    pub rephrase_threshold: f32,
+    pub new_topic_threshold: f32,
+    /// A conversation idle this long is deleted.
+    pub idle_minutes: u64,
+    /// Resolved turns in a row after which an escalated conversation returns to routing; 0:
+    /// never (escalation is sticky).
+    pub step_down_after: u32,
 }
 
 /// `[log]`: what the decision log keeps, and for how long.

@@ -28,6 +28,25 @@ pub(super) struct ConfigFile {
     pub(super) llm_router: Option<LlmRouterSection>,
     #[serde(default)]
     pub(super) log: LogSection,
+    pub(super) conversation: Option<ConversationSection>,
+}
+
+/// `[conversation]`: escalation across turns. Absent keys take the defaults of
+/// `validate::conversation`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConversationSection {
+    pub(super) escalate_to: Spanned<String>,
+    pub(super) unresolved_turns: Option<Spanned<u32>>,
+    pub(super) frustrated_turns: Option<Spanned<u32>>,
+    pub(super) frustration_phrases: Option<Vec<Spanned<String>>>,
+    pub(super) frustration_exemplars: Option<Vec<String>>,
+    pub(super) frustration_threshold: Option<Spanned<f32>>,
+    pub(super) resolved_phrases: Option<Vec<Spanned<String>>>,
+    pub(super) rephrase_threshold: Option<Spanned<f32>>,
+    pub(super) new_topic_threshold: Option<Spanned<f32>>,
+    pub(super) idle_minutes: Option<Spanned<u64>>,
+    pub(super) step_down_after: Option<Spanned<u32>>,
 }
 
 /// `[log]`: the decision log in D1.

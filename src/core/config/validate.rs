@@ -7,13 +7,16 @@
 //! re-reads a raw value.
 
 use super::raw::{
-    CascadeSection, ClassifierSection, ConfigFile, LlmRouterSection, LogSection, ModelSection,
-    ProviderSection, RouteSection, SemanticSection, ServerSection, UpstreamSection,
+    CascadeSection, ClassifierSection, ConfigFile, ConversationSection, LlmRouterSection, LogSection,
+    ModelSection, ProviderSection, RouteSection, SemanticSection, ServerSection, UpstreamSection,
 };
 use super::{
-    Cascade, ClassifierSettings, Config, ConfigError, LlmRouterSettings, LlmWhen, LogSettings, Model,
-    Provider, ProviderKind, Route, RouteSemantic, RoutingEncoderChoice, ScoreMethod, SemanticSettings,
-    Server, UpstreamPolicy, MAX_WAIT_MS, RESERVED_NAMES,
+    Cascade, ClassifierSettings, Config, ConfigError, ConversationSettings, LlmRouterSettings, LlmWhen,
+    LogSettings, Model, Provider, ProviderKind, Route, RouteSemantic, RoutingEncoderChoice, ScoreMethod,
+    SemanticSettings, Server, UpstreamPolicy, MAX_WAIT_MS, RESERVED_NAMES,
+};
+use crate::core::conversation::{
+    DEFAULT_FRUSTRATION_EXEMPLARS, DEFAULT_FRUSTRATION_PHRASES, DEFAULT_RESOLVED_PHRASES,
 };
 use crate::core::rules::{RouteRules, TokenBounds};
 use regex::Regex;
@@ -90,6 +93,7 @@ fn compile(file: ConfigFile) -> Result<Config, Problem> {
     let classifier = file.classifier.as_ref().map(classifier).transpose()?;
     let llm_router = file.llm_router.as_ref().map(|s| llm_router(s, &models, &file.routes)).transpose()?;
     let log = log(&file.log)?;
+    let conversation = file.conversation.as_ref().map(|c| conversation(c, &models)).transpose()?;
     Ok(Config {
         server,
         providers,
@@ -101,6 +105,93 @@ fn compile(file: ConfigFile) -> Result<Config, Problem> {
         classifier,
         llm_router,
         log,
+        conversation,
+    })
+}
+
+/// Longest `[conversation] idle_minutes`: a year.
+const MAX_IDLE_MINUTES: u64 = 525_600;
+
+/// Level 4 across turns: a known model to escalate to, limits of at least one turn, similarity
+/// thresholds in [-1, 1] with a new topic below a rephrasing, phrases that compile.
+fn conversation(
+    c: &ConversationSection,
+    models: &BTreeMap<String, Model>,
+) -> Result<ConversationSettings, Problem> {
+    let escalate_to = c.escalate_to.get_ref();
+    if !models.contains_key(escalate_to) {
+        return Err((
+            c.escalate_to.span(),
+            format!("conversation.escalate_to: unknown model {escalate_to:?}"),
+        ));
+    }
+    let turns = |value: &Option<Spanned<u32>>, key: &str, default: u32| match value {
+        Some(v) if !(1..=1000).contains(v.get_ref()) => {
+            Err((v.span(), format!("conversation.{key} must be between 1 and 1000")))
+        }
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    };
+    let similarity = |value: &Option<Spanned<f32>>, key: &str, default: f32| match value {
+        Some(v) if !(-1.0..=1.0).contains(v.get_ref()) => {
+            Err((v.span(), format!("conversation.{key} must be in [-1, 1] (a cosine similarity)")))
+        }
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    };
+    let phrases = |listed: &Option<Vec<Spanned<String>>>, key: &str, defaults: &[&str]| match listed {
+        Some(listed) => listed
+            .iter()
+            .map(|p| {
+                Regex::new(p.get_ref()).map_err(|e| {
+                    (p.span(), format!("conversation.{key}: invalid regex: {}", one_line(&e.to_string())))
+                })
+            })
+            .collect::<Result<Vec<_>, Problem>>(),
+        None => Ok(defaults.iter().map(|p| Regex::new(p).expect("the built-in phrases compile")).collect()),
+    };
+    let rephrase_threshold = similarity(&c.rephrase_threshold, "rephrase_threshold", 0.8)?;
+    let new_topic_threshold = similarity(&c.new_topic_threshold, "new_topic_threshold", 0.3)?;
+    if new_topic_threshold >= rephrase_threshold {
+        let at = c.new_topic_threshold.as_ref().or(c.rephrase_threshold.as_ref()).map_or(0..0, Spanned::span);
+        return Err((at, "conversation.new_topic_threshold must be below rephrase_threshold".into()));
+    }
+    let idle_minutes = match &c.idle_minutes {
+        Some(v) if !(1..=MAX_IDLE_MINUTES).contains(v.get_ref()) => {
+            return Err((
+                v.span(),
+                format!("conversation.idle_minutes must be between 1 and {MAX_IDLE_MINUTES}"),
+            ))
+        }
+        Some(v) => *v.get_ref(),
+        None => 1_440,
+    };
+    let step_down_after = match &c.step_down_after {
+        Some(v) if *v.get_ref() > 1000 => {
+            return Err((v.span(), "conversation.step_down_after must be at most 1000 (0: never)".into()))
+        }
+        Some(v) => *v.get_ref(),
+        None => 0,
+    };
+    Ok(ConversationSettings {
+        escalate_to: escalate_to.clone(),
+        unresolved_turns: turns(&c.unresolved_turns, "unresolved_turns", 5)?,
+        frustrated_turns: turns(&c.frustrated_turns, "frustrated_turns", 2)?,
+        frustration_phrases: phrases(
+            &c.frustration_phrases,
+            "frustration_phrases",
+            &DEFAULT_FRUSTRATION_PHRASES,
+        )?,
+        frustration_exemplars: c
+            .frustration_exemplars
+            .clone()
+            .unwrap_or_else(|| DEFAULT_FRUSTRATION_EXEMPLARS.iter().map(|e| e.to_string()).collect()),
+        frustration_threshold: similarity(&c.frustration_threshold, "frustration_threshold", 0.75)?,
+        resolved_phrases: phrases(&c.resolved_phrases, "resolved_phrases", &DEFAULT_RESOLVED_PHRASES)?,
+        rephrase_threshold,
+        new_topic_threshold,
+        idle_minutes,
+        step_down_after,
     })
 }
 

@@ -1,0 +1,308 @@
+//! Level 4, across turns: a conversation that a small model cannot resolve is handed, whole, to a
+//! frontier model, which keeps it. Sans-IO: this module judges a turn, keeps the count and
+//! decides the escalation; the Worker stores the state in one Durable Object per conversation,
+//! which serialises the turns of a conversation and keeps them across restarts.
+//!
+//! Why judge the user's messages. An OpenAI-style client sends the whole history with every turn,
+//! so the latest user message says how the previous answer landed: a user who rephrases the same
+//! question, or says "No, that's not what I meant", did not get what they needed; one who says
+//! thanks, or moves on to something else, did. Each turn after the first is judged
+//! ([`judge`]) on the latest user message against the one before it, in this order:
+//!
+//! 1. **frustrated** (unresolved): it matches a frustration phrase (a regex), or is at least
+//!    `frustration_threshold` similar to a frustration exemplar;
+//! 2. **thanked** (resolved): it matches a resolved phrase ("thanks", "that works");
+//! 3. **rephrased** (unresolved): it is at least `rephrase_threshold` similar to the previous user
+//!    message (without an encoder: the same words, ignoring case and punctuation);
+//! 4. **new topic** (resolved): it is less than `new_topic_threshold` similar to it;
+//! 5. otherwise a **follow-up**: neither, the count does not move.
+//!
+//! A bad rating through `POST /v1/feedback` counts as an unresolved turn too. The state
+//! ([`ConversationState`]) counts the unresolved turns in a row and the frustrated turns since
+//! the last resolved one; when either reaches its limit the conversation escalates: from then on
+//! every turn goes to `escalate_to` (level `conversation`), with the whole history the client
+//! sends. It stays there unless `step_down_after` resolved turns in a row are configured and
+//! seen.
+
+use crate::core::config::ConversationSettings;
+use crate::core::decide::EXPLICIT_ROUTE;
+use crate::core::decision::{Decision, Level};
+use crate::core::request::{ChatRequest, Role};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The frustration phrases of a config that lists none: English, case-insensitive.
+pub const DEFAULT_FRUSTRATION_PHRASES: [&str; 6] = [
+    r"(?i)\b(no|nope),? (that'?s|this is|it'?s) not (what|it)\b",
+    r"(?i)\bnot what i (meant|asked|wanted|said)\b",
+    r"(?i)\byou('re| are) not (listening|understanding|getting it)\b",
+    r"(?i)\b(still|again) (wrong|not working|doesn'?t work|broken)\b",
+    r"(?i)\b(that|this|it) (is|was)(n'?t| not) (right|correct|helpful)\b",
+    r"(?i)\bi (already|just) (told|said|asked)\b",
+];
+
+/// The frustration exemplars of a config that lists none.
+pub const DEFAULT_FRUSTRATION_EXEMPLARS: [&str; 5] = [
+    "No, that's not what I meant.",
+    "You are not answering my question.",
+    "That's wrong again, try again.",
+    "This still doesn't work.",
+    "I already told you that.",
+];
+
+/// The resolved phrases of a config that lists none: a thanks or a "that works" opening the
+/// message.
+pub const DEFAULT_RESOLVED_PHRASES: [&str; 2] = [
+    r"(?i)^\W*(thanks|thank you|thx|ty|cheers|perfect|great|awesome|excellent|got it)\b",
+    r"(?i)\b(that|it) (works|worked|fixed it|solved it)\b",
+];
+
+/// How a turn landed, judged from the latest user message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "turn", rename_all = "snake_case")]
+pub enum Judgement {
+    /// The conversation's first user message: nothing to judge yet.
+    Opening,
+    /// A frustration phrase or exemplar: `why` says which.
+    Frustrated { why: String },
+    /// A thanks, a "that works".
+    Thanked,
+    /// The same question again, this similar to the previous one.
+    Rephrased { similarity: f32 },
+    /// Something else, this little similar to the previous one.
+    NewTopic { similarity: f32 },
+    /// On the same topic, neither rephrased nor new; `None` when nothing measured it.
+    FollowUp { similarity: Option<f32> },
+    /// A client said through `POST /v1/feedback` that an answer of the conversation was bad.
+    BadFeedback,
+}
+
+impl Judgement {
+    /// Whether the turn says the previous answer did not resolve it.
+    pub fn unresolved(&self) -> bool {
+        matches!(self, Judgement::Frustrated { .. } | Judgement::Rephrased { .. } | Judgement::BadFeedback)
+    }
+
+    /// Whether it says the previous answer did.
+    pub fn resolved(&self) -> bool {
+        matches!(self, Judgement::Thanked | Judgement::NewTopic { .. })
+    }
+
+    /// Its name, for the headers and the admin view.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Judgement::Opening => "opening",
+            Judgement::Frustrated { .. } => "frustrated",
+            Judgement::Thanked => "thanked",
+            Judgement::Rephrased { .. } => "rephrased",
+            Judgement::NewTopic { .. } => "new_topic",
+            Judgement::FollowUp { .. } => "follow_up",
+            Judgement::BadFeedback => "bad_feedback",
+        }
+    }
+}
+
+/// What the encoder measured of the latest user message, when one ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Measured {
+    /// Its similarity to the previous user message.
+    pub to_previous: Option<f32>,
+    /// Its greatest similarity to a frustration exemplar.
+    pub to_frustration: Option<f32>,
+}
+
+/// The latest user message and the one before it (texts, trimmed; messages without text are
+/// skipped).
+pub fn last_two_user_texts(request: &ChatRequest) -> (Option<&str>, Option<&str>) {
+    let mut texts = request
+        .messages
+        .iter()
+        .rev()
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.text.trim())
+        .filter(|t| !t.is_empty());
+    (texts.next(), texts.next())
+}
+
+/// Judges the turn `request` makes, from its last two user messages and what the encoder
+/// `measured` of them.
+pub fn judge(settings: &ConversationSettings, request: &ChatRequest, measured: Measured) -> Judgement {
+    let (Some(latest), Some(previous)) = last_two_user_texts(request) else {
+        return Judgement::Opening;
+    };
+    if let Some(phrase) = settings.frustration_phrases.iter().find(|p| p.is_match(latest)) {
+        return Judgement::Frustrated { why: format!("phrase {}", phrase.as_str()) };
+    }
+    if let Some(score) = measured.to_frustration.filter(|s| *s >= settings.frustration_threshold) {
+        return Judgement::Frustrated { why: format!("exemplar similarity {score:.2}") };
+    }
+    if settings.resolved_phrases.iter().any(|p| p.is_match(latest)) {
+        return Judgement::Thanked;
+    }
+    match measured.to_previous {
+        Some(similarity) if similarity >= settings.rephrase_threshold => Judgement::Rephrased { similarity },
+        Some(similarity) if similarity < settings.new_topic_threshold => Judgement::NewTopic { similarity },
+        Some(similarity) => Judgement::FollowUp { similarity: Some(similarity) },
+        None if same_words(latest, previous) => Judgement::Rephrased { similarity: 1.0 },
+        None => Judgement::FollowUp { similarity: None },
+    }
+}
+
+/// Whether two texts have the same words, ignoring case and punctuation.
+fn same_words(a: &str, b: &str) -> bool {
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+    };
+    words(a) == words(b)
+}
+
+/// One conversation's state, as its Durable Object keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConversationState {
+    /// Turns recorded (requests, concurrent ones included).
+    pub turns: u64,
+    /// Unresolved turns in a row.
+    pub unresolved_streak: u32,
+    /// Frustrated turns since the last resolved one.
+    pub frustrated: u32,
+    /// Resolved turns in a row.
+    pub resolved_streak: u32,
+    /// The turn at which it escalated, while it is escalated.
+    pub escalated_at_turn: Option<u64>,
+    /// Why it escalated, while it is escalated.
+    pub escalation_reason: Option<String>,
+    pub created_at_ms: u64,
+    pub last_turn_at_ms: u64,
+    /// The last turn's judgement.
+    pub last_judgement: Option<Judgement>,
+}
+
+impl ConversationState {
+    pub fn escalated(&self) -> bool {
+        self.escalated_at_turn.is_some()
+    }
+
+    /// Records one turn judged `judgement` at `now_ms`: counts it, then escalates (or steps down)
+    /// as the settings say.
+    pub fn record(&mut self, settings: &ConversationSettings, judgement: Judgement, now_ms: u64) {
+        if self.turns == 0 {
+            self.created_at_ms = now_ms;
+        }
+        self.turns += 1;
+        self.last_turn_at_ms = now_ms;
+        if judgement.unresolved() {
+            self.unresolved_streak += 1;
+            self.resolved_streak = 0;
+        } else if judgement.resolved() {
+            self.unresolved_streak = 0;
+            self.frustrated = 0;
+            self.resolved_streak += 1;
+        }
+        if matches!(judgement, Judgement::Frustrated { .. }) {
+            self.frustrated += 1;
+        }
+        self.last_judgement = Some(judgement);
+        if self.escalated() {
+            if settings.step_down_after > 0 && self.resolved_streak >= settings.step_down_after {
+                self.escalated_at_turn = None;
+                self.escalation_reason = None;
+                self.unresolved_streak = 0;
+                self.frustrated = 0;
+            }
+            return;
+        }
+        let reason = if self.frustrated >= settings.frustrated_turns {
+            Some(format!(
+                "{} frustrated turns (frustrated_turns = {})",
+                self.frustrated, settings.frustrated_turns
+            ))
+        } else if self.unresolved_streak >= settings.unresolved_turns {
+            Some(format!(
+                "{} unresolved turns in a row (unresolved_turns = {})",
+                self.unresolved_streak, settings.unresolved_turns
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.escalated_at_turn = Some(self.turns);
+            self.escalation_reason = Some(reason);
+            self.resolved_streak = 0;
+        }
+    }
+
+    /// Whether it has been idle `idle_minutes` at `now_ms`.
+    pub fn idle(&self, settings: &ConversationSettings, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.last_turn_at_ms) >= settings.idle_minutes.saturating_mul(60_000)
+    }
+}
+
+/// The decision for a turn of an escalated conversation: `escalate_to` first, then the models
+/// routing chose as fallbacks, at level `conversation`. A decision that named its model stays.
+pub fn escalate(decision: Decision, settings: &ConversationSettings, state: &ConversationState) -> Decision {
+    let Some(turn) = state.escalated_at_turn else { return decision };
+    if decision.route == EXPLICIT_ROUTE {
+        return decision;
+    }
+    let mut candidates = vec![settings.escalate_to.clone()];
+    candidates.extend(decision.candidates.iter().filter(|m| **m != settings.escalate_to).cloned());
+    let mut reasons = decision.reasons;
+    reasons.push(format!(
+        "the conversation escalated to {:?} at turn {turn}: {}",
+        settings.escalate_to,
+        state.escalation_reason.as_deref().unwrap_or("limits crossed")
+    ));
+    Decision {
+        model: settings.escalate_to.clone(),
+        candidates,
+        level: Level::Conversation,
+        reasons,
+        ..decision
+    }
+}
+
+/// Longest conversation id a client may send in `x-switchyard-conversation`.
+pub const MAX_ID_CHARS: usize = 128;
+
+/// The conversation id of a request: the client's `x-switchyard-conversation` header when it sends
+/// one (1 to 128 letters, digits and `._:-`; anything else is refused), else derived from who
+/// asks and how the conversation began ([`derived_id`]). `None` when there is nothing to derive
+/// from (no user message).
+pub fn conversation_id(
+    header: Option<&str>,
+    router_key: Option<&str>,
+    request: &ChatRequest,
+) -> Result<Option<String>, String> {
+    match header {
+        Some(id) => {
+            let valid = !id.is_empty()
+                && id.chars().count() <= MAX_ID_CHARS
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+            if valid {
+                Ok(Some(format!("client:{id}")))
+            } else {
+                Err(format!("x-switchyard-conversation must be 1 to {MAX_ID_CHARS} letters, digits and ._:-"))
+            }
+        }
+        None => Ok(derived_id(router_key, request)),
+    }
+}
+
+/// The id of a conversation whose client names none: the SHA-256 of the router key (so two
+/// clients never share a conversation), the first system (or developer) message and the first
+/// user message. Every turn of an OpenAI-style conversation resends those, so every turn finds
+/// the same object. Two conversations that open with the same words under one key share it:
+/// clients that run many alike send `x-switchyard-conversation`.
+pub fn derived_id(router_key: Option<&str>, request: &ChatRequest) -> Option<String> {
+    let first =
+        |role: &[Role]| request.messages.iter().find(|m| role.contains(&m.role)).map(|m| m.text.as_str());
+    let user = first(&[Role::User])?;
+    let system = first(&[Role::System, Role::Developer]).unwrap_or("");
+    let mut hash = Sha256::new();
+    for part in ["switchyard-conversation-v1", router_key.unwrap_or(""), system, user] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    let hex: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Some(format!("derived:{hex}"))
+}

@@ -1,0 +1,235 @@
+//! Level 4 across turns: each turn judged from the user's messages, counted, and a conversation
+//! escalated when its limits are crossed, sticky unless configured to step down; ids from the
+//! client's header or derived; the config checked where it is written.
+
+use serde_json::json;
+use switchyard::core::config::{Config, ConversationSettings};
+use switchyard::core::conversation::{
+    conversation_id, derived_id, escalate, judge, ConversationState, Judgement, Measured,
+};
+use switchyard::core::decision::Level;
+use switchyard::core::request::ChatRequest;
+
+const CONFIG: &str = r#"
+[providers.local]
+kind = "openai"
+base_url = "http://localhost:11434/v1"
+
+[models.small]
+provider = "local"
+context_window = 8192
+
+[models.frontier]
+provider = "local"
+context_window = 200000
+
+[[routes]]
+name = "chat"
+models = ["small"]
+
+[default]
+route = "chat"
+
+[conversation]
+escalate_to = "frontier"
+unresolved_turns = 3
+"#;
+
+fn settings() -> ConversationSettings {
+    Config::parse("conversation.toml", CONFIG).unwrap().conversation.unwrap()
+}
+
+/// A conversation whose user said `said`, in order, the assistant answering in between.
+fn turns(said: &[&str]) -> ChatRequest {
+    let mut messages = vec![json!({"role": "system", "content": "Be helpful."})];
+    for (i, text) in said.iter().enumerate() {
+        if i > 0 {
+            messages.push(json!({"role": "assistant", "content": format!("answer {i}")}));
+        }
+        messages.push(json!({"role": "user", "content": text}));
+    }
+    ChatRequest::from_value(json!({"model": "auto", "messages": messages})).unwrap()
+}
+
+fn similar(to_previous: f32) -> Measured {
+    Measured { to_previous: Some(to_previous), to_frustration: None }
+}
+
+#[test]
+fn defaults_apply_and_mistakes_point_at_their_place() {
+    let s = settings();
+    assert_eq!((s.unresolved_turns, s.frustrated_turns, s.step_down_after, s.idle_minutes), (3, 2, 0, 1440));
+    assert_eq!((s.rephrase_threshold, s.new_topic_threshold, s.frustration_threshold), (0.8, 0.3, 0.75));
+    assert!(!s.frustration_phrases.is_empty() && !s.frustration_exemplars.is_empty());
+    for (line, says) in [
+        ("escalate_to = \"ghost\"", "unknown model \"ghost\""),
+        ("unresolved_turns = 0", "between 1 and 1000"),
+        ("rephrase_threshold = 0.2", "new_topic_threshold must be below rephrase_threshold"),
+        ("frustration_phrases = ['(oops']", "invalid regex"),
+        ("idle_minutes = 0", "idle_minutes must be between 1"),
+        ("frustrated_turn = 2", "unknown field `frustrated_turn`"),
+    ] {
+        let key = line.split(' ').next().unwrap();
+        let text = if key == "escalate_to" || key == "unresolved_turns" {
+            CONFIG.replace(
+                &format!("{key} = {}", if key == "escalate_to" { "\"frontier\"" } else { "3" }),
+                line,
+            )
+        } else {
+            format!("{CONFIG}{line}\n")
+        };
+        let err = Config::parse("conversation.toml", &text).unwrap_err().to_string();
+        assert!(err.starts_with("conversation.toml:") && err.contains(says), "{line}: {err}");
+    }
+}
+
+#[test]
+fn a_turn_is_judged_from_the_latest_user_message_against_the_previous_one() {
+    let s = settings();
+    assert_eq!(judge(&s, &turns(&["How do I sort a list?"]), Measured::default()), Judgement::Opening);
+    let frustrated =
+        judge(&s, &turns(&["How do I sort a list?", "No, that's not what I meant"]), similar(0.2));
+    assert!(matches!(frustrated, Judgement::Frustrated { .. }), "{frustrated:?}");
+    let by_meaning = Measured { to_previous: Some(0.4), to_frustration: Some(0.8) };
+    let frustrated =
+        judge(&s, &turns(&["How do I sort a list?", "ugh, you keep missing the point"]), by_meaning);
+    assert_eq!(frustrated, Judgement::Frustrated { why: "exemplar similarity 0.80".into() });
+    assert_eq!(judge(&s, &turns(&["Sort a list?", "Thanks, that works!"]), similar(0.1)), Judgement::Thanked);
+    assert_eq!(
+        judge(&s, &turns(&["Sort a list?", "How can I sort my list?"]), similar(0.9)),
+        Judgement::Rephrased { similarity: 0.9 }
+    );
+    assert_eq!(
+        judge(&s, &turns(&["Sort a list?", "What's the capital of Peru?"]), similar(0.05)),
+        Judgement::NewTopic { similarity: 0.05 }
+    );
+    assert_eq!(
+        judge(&s, &turns(&["Sort a list?", "And in reverse order?"]), similar(0.5)),
+        Judgement::FollowUp { similarity: Some(0.5) }
+    );
+    // Without an encoder: the same words again is a rephrasing; anything else a follow-up.
+    assert_eq!(
+        judge(&s, &turns(&["Sort a list?", "sort a list"]), Measured::default()),
+        Judgement::Rephrased { similarity: 1.0 }
+    );
+    assert_eq!(
+        judge(&s, &turns(&["Sort a list?", "In Python"]), Measured::default()),
+        Judgement::FollowUp { similarity: None }
+    );
+}
+
+fn rephrased() -> Judgement {
+    Judgement::Rephrased { similarity: 0.9 }
+}
+
+fn frustrated() -> Judgement {
+    Judgement::Frustrated { why: "phrase".into() }
+}
+
+#[test]
+fn unresolved_turns_in_a_row_escalate_exactly_at_the_limit_and_it_sticks() {
+    let s = settings();
+    let mut state = ConversationState::default();
+    state.record(&s, Judgement::Opening, 1_000);
+    state.record(&s, rephrased(), 2_000);
+    state.record(&s, rephrased(), 3_000);
+    assert!(!state.escalated());
+    state.record(&s, rephrased(), 4_000);
+    assert_eq!(state.escalated_at_turn, Some(4));
+    assert_eq!(
+        state.escalation_reason.as_deref(),
+        Some("3 unresolved turns in a row (unresolved_turns = 3)")
+    );
+    for turn in 0..5 {
+        state.record(&s, Judgement::Thanked, 5_000 + turn);
+    }
+    assert_eq!(state.escalated_at_turn, Some(4), "escalation is sticky by default");
+    assert_eq!((state.turns, state.created_at_ms, state.last_turn_at_ms), (9, 1_000, 5_004));
+}
+
+#[test]
+fn a_resolved_turn_resets_the_streak_and_a_follow_up_does_not_move_it() {
+    let s = settings();
+    let mut state = ConversationState::default();
+    for judgement in
+        [rephrased(), rephrased(), Judgement::NewTopic { similarity: 0.1 }, rephrased(), rephrased()]
+    {
+        state.record(&s, judgement, 0);
+    }
+    assert!(!state.escalated());
+    state.record(&s, Judgement::FollowUp { similarity: None }, 0);
+    assert_eq!(state.unresolved_streak, 2);
+    state.record(&s, rephrased(), 0);
+    assert!(state.escalated());
+}
+
+#[test]
+fn frustration_escalates_sooner_and_bad_feedback_counts_as_unresolved() {
+    let s = settings();
+    let mut state = ConversationState::default();
+    state.record(&s, frustrated(), 0);
+    state.record(&s, Judgement::FollowUp { similarity: None }, 0);
+    assert!(!state.escalated());
+    state.record(&s, frustrated(), 0);
+    assert_eq!(state.escalation_reason.as_deref(), Some("2 frustrated turns (frustrated_turns = 2)"));
+
+    let mut state = ConversationState::default();
+    for _ in 0..3 {
+        state.record(&s, Judgement::BadFeedback, 0);
+    }
+    assert!(state.escalated());
+}
+
+#[test]
+fn with_step_down_after_resolved_turns_return_the_conversation_to_routing() {
+    let mut s = settings();
+    s.step_down_after = 2;
+    let mut state = ConversationState::default();
+    for _ in 0..3 {
+        state.record(&s, rephrased(), 0);
+    }
+    assert!(state.escalated());
+    state.record(&s, Judgement::Thanked, 0);
+    assert!(state.escalated());
+    state.record(&s, Judgement::Thanked, 0);
+    assert!(!state.escalated());
+}
+
+#[test]
+fn an_escalated_conversation_goes_to_the_frontier_model_with_routing_as_fallback() {
+    let config = Config::parse("conversation.toml", CONFIG).unwrap();
+    let s = config.conversation.clone().unwrap();
+    let request = turns(&["hi"]);
+    let decision = crate::routing::decide(&config, &crate::routing::without_encoder(), &request).unwrap();
+    let mut state = ConversationState::default();
+    assert_eq!(escalate(decision.clone(), &s, &state), decision);
+    for _ in 0..3 {
+        state.record(&s, rephrased(), 0);
+    }
+    let escalated = escalate(decision.clone(), &s, &state);
+    assert_eq!((escalated.level, escalated.model.as_str()), (Level::Conversation, "frontier"));
+    assert_eq!(escalated.candidates, ["frontier", "small"]);
+    assert_eq!(escalated.route, "chat");
+    assert!(escalated.reasons.last().unwrap().contains("escalated to \"frontier\" at turn 3"));
+    // A request that named its model keeps it.
+    let named =
+        ChatRequest::from_value(json!({"model": "small", "messages": [{"role": "user", "content": "hi"}]}))
+            .unwrap();
+    let decision = crate::routing::decide(&config, &crate::routing::without_encoder(), &named).unwrap();
+    assert_eq!(escalate(decision.clone(), &s, &state), decision);
+}
+
+#[test]
+fn ids_come_from_the_header_or_from_who_asks_and_how_the_conversation_began() {
+    let first = turns(&["How do I sort a list?"]);
+    let later = turns(&["How do I sort a list?", "in reverse", "thanks"]);
+    assert_eq!(derived_id(Some("sk-a"), &first), derived_id(Some("sk-a"), &later));
+    assert_ne!(derived_id(Some("sk-a"), &first), derived_id(Some("sk-b"), &first));
+    assert_ne!(derived_id(Some("sk-a"), &first), derived_id(Some("sk-a"), &turns(&["Something else"])));
+    let id = derived_id(Some("sk-a"), &first).unwrap();
+    assert!(id.starts_with("derived:") && id.len() == "derived:".len() + 32 && !id.contains("sk-a"), "{id}");
+    assert_eq!(conversation_id(Some("chat-42"), Some("sk-a"), &first), Ok(Some("client:chat-42".into())));
+    for bad in ["", "has space", "semi;colon", &"x".repeat(129)] {
+        assert!(conversation_id(Some(bad), None, &first).is_err(), "{bad:?}");
+    }
+}
