@@ -45,10 +45,7 @@ impl RouterKeys {
                 ))
             }
         };
-        let presented = authorization
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .unwrap_or("");
+        let presented = authorization.and_then(bearer).unwrap_or("");
         if presented.is_empty() {
             return Err(RouterError::new(
                 ErrorKind::Unauthorized,
@@ -120,6 +117,11 @@ impl RouterKeys {
     pub fn has_keys(&self) -> bool {
         matches!(self, RouterKeys::Keys(_))
     }
+}
+
+/// The key in an `Authorization: Bearer <key>` header value.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    authorization.strip_prefix("Bearer ").or_else(|| authorization.strip_prefix("bearer ")).map(str::trim)
 }
 
 #[cfg(test)]

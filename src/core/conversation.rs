@@ -27,6 +27,7 @@
 use crate::core::config::ConversationSettings;
 use crate::core::decide::EXPLICIT_ROUTE;
 use crate::core::decision::{Decision, Level};
+use crate::core::error::RouterError;
 use crate::core::request::{ChatRequest, Role};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -265,9 +266,10 @@ pub fn escalate(decision: Decision, settings: &ConversationSettings, state: &Con
 pub const MAX_ID_CHARS: usize = 128;
 
 /// The conversation id of a request: the client's `x-switchyard-conversation` header when it sends
-/// one (1 to 128 letters, digits and `._:-`; anything else is refused), else derived from who
-/// asks and how the conversation began ([`derived_id`]). `None` when there is nothing to derive
-/// from (no user message).
+/// one (1 to 128 letters, digits and `._:-`; anything else is refused), scoped to the router key
+/// that sent it (`client:KEYTAG:ID`, so a client cannot reach another key's conversations by
+/// guessing names), else derived from who asks and how the conversation began ([`derived_id`]).
+/// `None` when there is nothing to derive from (no user message).
 pub fn conversation_id(
     header: Option<&str>,
     router_key: Option<&str>,
@@ -279,12 +281,21 @@ pub fn conversation_id(
                 && id.chars().count() <= MAX_ID_CHARS
                 && id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
             if valid {
-                Ok(Some(format!("client:{id}")))
+                Ok(Some(format!("client:{}:{id}", key_tag(router_key))))
             } else {
                 Err(format!("x-switchyard-conversation must be 1 to {MAX_ID_CHARS} letters, digits and ._:-"))
             }
         }
         None => Ok(derived_id(router_key, request)),
+    }
+}
+
+/// A short tag of a router key (the first 8 bytes of its SHA-256, hex; `open` without auth):
+/// tells keys apart, tells nothing of the key.
+pub fn key_tag(router_key: Option<&str>) -> String {
+    match router_key {
+        None => "open".into(),
+        Some(key) => Sha256::digest(key.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect(),
     }
 }
 
@@ -305,4 +316,21 @@ pub fn derived_id(router_key: Option<&str>, request: &ChatRequest) -> Option<Str
     }
     let hex: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     Some(format!("derived:{hex}"))
+}
+
+/// The id in `GET /v1/admin/conversations/{id}`: as `x-switchyard-conversation` answered it
+/// (`client:KEYTAG:NAME` or `derived:HEX`), percent-encoded or not.
+pub fn admin_id(path_part: &str) -> Result<String, RouterError> {
+    let decoded = path_part.replace("%3A", ":").replace("%3a", ":");
+    let valid = !decoded.is_empty()
+        && decoded.len() <= MAX_ID_CHARS + 32
+        && (decoded.starts_with("client:") || decoded.starts_with("derived:"))
+        && decoded.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+    if valid {
+        Ok(decoded)
+    } else {
+        Err(RouterError::invalid_request(
+            "a conversation id is what x-switchyard-conversation answered: client:KEYTAG:NAME or derived:HEX",
+        ))
+    }
 }

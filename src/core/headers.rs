@@ -13,6 +13,8 @@ pub const SKIPPED: &str = "x-switchyard-skipped";
 pub const COST_USD: &str = "x-switchyard-cost-usd";
 /// A cascade's answers: each model, its score, its verdict and its cost ([`crate::core::cascade`]).
 pub const CASCADE: &str = "x-switchyard-cascade";
+/// Request: the client's conversation id; response: the id the turn was counted under.
+pub const CONVERSATION: &str = "x-switchyard-conversation";
 /// On a page of `/v1/admin/decisions`: the `cursor` of the next page (absent on the last).
 pub const NEXT_CURSOR: &str = "x-switchyard-next-cursor";
 /// The id of the chat request's row in the decision log (for `POST /v1/feedback`).
@@ -20,8 +22,8 @@ pub const DECISION_ID: &str = "x-switchyard-decision-id";
 pub const SERVER_TIMING: &str = "server-timing";
 
 /// The headers a browser on another origin may read (`Access-Control-Expose-Headers`).
-pub const EXPOSED: [&str; 9] =
-    [ROUTE, MODEL, LEVEL, ATTEMPTS, SKIPPED, CASCADE, COST_USD, DECISION_ID, SERVER_TIMING];
+pub const EXPOSED: [&str; 10] =
+    [ROUTE, MODEL, LEVEL, ATTEMPTS, SKIPPED, CASCADE, CONVERSATION, COST_USD, DECISION_ID, SERVER_TIMING];
 
 /// The decision headers every routed response carries, and its timing.
 pub fn decision_headers(decision: &Decision, phases: &[Phase]) -> Vec<(&'static str, String)> {

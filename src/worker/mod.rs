@@ -5,6 +5,7 @@
 //! decision headers and `Server-Timing`, streaming ones included (headers leave before the body).
 
 mod body;
+mod conversation;
 mod decision_log;
 mod http;
 mod llm_router;
@@ -34,6 +35,9 @@ use state::State;
 use std::rc::Rc;
 use upstream::{Answered, Body};
 use worker::{event, Context, Env, Headers, Method, Request, Response, ScheduleContext, ScheduledEvent};
+
+/// `GET /v1/admin/conversations/{id}`: one conversation's state (admin key).
+const CONVERSATIONS_PATH: &str = "/v1/admin/conversations/";
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
@@ -116,8 +120,14 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
         }
         (Method::Post, "/v1/chat/completions") => {
             authorize(&req, state)?;
-            let (request, decision, phases) = decide(&mut req, env, state, started).await?;
-            Ok(chat(state, env, ctx, request, decision, phases).await)
+            let header = |name: &str| req.headers().get(name).ok().flatten();
+            let asked = (header(headers::CONVERSATION), header("authorization"));
+            let (request, decision, mut phases) = decide(&mut req, env, state, started).await?;
+            let (decision, conversation) =
+                converse(env, state, asked, &request, decision, &mut phases).await?;
+            let mut response = chat(state, env, ctx, request, decision, phases).await;
+            http::set_headers(&mut response, conversation.map(|id| (headers::CONVERSATION, id)));
+            Ok(response)
         }
         (Method::Post, "/v1/feedback") => {
             authorize(&req, state)?;
@@ -135,6 +145,18 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             let mut response = http::json_lines(lines);
             http::set_headers(&mut response, next.map(|cursor| (headers::NEXT_CURSOR, cursor)));
             Ok(response)
+        }
+        (Method::Get, p) if p.starts_with(CONVERSATIONS_PATH) => {
+            let header = req.headers().get("authorization").ok().flatten();
+            state.admin_keys.check(header.as_deref(), &state.keys)?;
+            if state.config.conversation.is_none() {
+                return Err(RouterError::new(
+                    ErrorKind::NotFound,
+                    "conversations are off: the config has no [conversation] section",
+                ));
+            }
+            let id = crate::core::conversation::admin_id(&p[CONVERSATIONS_PATH.len()..])?;
+            Ok(http::json(200, &conversation::read(env, &id).await?))
         }
         (Method::Post, "/v1/embeddings") => {
             authorize(&req, state)?;
@@ -169,6 +191,44 @@ async fn decide(
         log_error(&RouterError::new(ErrorKind::Unavailable, reason.clone()));
     }
     Ok((request, decision, watch.phases))
+}
+
+/// Level 4 across turns, with a `[conversation]` section: records this turn in the conversation's
+/// Durable Object (its id from the `x-switchyard-conversation` header, or derived) and, when the
+/// conversation has escalated, sends the turn to `escalate_to`. An object that cannot be reached
+/// leaves the decision as routed (the reason is logged): never an error for the client. Returns
+/// the conversation's id for the response's header.
+async fn converse(
+    env: &Env,
+    state: &State,
+    (header, authorization): (Option<String>, Option<String>),
+    request: &ChatRequest,
+    decision: Decision,
+    phases: &mut Vec<Phase>,
+) -> Result<(Decision, Option<String>), RouterError> {
+    let (Some(settings), Some(judgement)) = (&state.config.conversation, &decision.signals.conversation)
+    else {
+        return Ok((decision, None));
+    };
+    let router_key = authorization.as_deref().and_then(crate::core::auth::bearer);
+    let id = crate::core::conversation::conversation_id(header.as_deref(), router_key, request)
+        .map_err(|e| RouterError::invalid_request(e).with_param(headers::CONVERSATION))?;
+    let Some(id) = id else { return Ok((decision, None)) };
+    let started = now_ms();
+    let recorded = conversation::record_turn(env, &id, judgement).await;
+    phases.push(Phase { name: "conversation", ms: now_ms() - started });
+    match recorded {
+        Ok(conversation) => {
+            Ok((crate::core::conversation::escalate(decision, settings, &conversation), Some(id)))
+        }
+        Err(reason) => {
+            log_error(&RouterError::new(
+                ErrorKind::Unavailable,
+                format!("conversation {id}: {reason}; this turn is routed without its state"),
+            ));
+            Ok((decision, Some(id)))
+        }
+    }
 }
 
 /// Calls the upstreams for a decided chat request and shapes the client's response: the answer

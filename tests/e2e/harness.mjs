@@ -312,10 +312,12 @@ async function wrangler(args) {
  * Starts the fake upstream and `wrangler dev`. `config`: the Worker's config (text, or a
  * function of the fake's URL); `assets`: a model folder other than model/; `migrate: false`
  * leaves the decision log without its tables (as a broken D1 would be); `withoutDecisionLog`
- * runs the Worker with a wrangler.toml that has no D1 binding at all (for benchmarks). The
- * stack's `query(sql)` reads the local decision log.
+ * runs the Worker with a wrangler.toml that has no D1 binding at all (for benchmarks);
+ * `withoutConversations` one without the conversations' Durable Object binding (as an
+ * unreachable object would be); `stateDir` keeps local state (D1, Durable Objects) in that folder,
+ * so a second stack on it is a restart. The stack's `query(sql)` reads the local decision log.
  */
-export async function startStack({ config, assets, migrate = true, withoutDecisionLog = false } = {}) {
+export async function startStack({ config, assets, migrate = true, withoutDecisionLog = false, withoutConversations = false, stateDir } = {}) {
   const fake = await startFakeUpstream();
   const port = await freePort();
   const inspectorPort = await freePort();
@@ -326,12 +328,17 @@ export async function startStack({ config, assets, migrate = true, withoutDecisi
   const scratch = mkdtempSync(join(tmpdir(), 'switchyard-e2e-'));
   const envFile = join(scratch, 'empty.env');
   writeFileSync(envFile, '');
-  const state = join(scratch, 'state');
+  const state = stateDir ?? join(scratch, 'state');
   // wrangler resolves a config's paths from its folder: the copy sits beside wrangler.toml.
-  const wranglerToml = withoutDecisionLog ? join(root, `.wrangler-no-log-${process.pid}-${Date.now()}.toml`) : null;
+  const edited = withoutDecisionLog || withoutConversations;
+  const wranglerToml = edited ? join(root, `.wrangler-edited-${process.pid}-${Date.now()}.toml`) : null;
   if (wranglerToml) {
-    const original = readFileSync(join(root, 'wrangler.toml'), 'utf8');
-    writeFileSync(wranglerToml, original.replace(/\[\[d1_databases\]\]\n(?:\w+ = .*\n)*/, ''));
+    let text = readFileSync(join(root, 'wrangler.toml'), 'utf8');
+    if (withoutDecisionLog) text = text.replace(/\[\[d1_databases\]\]\n(?:\w+ = .*\n)*/, '');
+    if (withoutConversations) {
+      text = text.replace(/\[\[durable_objects\.bindings\]\]\n(?:\w+ = .*\n)*/, '').replace(/\[\[migrations\]\]\n(?:\w+ = .*\n)*/, '');
+    }
+    writeFileSync(wranglerToml, text);
   }
   if (migrate) await wrangler(['d1', 'migrations', 'apply', DECISION_LOG, '--local', '--persist-to', state]);
   const args = [

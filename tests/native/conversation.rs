@@ -228,7 +228,13 @@ fn ids_come_from_the_header_or_from_who_asks_and_how_the_conversation_began() {
     assert_ne!(derived_id(Some("sk-a"), &first), derived_id(Some("sk-a"), &turns(&["Something else"])));
     let id = derived_id(Some("sk-a"), &first).unwrap();
     assert!(id.starts_with("derived:") && id.len() == "derived:".len() + 32 && !id.contains("sk-a"), "{id}");
-    assert_eq!(conversation_id(Some("chat-42"), Some("sk-a"), &first), Ok(Some("client:chat-42".into())));
+    let named = conversation_id(Some("chat-42"), Some("sk-a"), &first).unwrap().unwrap();
+    assert!(
+        named.starts_with("client:") && named.ends_with(":chat-42") && !named.contains("sk-a"),
+        "{named}"
+    );
+    // The same name under another key is another conversation.
+    assert_ne!(Some(named), conversation_id(Some("chat-42"), Some("sk-b"), &first).unwrap());
     for bad in ["", "has space", "semi;colon", &"x".repeat(129)] {
         assert!(conversation_id(Some(bad), None, &first).is_err(), "{bad:?}");
     }
