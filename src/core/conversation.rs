@@ -176,6 +176,9 @@ pub struct ConversationState {
     pub last_turn_at_ms: u64,
     /// The last turn's judgement.
     pub last_judgement: Option<Judgement>,
+    /// Bad ratings received through `POST /v1/feedback`.
+    #[serde(default)]
+    pub bad_feedback: u32,
 }
 
 impl ConversationState {
@@ -191,6 +194,17 @@ impl ConversationState {
         }
         self.turns += 1;
         self.last_turn_at_ms = now_ms;
+        self.apply(settings, judgement);
+    }
+
+    /// Records a client's bad rating of one of its answers (`POST /v1/feedback`): an unresolved
+    /// turn's weight, without a turn.
+    pub fn record_bad_feedback(&mut self, settings: &ConversationSettings) {
+        self.bad_feedback += 1;
+        self.apply(settings, Judgement::BadFeedback);
+    }
+
+    fn apply(&mut self, settings: &ConversationSettings, judgement: Judgement) {
         if judgement.unresolved() {
             self.unresolved_streak += 1;
             self.resolved_streak = 0;
@@ -212,7 +226,16 @@ impl ConversationState {
             }
             return;
         }
-        let reason = if self.frustrated >= settings.frustrated_turns {
+        if let Some(reason) = self.limit_crossed(settings) {
+            self.escalated_at_turn = Some(self.turns);
+            self.escalation_reason = Some(reason);
+            self.resolved_streak = 0;
+        }
+    }
+
+    /// Which limit the counts have reached, if any.
+    fn limit_crossed(&self, settings: &ConversationSettings) -> Option<String> {
+        if self.frustrated >= settings.frustrated_turns {
             Some(format!(
                 "{} frustrated turns (frustrated_turns = {})",
                 self.frustrated, settings.frustrated_turns
@@ -224,17 +247,12 @@ impl ConversationState {
             ))
         } else {
             None
-        };
-        if let Some(reason) = reason {
-            self.escalated_at_turn = Some(self.turns);
-            self.escalation_reason = Some(reason);
-            self.resolved_streak = 0;
         }
     }
 
-    /// Whether it has been idle `idle_minutes` at `now_ms`.
+    /// Whether it has been idle `idle_seconds` at `now_ms`.
     pub fn idle(&self, settings: &ConversationSettings, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.last_turn_at_ms) >= settings.idle_minutes.saturating_mul(60_000)
+        now_ms.saturating_sub(self.last_turn_at_ms) >= settings.idle_seconds.saturating_mul(1000)
     }
 }
 

@@ -39,6 +39,9 @@ pub struct DecisionLine<'r> {
     /// As `x-switchyard-cascade`, when the route has a cascade.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cascade: Option<&'r str>,
+    /// As `x-switchyard-conversation`, with a `[conversation]` section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<&'r str>,
     pub stream: bool,
     pub status: u16,
     pub usage: Option<Usage>,
@@ -52,7 +55,7 @@ pub struct DecisionLine<'r> {
 }
 
 /// The table's columns, in the order of [`DecisionRow::values`].
-pub const COLUMNS: [&str; 21] = [
+pub const COLUMNS: [&str; 22] = [
     "id",
     "created_at",
     "route",
@@ -69,6 +72,7 @@ pub const COLUMNS: [&str; 21] = [
     "attempts",
     "skipped",
     "cascade",
+    "conversation",
     "stream",
     "status",
     "outcome",
@@ -116,6 +120,8 @@ pub struct Answer {
     pub skipped: Option<String>,
     /// As `x-switchyard-cascade`.
     pub cascade: Option<String>,
+    /// As `x-switchyard-conversation`: what `POST /v1/feedback` reaches with a bad rating.
+    pub conversation: Option<String>,
     pub stream: bool,
 }
 
@@ -183,6 +189,7 @@ impl DecisionRow {
             attempts: a.attempts.as_deref(),
             skipped: a.skipped.as_deref(),
             cascade: a.cascade.as_deref(),
+            conversation: a.conversation.as_deref(),
             stream: a.stream,
             status: a.status,
             usage: a.usage,
@@ -212,6 +219,7 @@ impl DecisionRow {
             json!(a.attempts),
             json!(a.skipped),
             json!(a.cascade),
+            json!(a.conversation),
             json!(u8::from(a.stream)),
             json!(a.status),
             json!(a.outcome),

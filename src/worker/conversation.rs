@@ -5,7 +5,7 @@
 //! Why an object per conversation: it runs one request at a time for its conversation, so two
 //! turns sent at once are both counted (each turn's read, count and write run without an await
 //! between them, so nothing interleaves), and its storage outlives isolates and restarts. An
-//! alarm deletes it once it has been idle `[conversation] idle_minutes`.
+//! alarm deletes it once it has been idle `[conversation] idle_seconds`.
 //!
 //! The router asks the object with a short internal request: `POST /turn` (record a judged turn,
 //! answer the new state) or `GET /state` (the admin view). A lookup that fails or takes longer
@@ -80,10 +80,18 @@ impl DurableObject for Conversation {
                 let now = js_sys::Date::now() as u64;
                 state.record(&settings, turn.judgement.clone(), now);
                 write_state(&sql, &turn.id, &state, &turn.judgement)?;
-                let idle_ms = settings.idle_minutes.saturating_mul(60_000);
+                let idle_ms = settings.idle_seconds.saturating_mul(1000);
                 self.object.storage().set_alarm(idle_ms.min(i64::MAX as u64) as i64).await?;
                 Response::from_json(&state)
             }
+            (Method::Post, "/feedback") => match read_state(&sql)? {
+                None => Response::error("no such conversation", 404),
+                Some((id, mut state)) => {
+                    state.record_bad_feedback(&settings);
+                    save_state(&sql, &id, &state)?;
+                    Response::from_json(&state)
+                }
+            },
             (Method::Get, "/state") => match read_state(&sql)? {
                 None => Response::error("no such conversation", 404),
                 Some((id, state)) => {
@@ -116,7 +124,7 @@ impl DurableObject for Conversation {
         let now = js_sys::Date::now() as u64;
         match (state, settings) {
             (Some((_, state)), Some(settings)) if !state.idle(&settings, now) => {
-                let left = (state.last_turn_at_ms + settings.idle_minutes * 60_000).saturating_sub(now);
+                let left = (state.last_turn_at_ms + settings.idle_seconds * 1000).saturating_sub(now);
                 self.object.storage().set_alarm(left.max(1) as i64).await?;
             }
             _ => self.object.storage().delete_all().await?,
@@ -156,16 +164,22 @@ fn read_state(sql: &SqlStorage) -> worker::Result<Option<(String, ConversationSt
     Ok(rows.into_iter().next().and_then(|row| Some((row.id, serde_json::from_str(&row.state).ok()?))))
 }
 
+fn save_state(sql: &SqlStorage, id: &str, state: &ConversationState) -> worker::Result<()> {
+    sql.exec(
+        "INSERT INTO conversation (one, id, state) VALUES (1, ?, ?) ON CONFLICT (one) DO UPDATE SET state = excluded.state",
+        vec![id.into(), json_text(state)],
+    )?;
+    Ok(())
+}
+
+/// Saves the state after a turn, and the turn.
 fn write_state(
     sql: &SqlStorage,
     id: &str,
     state: &ConversationState,
     judgement: &Judgement,
 ) -> worker::Result<()> {
-    sql.exec(
-        "INSERT INTO conversation (one, id, state) VALUES (1, ?, ?) ON CONFLICT (one) DO UPDATE SET state = excluded.state",
-        vec![id.into(), json_text(state)],
-    )?;
+    save_state(sql, id, state)?;
     let turn = state.turns as i64;
     sql.exec(
         "INSERT OR REPLACE INTO turns (turn, at_ms, judgement, escalated) VALUES (?, ?, ?, ?)",
@@ -200,6 +214,19 @@ pub async fn record_turn(env: &Env, id: &str, judgement: &Judgement) -> Result<C
     init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
     let request = Request::new_with_init("https://conversation/turn", &init).map_err(|e| e.to_string())?;
     let mut response = ask(env, id, request).await?;
+    response.json().await.map_err(|e| format!("the conversation's answer is unreadable: {e}"))
+}
+
+/// Records a client's bad rating in conversation `id` (`POST /v1/feedback`).
+pub async fn record_bad_feedback(env: &Env, id: &str) -> Result<ConversationState, String> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post);
+    let request =
+        Request::new_with_init("https://conversation/feedback", &init).map_err(|e| e.to_string())?;
+    let mut response = ask(env, id, request).await?;
+    if response.status_code() == 404 {
+        return Err("no such conversation (or it expired)".into());
+    }
     response.json().await.map_err(|e| format!("the conversation's answer is unreadable: {e}"))
 }
 

@@ -131,6 +131,20 @@ pub async fn read_page(env: &Env, query: &DecisionQuery) -> Result<(String, Opti
 
 /// Stores `feedback` on its row: a 404 when the log has no such decision, a 503 when the log
 /// cannot be reached (here the write is the request).
+/// The conversation a logged decision was counted under, if any.
+pub async fn conversation_of(env: &Env, decision_id: &str) -> Result<Option<String>, RouterError> {
+    let unavailable = |e: worker::Error| {
+        RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be read: {e}"))
+    };
+    let row: Option<Value> =
+        statement(env, "SELECT conversation FROM decisions WHERE id = ?1", &[json!(decision_id)])
+            .map_err(unavailable)?
+            .first(None)
+            .await
+            .map_err(unavailable)?;
+    Ok(row.and_then(|r| r.get("conversation").and_then(Value::as_str).map(str::to_string)))
+}
+
 pub async fn store_feedback(env: &Env, feedback: &Feedback) -> Result<(), RouterError> {
     let unavailable = |e: worker::Error| {
         RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be written: {e}"))

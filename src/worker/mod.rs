@@ -22,7 +22,7 @@ use crate::core::decision_log::Answer;
 use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::fallback;
-use crate::core::feedback::Feedback;
+use crate::core::feedback::{Feedback, Rating};
 use crate::core::headers::{self, answer_headers, decision_headers, format_cost};
 use crate::core::pipeline;
 use crate::core::relay;
@@ -125,16 +125,18 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             let (request, decision, mut phases) = decide(&mut req, env, state, started).await?;
             let (decision, conversation) =
                 converse(env, state, asked, &request, decision, &mut phases).await?;
-            let mut response = chat(state, env, ctx, request, decision, phases).await;
-            http::set_headers(&mut response, conversation.map(|id| (headers::CONVERSATION, id)));
-            Ok(response)
+            Ok(chat(state, env, ctx, request, decision, phases, conversation).await)
         }
         (Method::Post, "/v1/feedback") => {
             authorize(&req, state)?;
             let bytes = body::read_limited(&mut req, state.config.server.max_body_bytes).await?;
             let feedback = Feedback::parse(&bytes, &state.config)?;
             decision_log::store_feedback(env, &feedback).await?;
-            Ok(http::json(200, &feedback.stored_json()))
+            let mut stored = feedback.stored_json();
+            if feedback.rating == Rating::Bad && state.config.conversation.is_some() {
+                stored["conversation"] = json!(bad_rating_to_conversation(env, &feedback.decision_id).await);
+            }
+            Ok(http::json(200, &stored))
         }
         (Method::Get, "/v1/admin/decisions") => {
             let header = req.headers().get("authorization").ok().flatten();
@@ -231,6 +233,25 @@ async fn converse(
     }
 }
 
+/// A bad rating counts against the conversation of the answer rated, if it had one: the id of
+/// the conversation told, or `None` (no conversation, or it could not be reached: logged).
+async fn bad_rating_to_conversation(env: &Env, decision_id: &str) -> Option<String> {
+    let id = match decision_log::conversation_of(env, decision_id).await {
+        Ok(id) => id?,
+        Err(e) => {
+            log_error(&e);
+            return None;
+        }
+    };
+    match conversation::record_bad_feedback(env, &id).await {
+        Ok(_) => Some(id),
+        Err(reason) => {
+            log_error(&RouterError::new(ErrorKind::Unavailable, format!("conversation {id}: {reason}")));
+            None
+        }
+    }
+}
+
 /// Calls the upstreams for a decided chat request and shapes the client's response: the answer
 /// (whole or streamed) or the last error, with the decision, attempt, cascade and cost headers.
 /// The decision is logged once the answer is over (for streams, when the stream ends): a line in
@@ -242,6 +263,7 @@ async fn chat(
     request: ChatRequest,
     decision: Decision,
     mut phases: Vec<Phase>,
+    conversation: Option<String>,
 ) -> Response {
     let upstream_started = now_ms();
     let mut outcome = upstream::answer(state, env, &request, &decision).await;
@@ -271,6 +293,7 @@ async fn chat(
     let mut headers =
         answer_headers(&decision, answered_by.as_deref(), attempts.clone(), skipped.clone(), &phases);
     headers.extend(cascade_header.clone().map(|v| (headers::CASCADE, v)));
+    headers.extend(conversation.clone().map(|id| (headers::CONVERSATION, id)));
     let entry = decision_log::Entry::start(state, &request);
     headers.push((headers::DECISION_ID, entry.id.clone()));
     let answer = Answer {
@@ -282,6 +305,7 @@ async fn chat(
         attempts: attempts.clone(),
         skipped: skipped.clone(),
         cascade: cascade_header,
+        conversation,
         stream: request.stream,
     };
 

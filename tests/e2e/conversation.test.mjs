@@ -30,7 +30,8 @@ async function turn(base, said, { id, stream = false } = {}) {
   let text = '';
   if (stream) for await (const chunk of data) text += chunk.choices[0]?.delta?.content ?? '';
   else text = data.choices[0].message.content;
-  return { level: response.headers.get('x-switchyard-level'), model: response.headers.get('x-switchyard-model'), conversation: response.headers.get('x-switchyard-conversation'), text };
+  const header = (name) => response.headers.get(name);
+  return { level: header('x-switchyard-level'), model: header('x-switchyard-model'), conversation: header('x-switchyard-conversation'), decisionId: header('x-switchyard-decision-id'), text };
 }
 
 const admin = (base, id, key = ADMIN_KEY) =>
@@ -102,6 +103,22 @@ describe('conversations that escalate, in Durable Objects', () => {
     assert.equal(res.json.error.param, 'x-switchyard-conversation');
   });
 
+  test('bad ratings through /v1/feedback count as unresolved turns', async () => {
+    const id = unique('feedback');
+    const said = ['Summarise this contract', 'Summarise this contract'];
+    await turn(stack.base, said.slice(0, 1), { id });
+    const second = await turn(stack.base, said, { id });
+    for (let i = 0; i < 2; i++) {
+      const res = await postJson(stack.base, '/v1/feedback', { decision_id: second.decisionId, rating: 'bad' });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      assert.equal(res.json.conversation, second.conversation);
+    }
+    const { state } = await (await admin(stack.base, second.conversation)).json();
+    assert.deepEqual([state.turns, state.bad_feedback, state.escalated_at_turn], [2, 2, 2]);
+    said.push('Something else entirely');
+    assert.equal((await turn(stack.base, said, { id })).level, 'conversation');
+  });
+
   test('state survives a restart of wrangler dev', async () => {
     const id = unique('restart');
     const said = ['Why is the sky blue?', 'Why is the sky blue?', 'Why is the sky blue?'];
@@ -139,5 +156,22 @@ describe('conversations without their Durable Object', () => {
       assert.notEqual(answer.level, 'conversation');
       assert.match(answer.text, /^echo from/);
     }
+  });
+});
+
+describe('idle conversations', () => {
+  let stack;
+  before(async () => {
+    stack = await startStack({ config: (url) => `${withConversations(url)}idle_seconds = 2\n` });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('are deleted by their alarm', async () => {
+    const { conversation } = await turn(stack.base, ['A question to forget'], { id: unique('idle') });
+    assert.equal((await admin(stack.base, conversation)).status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    assert.equal((await admin(stack.base, conversation)).status, 404);
   });
 });

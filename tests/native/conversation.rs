@@ -58,7 +58,10 @@ fn similar(to_previous: f32) -> Measured {
 #[test]
 fn defaults_apply_and_mistakes_point_at_their_place() {
     let s = settings();
-    assert_eq!((s.unresolved_turns, s.frustrated_turns, s.step_down_after, s.idle_minutes), (3, 2, 0, 1440));
+    assert_eq!(
+        (s.unresolved_turns, s.frustrated_turns, s.step_down_after, s.idle_seconds),
+        (3, 2, 0, 86_400)
+    );
     assert_eq!((s.rephrase_threshold, s.new_topic_threshold, s.frustration_threshold), (0.8, 0.3, 0.75));
     assert!(!s.frustration_phrases.is_empty() && !s.frustration_exemplars.is_empty());
     for (line, says) in [
@@ -66,7 +69,7 @@ fn defaults_apply_and_mistakes_point_at_their_place() {
         ("unresolved_turns = 0", "between 1 and 1000"),
         ("rephrase_threshold = 0.2", "new_topic_threshold must be below rephrase_threshold"),
         ("frustration_phrases = ['(oops']", "invalid regex"),
-        ("idle_minutes = 0", "idle_minutes must be between 1"),
+        ("idle_seconds = 0", "idle_seconds must be between 1"),
         ("frustrated_turn = 2", "unknown field `frustrated_turn`"),
     ] {
         let key = line.split(' ').next().unwrap();
@@ -174,10 +177,13 @@ fn frustration_escalates_sooner_and_bad_feedback_counts_as_unresolved() {
     assert_eq!(state.escalation_reason.as_deref(), Some("2 frustrated turns (frustrated_turns = 2)"));
 
     let mut state = ConversationState::default();
-    for _ in 0..3 {
-        state.record(&s, Judgement::BadFeedback, 0);
-    }
-    assert!(state.escalated());
+    state.record(&s, Judgement::Opening, 0);
+    state.record(&s, rephrased(), 0);
+    state.record_bad_feedback(&s);
+    assert!(!state.escalated());
+    state.record_bad_feedback(&s);
+    assert!(state.escalated(), "two bad ratings after an unresolved turn make three");
+    assert_eq!((state.turns, state.bad_feedback, state.escalated_at_turn), (2, 2, Some(2)));
 }
 
 #[test]

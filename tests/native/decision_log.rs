@@ -41,6 +41,7 @@ fn answer() -> Answer {
         attempts: Some("mini=ok".into()),
         skipped: None,
         cascade: None,
+        conversation: None,
         stream: true,
     }
 }

@@ -85,7 +85,7 @@ pub struct ConversationSettings {
     pub rephrase_threshold: f32,
     pub new_topic_threshold: f32,
     /// A conversation idle this long is deleted.
-    pub idle_minutes: u64,
+    pub idle_seconds: u64,
     /// Resolved turns in a row after which an escalated conversation returns to routing; 0:
     /// never (escalation is sticky).
     pub step_down_after: u32,

@@ -45,7 +45,7 @@ pub(super) struct ConversationSection {
     pub(super) resolved_phrases: Option<Vec<Spanned<String>>>,
     pub(super) rephrase_threshold: Option<Spanned<f32>>,
     pub(super) new_topic_threshold: Option<Spanned<f32>>,
-    pub(super) idle_minutes: Option<Spanned<u64>>,
+    pub(super) idle_seconds: Option<Spanned<u64>>,
     pub(super) step_down_after: Option<Spanned<u32>>,
 }
 

@@ -109,8 +109,8 @@ fn compile(file: ConfigFile) -> Result<Config, Problem> {
     })
 }
 
-/// Longest `[conversation] idle_minutes`: a year.
-const MAX_IDLE_MINUTES: u64 = 525_600;
+/// Longest `[conversation] idle_seconds`: a year.
+const MAX_IDLE_SECONDS: u64 = 31_536_000;
 
 /// Level 4 across turns: a known model to escalate to, limits of at least one turn, similarity
 /// thresholds in [-1, 1] with a new topic below a rephrasing, phrases that compile.
@@ -156,15 +156,15 @@ fn conversation(
         let at = c.new_topic_threshold.as_ref().or(c.rephrase_threshold.as_ref()).map_or(0..0, Spanned::span);
         return Err((at, "conversation.new_topic_threshold must be below rephrase_threshold".into()));
     }
-    let idle_minutes = match &c.idle_minutes {
-        Some(v) if !(1..=MAX_IDLE_MINUTES).contains(v.get_ref()) => {
+    let idle_seconds = match &c.idle_seconds {
+        Some(v) if !(1..=MAX_IDLE_SECONDS).contains(v.get_ref()) => {
             return Err((
                 v.span(),
-                format!("conversation.idle_minutes must be between 1 and {MAX_IDLE_MINUTES}"),
+                format!("conversation.idle_seconds must be between 1 and {MAX_IDLE_SECONDS}"),
             ))
         }
         Some(v) => *v.get_ref(),
-        None => 1_440,
+        None => 86_400,
     };
     let step_down_after = match &c.step_down_after {
         Some(v) if *v.get_ref() > 1000 => {
@@ -190,7 +190,7 @@ fn conversation(
         resolved_phrases: phrases(&c.resolved_phrases, "resolved_phrases", &DEFAULT_RESOLVED_PHRASES)?,
         rephrase_threshold,
         new_topic_threshold,
-        idle_minutes,
+        idle_seconds,
         step_down_after,
     })
 }
