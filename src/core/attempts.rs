@@ -35,7 +35,7 @@
 
 use crate::core::cascade::{CascadeStep, Verdict};
 use crate::core::config::{Cascade, Config, UpstreamPolicy};
-use crate::core::decision::Decision;
+use crate::core::decision::{Decision, Level};
 use crate::core::error::{CallOutcome, ErrorKind, RouterError};
 use crate::core::fallback::{self, after_failure, Attempt, Next, Skip};
 use crate::core::request::ChatRequest;
@@ -123,9 +123,10 @@ impl Attempts {
                 (model, timeout)
             })
             .collect();
-        let cascade = (decision.route != crate::core::decide::EXPLICIT_ROUTE)
-            .then(|| config.route(&decision.route))
-            .flatten();
+        // A named model, or an escalated conversation's frontier model, is not cascaded.
+        let cascaded =
+            decision.route != crate::core::decide::EXPLICIT_ROUTE && decision.level != Level::Conversation;
+        let cascade = cascaded.then(|| config.route(&decision.route)).flatten();
         Attempts {
             cascade: cascade.and_then(|route| route.cascade.clone()),
             steps: Vec::new(),

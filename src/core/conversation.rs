@@ -32,14 +32,16 @@ use crate::core::request::{ChatRequest, Role};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The frustration phrases of a config that lists none: English, case-insensitive.
+/// The frustration phrases of a config that lists none: English, case-insensitive, matched
+/// after typographic apostrophes become `'`. Each names the assistant's failure, not the
+/// user's own trouble ("I just asked my DBA" is not frustration; "I already told you" is).
 pub const DEFAULT_FRUSTRATION_PHRASES: [&str; 6] = [
     r"(?i)\b(no|nope),? (that'?s|this is|it'?s) not (what|it)\b",
     r"(?i)\bnot what i (meant|asked|wanted|said)\b",
     r"(?i)\byou('re| are) not (listening|understanding|getting it)\b",
     r"(?i)\b(still|again) (wrong|not working|doesn'?t work|broken)\b",
-    r"(?i)\b(that|this|it) (is|was)(n'?t| not) (right|correct|helpful)\b",
-    r"(?i)\bi (already|just) (told|said|asked)\b",
+    r"(?i)\b(that|this|it)('s| is| was)(n't| not) (right|correct|helpful)([^\w-]|$)",
+    r"(?i)\bi('ve| have)? (already|just) (told|asked) you\b|\bas i (already )?said\b",
 ];
 
 /// The frustration exemplars of a config that lists none.
@@ -51,12 +53,16 @@ pub const DEFAULT_FRUSTRATION_EXEMPLARS: [&str; 5] = [
     "I already told you that.",
 ];
 
-/// The resolved phrases of a config that lists none: a thanks or a "that works" opening the
-/// message.
+/// The resolved phrases of a config that lists none: a message that opens with thanks, or says
+/// only that it works ("it works, thanks!", not "it works locally but not in CI").
 pub const DEFAULT_RESOLVED_PHRASES: [&str; 2] = [
-    r"(?i)^\W*(thanks|thank you|thx|ty|cheers|perfect|great|awesome|excellent|got it)\b",
-    r"(?i)\b(that|it) (works|worked|fixed it|solved it)\b",
+    r"(?i)^\W*(thanks|thank you|thx|ty|cheers|perfect|awesome|excellent|got it)\b",
+    r"(?i)^\W*(great,? )?(that|it|this) (works|worked|fixed it|solved it|did it|did the trick)\W*((thanks|thank you)\W*)?$",
 ];
+
+/// A message shorter than this many words is never a rephrasing: "continue", "yes", "go on"
+/// said twice are the conversation going on, not a question asked again.
+pub const MIN_REPHRASE_WORDS: usize = 4;
 
 /// How a turn landed, judged from the latest user message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +137,8 @@ pub fn judge(settings: &ConversationSettings, request: &ChatRequest, measured: M
     let (Some(latest), Some(previous)) = last_two_user_texts(request) else {
         return Judgement::Opening;
     };
+    // iOS and macOS keyboards type ’ where the phrases say '.
+    let latest = &latest.replace('\u{2019}', "'");
     if let Some(phrase) = settings.frustration_phrases.iter().find(|p| p.is_match(latest)) {
         return Judgement::Frustrated { why: format!("phrase {}", phrase.as_str()) };
     }
@@ -140,11 +148,14 @@ pub fn judge(settings: &ConversationSettings, request: &ChatRequest, measured: M
     if settings.resolved_phrases.iter().any(|p| p.is_match(latest)) {
         return Judgement::Thanked;
     }
+    let long_enough = latest.split_whitespace().count() >= MIN_REPHRASE_WORDS;
     match measured.to_previous {
-        Some(similarity) if similarity >= settings.rephrase_threshold => Judgement::Rephrased { similarity },
+        Some(similarity) if similarity >= settings.rephrase_threshold && long_enough => {
+            Judgement::Rephrased { similarity }
+        }
         Some(similarity) if similarity < settings.new_topic_threshold => Judgement::NewTopic { similarity },
         Some(similarity) => Judgement::FollowUp { similarity: Some(similarity) },
-        None if same_words(latest, previous) => Judgement::Rephrased { similarity: 1.0 },
+        None if long_enough && same_words(latest, previous) => Judgement::Rephrased { similarity: 1.0 },
         None => Judgement::FollowUp { similarity: None },
     }
 }
@@ -179,11 +190,34 @@ pub struct ConversationState {
     /// Bad ratings received through `POST /v1/feedback`.
     #[serde(default)]
     pub bad_feedback: u32,
+    /// The last turn counted's [`fingerprint`].
+    #[serde(default)]
+    pub last_fingerprint: Option<String>,
 }
 
 impl ConversationState {
     pub fn escalated(&self) -> bool {
         self.escalated_at_turn.is_some()
+    }
+
+    /// Records the turn `fingerprint` judged `judgement` at `now_ms`: counts it, then escalates
+    /// (or steps down) as the settings say. A turn without a fingerprint (not the user's), or
+    /// with the last one's (sent again), is not counted; `false` then.
+    pub fn record_turn(
+        &mut self,
+        settings: &ConversationSettings,
+        fingerprint: Option<&str>,
+        judgement: Judgement,
+        now_ms: u64,
+    ) -> bool {
+        match fingerprint {
+            Some(fingerprint) if self.last_fingerprint.as_deref() != Some(fingerprint) => {
+                self.last_fingerprint = Some(fingerprint.to_string());
+                self.record(settings, judgement, now_ms);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records one turn judged `judgement` at `now_ms`: counts it, then escalates (or steps down)
@@ -265,12 +299,13 @@ pub fn escalate(decision: Decision, settings: &ConversationSettings, state: &Con
     }
     let mut candidates = vec![settings.escalate_to.clone()];
     candidates.extend(decision.candidates.iter().filter(|m| **m != settings.escalate_to).cloned());
-    let mut reasons = decision.reasons;
-    reasons.push(format!(
+    // The escalation decided the model: its reason comes first.
+    let mut reasons = vec![format!(
         "the conversation escalated to {:?} at turn {turn}: {}",
         settings.escalate_to,
         state.escalation_reason.as_deref().unwrap_or("limits crossed")
-    ));
+    )];
+    reasons.extend(decision.reasons);
     Decision {
         model: settings.escalate_to.clone(),
         candidates,
@@ -318,22 +353,36 @@ pub fn key_tag(router_key: Option<&str>) -> String {
 }
 
 /// The id of a conversation whose client names none: the SHA-256 of the router key (so two
-/// clients never share a conversation), the first system (or developer) message and the first
-/// user message. Every turn of an OpenAI-style conversation resends those, so every turn finds
-/// the same object. Two conversations that open with the same words under one key share it:
-/// clients that run many alike send `x-switchyard-conversation`.
+/// clients never share a conversation), the first system (or developer) message, the first user
+/// message and the first assistant answer. Every later turn of an OpenAI-style conversation
+/// resends those, so it finds the same object; and the first answer (sampled per conversation)
+/// keeps apart end users who open alike through one app. `None` before there is an answer: a
+/// first turn has nothing to judge, and one-shot requests make no object. Apps with many users
+/// per key should still send `x-switchyard-conversation`.
 pub fn derived_id(router_key: Option<&str>, request: &ChatRequest) -> Option<String> {
     let first =
         |role: &[Role]| request.messages.iter().find(|m| role.contains(&m.role)).map(|m| m.text.as_str());
     let user = first(&[Role::User])?;
+    let answer = first(&[Role::Assistant])?;
     let system = first(&[Role::System, Role::Developer]).unwrap_or("");
     let mut hash = Sha256::new();
-    for part in ["switchyard-conversation-v1", router_key.unwrap_or(""), system, user] {
+    for part in ["switchyard-conversation-v2", router_key.unwrap_or(""), system, user, answer] {
         hash.update((part.len() as u64).to_le_bytes());
         hash.update(part.as_bytes());
     }
     let hex: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     Some(format!("derived:{hex}"))
+}
+
+/// What identifies a turn, so that the same turn sent again (a client's retry, a regenerate) is
+/// not counted twice: the number of user messages and a hash of the latest. `None` when the last
+/// message is not the user's (a tool result: the same turn going on), which is not counted.
+pub fn fingerprint(request: &ChatRequest) -> Option<String> {
+    let last = request.messages.last().filter(|m| m.role == Role::User)?;
+    let users = request.messages.iter().filter(|m| m.role == Role::User).count();
+    let hash = Sha256::digest(last.text.as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Some(format!("{users}:{hex}"))
 }
 
 /// The id in `GET /v1/admin/conversations/{id}`: as `x-switchyard-conversation` answered it

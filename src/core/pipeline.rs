@@ -119,7 +119,8 @@ pub async fn gather<E: Embedder, L: LlmCaller>(
         max_output_tokens: request.max_output_tokens,
         ..Signals::default()
     };
-    if let Some(settings) = &config.conversation {
+    // A request that named its model keeps it: there is no conversation to judge for it.
+    if let (Some(settings), false) = (&config.conversation, matches!(requested, Requested::Model(_))) {
         signals.conversation = Some(judge_turn(config, settings, request, platform.embedder, watch).await);
     }
     if !matches!(requested, Requested::Auto) {

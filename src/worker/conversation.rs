@@ -51,6 +51,8 @@ pub struct TurnRow {
 #[derive(Serialize, Deserialize)]
 struct TurnRequest {
     id: String,
+    /// `core::conversation::fingerprint`: `None` for a turn not to be counted.
+    fingerprint: Option<String>,
     judgement: Judgement,
 }
 
@@ -71,17 +73,27 @@ impl DurableObject for Conversation {
             Err(why) => return Response::error(why, 503),
         };
         let sql = self.object.storage().sql();
-        create_tables(&sql)?;
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/turn") => {
                 let turn: TurnRequest = req.json().await?;
+                // Only a turn makes the tables (and so the object's storage): a lookup of a
+                // conversation that does not exist leaves nothing behind.
+                create_tables(&sql)?;
                 // Read, count and write with no await between: concurrent turns serialise here.
                 let mut state = read_state(&sql)?.map_or_else(ConversationState::default, |(_, s)| s);
                 let now = js_sys::Date::now() as u64;
-                state.record(&settings, turn.judgement.clone(), now);
-                write_state(&sql, &turn.id, &state, &turn.judgement)?;
-                let idle_ms = settings.idle_seconds.saturating_mul(1000);
-                self.object.storage().set_alarm(idle_ms.min(i64::MAX as u64) as i64).await?;
+                if state.record_turn(&settings, turn.fingerprint.as_deref(), turn.judgement.clone(), now) {
+                    write_state(&sql, &turn.id, &state, &turn.judgement)?;
+                    let idle_ms = settings.idle_seconds.saturating_mul(1000);
+                    if let Err(e) = self.object.storage().set_alarm(idle_ms.min(i64::MAX as u64) as i64).await
+                    {
+                        // The turn is counted; only its expiry is late (the next turn sets it again).
+                        worker::console_log!(
+                            "{}",
+                            json!({"event": "conversation_alarm_failed", "error": e.to_string()})
+                        );
+                    }
+                }
                 Response::from_json(&state)
             }
             (Method::Post, "/feedback") => match read_state(&sql)? {
@@ -118,7 +130,6 @@ impl DurableObject for Conversation {
     /// Idle long enough: everything is deleted. A turn since the alarm was set moved it on.
     async fn alarm(&self) -> worker::Result<Response> {
         let sql = self.object.storage().sql();
-        create_tables(&sql)?;
         let settings = self.settings().ok();
         let state = read_state(&sql)?;
         let now = js_sys::Date::now() as u64;
@@ -152,6 +163,18 @@ fn create_tables(sql: &SqlStorage) -> worker::Result<()> {
     Ok(())
 }
 
+/// Whether a turn has made the tables.
+fn has_tables(sql: &SqlStorage) -> worker::Result<bool> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let rows: Vec<Count> = sql
+        .exec("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'conversation'", None)?
+        .to_array()?;
+    Ok(rows.first().is_some_and(|c| c.n > 0))
+}
+
 #[derive(Deserialize)]
 struct StateRow {
     id: String,
@@ -159,6 +182,9 @@ struct StateRow {
 }
 
 fn read_state(sql: &SqlStorage) -> worker::Result<Option<(String, ConversationState)>> {
+    if !has_tables(sql)? {
+        return Ok(None);
+    }
     let rows: Vec<StateRow> =
         sql.exec("SELECT id, state FROM conversation WHERE one = 1", None)?.to_array()?;
     Ok(rows.into_iter().next().and_then(|row| Some((row.id, serde_json::from_str(&row.state).ok()?))))
@@ -205,11 +231,17 @@ fn stub(env: &Env, id: &str) -> Result<worker::Stub, String> {
     namespace.id_from_name(id).and_then(|object| object.get_stub()).map_err(|e| e.to_string())
 }
 
-/// Records a turn of conversation `id` judged `judgement`: the conversation's new state, or why
-/// it could not be reached (the caller routes without it).
-pub async fn record_turn(env: &Env, id: &str, judgement: &Judgement) -> Result<ConversationState, String> {
-    let body = serde_json::to_string(&TurnRequest { id: id.to_string(), judgement: judgement.clone() })
-        .map_err(|e| e.to_string())?;
+/// Records a turn of conversation `id` judged `judgement` (unless its `fingerprint` is `None` or
+/// the last one's: a tool round, a retry): the conversation's state, or why it could not be
+/// reached (the caller routes without it).
+pub async fn record_turn(
+    env: &Env,
+    id: &str,
+    fingerprint: Option<String>,
+    judgement: &Judgement,
+) -> Result<ConversationState, String> {
+    let turn = TurnRequest { id: id.to_string(), fingerprint, judgement: judgement.clone() };
+    let body = serde_json::to_string(&turn).map_err(|e| e.to_string())?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
     let request = Request::new_with_init("https://conversation/turn", &init).map_err(|e| e.to_string())?;

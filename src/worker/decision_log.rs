@@ -131,18 +131,21 @@ pub async fn read_page(env: &Env, query: &DecisionQuery) -> Result<(String, Opti
 
 /// Stores `feedback` on its row: a 404 when the log has no such decision, a 503 when the log
 /// cannot be reached (here the write is the request).
-/// The conversation a logged decision was counted under, if any.
-pub async fn conversation_of(env: &Env, decision_id: &str) -> Result<Option<String>, RouterError> {
+/// The conversation a logged decision was counted under, if any, and whether it was already
+/// rated bad (a bad rating counts against a conversation once per answer).
+pub async fn conversation_of(env: &Env, decision_id: &str) -> Result<(Option<String>, bool), RouterError> {
     let unavailable = |e: worker::Error| {
         RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be read: {e}"))
     };
-    let row: Option<Value> =
-        statement(env, "SELECT conversation FROM decisions WHERE id = ?1", &[json!(decision_id)])
-            .map_err(unavailable)?
-            .first(None)
-            .await
-            .map_err(unavailable)?;
-    Ok(row.and_then(|r| r.get("conversation").and_then(Value::as_str).map(str::to_string)))
+    let sql = "SELECT conversation, feedback_rating FROM decisions WHERE id = ?1";
+    let row: Option<Value> = statement(env, sql, &[json!(decision_id)])
+        .map_err(unavailable)?
+        .first(None)
+        .await
+        .map_err(unavailable)?;
+    let field =
+        |name: &str| row.as_ref().and_then(|r| r.get(name)).and_then(Value::as_str).map(str::to_string);
+    Ok((field("conversation"), field("feedback_rating").as_deref() == Some("bad")))
 }
 
 pub async fn store_feedback(env: &Env, feedback: &Feedback) -> Result<(), RouterError> {

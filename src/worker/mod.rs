@@ -131,10 +131,17 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             authorize(&req, state)?;
             let bytes = body::read_limited(&mut req, state.config.server.max_body_bytes).await?;
             let feedback = Feedback::parse(&bytes, &state.config)?;
+            let counts = feedback.rating == Rating::Bad && state.config.conversation.is_some();
+            // Read before the rating is stored: was this answer rated bad already?
+            let target = if counts {
+                Some(decision_log::conversation_of(env, &feedback.decision_id).await)
+            } else {
+                None
+            };
             decision_log::store_feedback(env, &feedback).await?;
             let mut stored = feedback.stored_json();
-            if feedback.rating == Rating::Bad && state.config.conversation.is_some() {
-                stored["conversation"] = json!(bad_rating_to_conversation(env, &feedback.decision_id).await);
+            if let Some(target) = target {
+                stored["conversation"] = json!(bad_rating_to_conversation(env, target).await);
             }
             Ok(http::json(200, &stored))
         }
@@ -212,12 +219,16 @@ async fn converse(
     else {
         return Ok((decision, None));
     };
-    let router_key = authorization.as_deref().and_then(crate::core::auth::bearer);
+    // Without router keys anyone may call: the bearer (perhaps a client's own upstream key) is
+    // not a key of ours and is not used.
+    let router_key =
+        authorization.as_deref().and_then(crate::core::auth::bearer).filter(|_| state.keys.has_keys());
     let id = crate::core::conversation::conversation_id(header.as_deref(), router_key, request)
         .map_err(|e| RouterError::invalid_request(e).with_param(headers::CONVERSATION))?;
     let Some(id) = id else { return Ok((decision, None)) };
     let started = now_ms();
-    let recorded = conversation::record_turn(env, &id, judgement).await;
+    let fingerprint = crate::core::conversation::fingerprint(request);
+    let recorded = conversation::record_turn(env, &id, fingerprint, judgement).await;
     phases.push(Phase { name: "conversation", ms: now_ms() - started });
     match recorded {
         Ok(conversation) => {
@@ -233,11 +244,16 @@ async fn converse(
     }
 }
 
-/// A bad rating counts against the conversation of the answer rated, if it had one: the id of
-/// the conversation told, or `None` (no conversation, or it could not be reached: logged).
-async fn bad_rating_to_conversation(env: &Env, decision_id: &str) -> Option<String> {
-    let id = match decision_log::conversation_of(env, decision_id).await {
-        Ok(id) => id?,
+/// A bad rating counts against the conversation of the answer rated (`target`: its id, and
+/// whether that answer was rated bad before, which counts once): the id of the conversation, or
+/// `None` (no conversation, or it could not be reached: logged).
+async fn bad_rating_to_conversation(
+    env: &Env,
+    target: Result<(Option<String>, bool), RouterError>,
+) -> Option<String> {
+    let id = match target {
+        Ok((id, true)) => return id,
+        Ok((id, false)) => id?,
         Err(e) => {
             log_error(&e);
             return None;

@@ -70,17 +70,31 @@ describe('conversations that escalate, in Durable Objects', () => {
   test('frustration escalates after two frustrated turns, streamed too, under a derived id', async () => {
     const opening = `Explain recursion to me (${unique('run')})`;
     const first = await turn(stack.base, [opening]);
-    assert.match(first.conversation, /^derived:[0-9a-f]{32}$/);
+    assert.equal(first.conversation, null, 'a first turn without a name makes no object');
     const second = await turn(stack.base, [opening, "No, that's not what I meant"], { stream: true });
     assert.notEqual(second.level, 'conversation');
-    assert.equal(second.conversation, first.conversation, 'the same opening under the same key is the same conversation');
+    assert.match(second.conversation, /^derived:[0-9a-f]{32}$/);
     const third = await turn(stack.base, [opening, "No, that's not what I meant", 'Still wrong, you are not listening'], { stream: true });
+    assert.equal(third.conversation, second.conversation, 'every later turn finds the same conversation');
     assert.equal(third.level, 'conversation');
     assert.match(third.text, /^echo from fake-big/);
-    const state = await (await admin(stack.base, first.conversation)).json();
+    const state = await (await admin(stack.base, second.conversation)).json();
     assert.equal(state.state.frustrated, 2);
-    assert.deepEqual(state.turns.map((t) => t.judgement.turn), ['opening', 'frustrated', 'frustrated']);
-    assert.equal(state.state.escalated_at_turn, 3);
+    assert.deepEqual(state.turns.map((t) => t.judgement.turn), ['frustrated', 'frustrated']);
+    assert.equal(state.state.escalated_at_turn, 2);
+  });
+
+  test('a retried turn and a tool round are not counted again', async () => {
+    const id = unique('retry');
+    const said = ['What time is it in Tokyo right now?'];
+    await turn(stack.base, said, { id });
+    await turn(stack.base, said, { id });
+    const tools = [{ type: 'function', function: { name: 'clock', parameters: { type: 'object', properties: {} } } }];
+    const messages = [...history(said), { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'clock', arguments: '{}' } }] }, { role: 'tool', tool_call_id: 'c1', content: '09:00' }];
+    const res = await postJson(stack.base, '/v1/chat/completions', { model: 'auto', messages, tools }, { 'x-switchyard-conversation': id });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    const { state } = await (await admin(stack.base, res.headers.get('x-switchyard-conversation'))).json();
+    assert.equal(state.turns, 1);
   });
 
   test('ten turns of one conversation sent at once are all counted', async () => {
@@ -105,11 +119,12 @@ describe('conversations that escalate, in Durable Objects', () => {
 
   test('bad ratings through /v1/feedback count as unresolved turns', async () => {
     const id = unique('feedback');
-    const said = ['Summarise this contract', 'Summarise this contract'];
-    await turn(stack.base, said.slice(0, 1), { id });
+    const said = ['Summarise this contract for me', 'Summarise this contract for me'];
+    const first = await turn(stack.base, said.slice(0, 1), { id });
     const second = await turn(stack.base, said, { id });
-    for (let i = 0; i < 2; i++) {
-      const res = await postJson(stack.base, '/v1/feedback', { decision_id: second.decisionId, rating: 'bad' });
+    // The same answer rated bad twice counts once; another answer's rating counts again.
+    for (const decisionId of [second.decisionId, second.decisionId, first.decisionId]) {
+      const res = await postJson(stack.base, '/v1/feedback', { decision_id: decisionId, rating: 'bad' });
       assert.equal(res.status, 200, JSON.stringify(res.json));
       assert.equal(res.json.conversation, second.conversation);
     }

@@ -5,7 +5,7 @@
 use serde_json::json;
 use switchyard::core::config::{Config, ConversationSettings};
 use switchyard::core::conversation::{
-    conversation_id, derived_id, escalate, judge, ConversationState, Judgement, Measured,
+    conversation_id, derived_id, escalate, fingerprint, judge, ConversationState, Judgement, Measured,
 };
 use switchyard::core::decision::Level;
 use switchyard::core::request::ChatRequest;
@@ -112,7 +112,7 @@ fn a_turn_is_judged_from_the_latest_user_message_against_the_previous_one() {
     );
     // Without an encoder: the same words again is a rephrasing; anything else a follow-up.
     assert_eq!(
-        judge(&s, &turns(&["Sort a list?", "sort a list"]), Measured::default()),
+        judge(&s, &turns(&["How do I sort a list?", "how do I sort a list"]), Measured::default()),
         Judgement::Rephrased { similarity: 1.0 }
     );
     assert_eq!(
@@ -127,6 +127,52 @@ fn rephrased() -> Judgement {
 
 fn frustrated() -> Judgement {
     Judgement::Frustrated { why: "phrase".into() }
+}
+
+#[test]
+fn the_default_phrases_catch_the_assistants_failures_not_the_users_own_words() {
+    let s = settings();
+    let latest = |text: &str| judge(&s, &turns(&["How do I deploy this service?", text]), similar(0.5));
+    for text in [
+        "That\u{2019}s not right",
+        "No, that's not what I meant",
+        "I already told you the port",
+        "still wrong",
+    ] {
+        assert!(matches!(latest(text), Judgement::Frustrated { .. }), "{text}: {:?}", latest(text));
+    }
+    for text in [
+        "I just asked my DBA and he said no",
+        "The header isn't right-aligned on mobile",
+        "It works locally but not in CI",
+        "How it works under the hood?",
+    ] {
+        assert!(matches!(latest(text), Judgement::FollowUp { .. }), "{text}: {:?}", latest(text));
+    }
+    assert_eq!(latest("It works, thanks!"), Judgement::Thanked);
+    // Short messages said again are the conversation going on, not a question asked again.
+    assert_eq!(
+        judge(&s, &turns(&["continue", "continue"]), similar(1.0)),
+        Judgement::FollowUp { similarity: Some(1.0) }
+    );
+}
+
+#[test]
+fn a_turn_sent_again_or_a_tool_round_is_not_counted() {
+    let s = settings();
+    let request = turns(&["How do I sort a list?", "How do I sort a list?"]);
+    let print = fingerprint(&request);
+    let mut state = ConversationState::default();
+    assert!(state.record_turn(&s, print.as_deref(), rephrased(), 0));
+    assert!(!state.record_turn(&s, print.as_deref(), rephrased(), 0), "a retry");
+    assert_eq!(state.turns, 1);
+    let mut messages = request.body["messages"].as_array().unwrap().clone();
+    messages.push(json!({"role": "assistant", "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}));
+    messages.push(json!({"role": "tool", "tool_call_id": "t", "content": "42"}));
+    let tool_round = ChatRequest::from_value(json!({"model": "auto", "messages": messages})).unwrap();
+    assert_eq!(fingerprint(&tool_round), None);
+    assert!(!state.record_turn(&s, None, rephrased(), 0));
+    assert_ne!(fingerprint(&turns(&["a"])), fingerprint(&turns(&["a", "a"])), "the turn's place counts");
 }
 
 #[test]
@@ -216,7 +262,7 @@ fn an_escalated_conversation_goes_to_the_frontier_model_with_routing_as_fallback
     assert_eq!((escalated.level, escalated.model.as_str()), (Level::Conversation, "frontier"));
     assert_eq!(escalated.candidates, ["frontier", "small"]);
     assert_eq!(escalated.route, "chat");
-    assert!(escalated.reasons.last().unwrap().contains("escalated to \"frontier\" at turn 3"));
+    assert!(escalated.reasons[0].contains("escalated to \"frontier\" at turn 3"), "{:?}", escalated.reasons);
     // A request that named its model keeps it.
     let named =
         ChatRequest::from_value(json!({"model": "small", "messages": [{"role": "user", "content": "hi"}]}))
@@ -228,11 +274,21 @@ fn an_escalated_conversation_goes_to_the_frontier_model_with_routing_as_fallback
 #[test]
 fn ids_come_from_the_header_or_from_who_asks_and_how_the_conversation_began() {
     let first = turns(&["How do I sort a list?"]);
+    assert_eq!(derived_id(Some("sk-a"), &first), None, "a first turn makes no object");
+    let second = turns(&["How do I sort a list?", "in reverse"]);
     let later = turns(&["How do I sort a list?", "in reverse", "thanks"]);
-    assert_eq!(derived_id(Some("sk-a"), &first), derived_id(Some("sk-a"), &later));
-    assert_ne!(derived_id(Some("sk-a"), &first), derived_id(Some("sk-b"), &first));
-    assert_ne!(derived_id(Some("sk-a"), &first), derived_id(Some("sk-a"), &turns(&["Something else"])));
-    let id = derived_id(Some("sk-a"), &first).unwrap();
+    assert_eq!(derived_id(Some("sk-a"), &second), derived_id(Some("sk-a"), &later));
+    assert_ne!(derived_id(Some("sk-a"), &second), derived_id(Some("sk-b"), &second));
+    assert_ne!(
+        derived_id(Some("sk-a"), &second),
+        derived_id(Some("sk-a"), &turns(&["Something else", "in reverse"]))
+    );
+    // Two users who open alike get different first answers, so different conversations.
+    let mut other = second.clone();
+    other.body["messages"][2]["content"] = json!("another answer");
+    let other = ChatRequest::from_value(serde_json::Value::Object(other.body)).unwrap();
+    assert_ne!(derived_id(Some("sk-a"), &second), derived_id(Some("sk-a"), &other));
+    let id = derived_id(Some("sk-a"), &second).unwrap();
     assert!(id.starts_with("derived:") && id.len() == "derived:".len() + 32 && !id.contains("sk-a"), "{id}");
     let named = conversation_id(Some("chat-42"), Some("sk-a"), &first).unwrap().unwrap();
     assert!(
