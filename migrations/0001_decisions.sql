@@ -6,7 +6,7 @@ CREATE TABLE decisions (
   created_at INTEGER NOT NULL,         -- ms since the Unix epoch
   route TEXT NOT NULL,
   model TEXT NOT NULL,                 -- the model that answered (else the route's first)
-  level TEXT NOT NULL,                 -- rules | semantic | classifier | llm | default | explicit
+  level TEXT NOT NULL,                 -- rules | semantic | classifier | llm | conversation | default | explicit
   confidence REAL,                     -- the deciding level's score or confidence, when it has one
   scores TEXT NOT NULL,                -- JSON: every route's score
   signals TEXT NOT NULL,               -- JSON: what each level observed (as /v1/route's signals)
