@@ -249,6 +249,23 @@ pub async fn record_turn(
     response.json().await.map_err(|e| format!("the conversation's answer is unreadable: {e}"))
 }
 
+/// Conversation `id`'s state, not counting a turn (`/v1/route`); a conversation not begun is a
+/// fresh state.
+pub async fn peek(env: &Env, id: &str) -> Result<ConversationState, String> {
+    let request = Request::new("https://conversation/state", Method::Get).map_err(|e| e.to_string())?;
+    let mut response = ask(env, id, request).await?;
+    if response.status_code() == 404 {
+        return Ok(ConversationState::default());
+    }
+    #[derive(Deserialize)]
+    struct View {
+        state: ConversationState,
+    }
+    let view: View =
+        response.json().await.map_err(|e| format!("the conversation's answer is unreadable: {e}"))?;
+    Ok(view.state)
+}
+
 /// Records a client's bad rating in conversation `id` (`POST /v1/feedback`).
 pub async fn record_bad_feedback(env: &Env, id: &str) -> Result<ConversationState, String> {
     let mut init = RequestInit::new();

@@ -108,7 +108,12 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
         }
         (Method::Post, "/v1/route") => {
             authorize(&req, state)?;
-            let (request, decision, phases) = decide(&mut req, env, state, started).await?;
+            let header = |name: &str| req.headers().get(name).ok().flatten();
+            let asked = (header(headers::CONVERSATION), header("authorization"));
+            let (request, decision, mut phases) = decide(&mut req, env, state, started).await?;
+            // A dry run: the conversation is read, not counted.
+            let (decision, _) =
+                converse(env, state, asked, &request, decision, &mut phases, Record::No).await?;
             let plan =
                 fallback::plan(&state.config, &decision, &request, |name| state::secret(env, name).is_some());
             let mut response = http::json(200, &route_json(&decision, &phases, &plan));
@@ -124,7 +129,7 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             let asked = (header(headers::CONVERSATION), header("authorization"));
             let (request, decision, mut phases) = decide(&mut req, env, state, started).await?;
             let (decision, conversation) =
-                converse(env, state, asked, &request, decision, &mut phases).await?;
+                converse(env, state, asked, &request, decision, &mut phases, Record::Yes).await?;
             Ok(chat(state, env, ctx, request, decision, phases, conversation).await)
         }
         (Method::Post, "/v1/feedback") => {
@@ -202,11 +207,19 @@ async fn decide(
     Ok((request, decision, watch.phases))
 }
 
+/// Whether a turn is counted (a chat) or only looked at (`/v1/route`'s dry run).
+#[derive(Clone, Copy, PartialEq)]
+enum Record {
+    Yes,
+    No,
+}
+
 /// Level 4 across turns, with a `[conversation]` section: records this turn in the conversation's
-/// Durable Object (its id from the `x-switchyard-conversation` header, or derived) and, when the
-/// conversation has escalated, sends the turn to `escalate_to`. An object that cannot be reached
-/// leaves the decision as routed (the reason is logged): never an error for the client. Returns
-/// the conversation's id for the response's header.
+/// Durable Object (its id from the `x-switchyard-conversation` header, or derived; with
+/// `Record::No`, only reads its state) and, when the conversation has escalated, sends the turn
+/// to `escalate_to`. An object that cannot be reached leaves the decision as routed (the reason
+/// is logged): never an error for the client. Returns the conversation's id for the response's
+/// header.
 async fn converse(
     env: &Env,
     state: &State,
@@ -214,6 +227,7 @@ async fn converse(
     request: &ChatRequest,
     decision: Decision,
     phases: &mut Vec<Phase>,
+    record: Record,
 ) -> Result<(Decision, Option<String>), RouterError> {
     let (Some(settings), Some(judgement)) = (&state.config.conversation, &decision.signals.conversation)
     else {
@@ -227,8 +241,11 @@ async fn converse(
         .map_err(|e| RouterError::invalid_request(e).with_param(headers::CONVERSATION))?;
     let Some(id) = id else { return Ok((decision, None)) };
     let started = now_ms();
-    let fingerprint = crate::core::conversation::fingerprint(request);
-    let recorded = conversation::record_turn(env, &id, fingerprint, judgement).await;
+    let fingerprint = crate::core::conversation::fingerprint(request).filter(|_| record == Record::Yes);
+    let recorded = match record {
+        Record::Yes => conversation::record_turn(env, &id, fingerprint, judgement).await,
+        Record::No => conversation::peek(env, &id).await,
+    };
     phases.push(Phase { name: "conversation", ms: now_ms() - started });
     match recorded {
         Ok(conversation) => {

@@ -63,6 +63,11 @@ describe('conversations that escalate, in Durable Objects', () => {
     // not step it down (sticky).
     assert.deepEqual(levels.map(([level]) => level === 'conversation'), [false, false, false, true, true, true]);
     assert.deepEqual(levels.slice(3).map(([, model]) => model), ['big', 'big', 'big']);
+    // /v1/route, a dry run, reads the conversation without counting a turn.
+    const dry = await postJson(stack.base, '/v1/route', { model: 'auto', messages: history([...said, 'And horizontally?']) }, { 'x-switchyard-conversation': id });
+    assert.deepEqual([dry.json.level, dry.json.model], ['conversation', 'big']);
+    const conversation = `client:${await keyTag(stack)}:${id}`;
+    assert.equal((await (await admin(stack.base, conversation)).json()).state.turns, 6);
     const res = await admin(stack.base, `client:${'x'.repeat(16)}:${id}`);
     assert.equal(res.status, 404, 'another key tag is another conversation');
   });
