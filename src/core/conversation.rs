@@ -44,19 +44,29 @@ pub const DEFAULT_FRUSTRATION_PHRASES: [&str; 6] = [
     r"(?i)\bi('ve| have)? (already|just) (told|asked) you\b|\bas i (already )?said\b",
 ];
 
-/// The frustration exemplars of a config that lists none.
-pub const DEFAULT_FRUSTRATION_EXEMPLARS: [&str; 5] = [
+/// The frustration exemplars of a config that lists none: short, generic complaints about an
+/// answer, compared by meaning with the user's latest message.
+pub const DEFAULT_FRUSTRATION_EXEMPLARS: [&str; 12] = [
     "No, that's not what I meant.",
     "You are not answering my question.",
     "That's wrong again, try again.",
     "This still doesn't work.",
     "I already told you that.",
+    "You misunderstood what I asked.",
+    "That answer is incorrect.",
+    "I tried that and it didn't help.",
+    "Did you even read what I wrote?",
+    "You're contradicting yourself.",
+    "This is useless.",
+    "That makes no sense, I'm still stuck.",
 ];
 
-/// The resolved phrases of a config that lists none: a message that opens with thanks, or says
-/// only that it works ("it works, thanks!", not "it works locally but not in CI").
-pub const DEFAULT_RESOLVED_PHRASES: [&str; 2] = [
+/// The resolved phrases of a config that lists none: a message that opens or ends with thanks, or
+/// says only that it works ("it works, thanks!", not "it works locally but not in CI"). They are
+/// read after the frustration phrases, so "thanks, but it is still broken" stays frustrated.
+pub const DEFAULT_RESOLVED_PHRASES: [&str; 3] = [
     r"(?i)^\W*(thanks|thank you|thx|ty|cheers|perfect|awesome|excellent|got it)\b",
+    r"(?i)\b(thanks|thank (you|u)|thx|much appreciated|appreciate it|lifesaver)\b",
     r"(?i)^\W*(great,? )?(that|it|this) (works|worked|fixed it|solved it|did it|did the trick)\W*((thanks|thank you)\W*)?$",
 ];
 

@@ -62,12 +62,12 @@ fn defaults_apply_and_mistakes_point_at_their_place() {
         (s.unresolved_turns, s.frustrated_turns, s.step_down_after, s.idle_seconds),
         (3, 2, 0, 86_400)
     );
-    assert_eq!((s.rephrase_threshold, s.new_topic_threshold, s.frustration_threshold), (0.8, 0.3, 0.75));
+    assert_eq!((s.rephrase_threshold, s.new_topic_threshold, s.frustration_threshold), (0.6, 0.1, 0.55));
     assert!(!s.frustration_phrases.is_empty() && !s.frustration_exemplars.is_empty());
     for (line, says) in [
         ("escalate_to = \"ghost\"", "unknown model \"ghost\""),
         ("unresolved_turns = 0", "between 1 and 1000"),
-        ("rephrase_threshold = 0.2", "new_topic_threshold must be below rephrase_threshold"),
+        ("rephrase_threshold = 0.05", "new_topic_threshold must be below rephrase_threshold"),
         ("frustration_phrases = ['(oops']", "invalid regex"),
         ("idle_seconds = 0", "idle_seconds must be between 1"),
         ("frustrated_turn = 2", "unknown field `frustrated_turn`"),

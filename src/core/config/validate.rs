@@ -150,8 +150,8 @@ fn conversation(
             .collect::<Result<Vec<_>, Problem>>(),
         None => Ok(defaults.iter().map(|p| Regex::new(p).expect("the built-in phrases compile")).collect()),
     };
-    let rephrase_threshold = similarity(&c.rephrase_threshold, "rephrase_threshold", 0.8)?;
-    let new_topic_threshold = similarity(&c.new_topic_threshold, "new_topic_threshold", 0.3)?;
+    let rephrase_threshold = similarity(&c.rephrase_threshold, "rephrase_threshold", 0.6)?;
+    let new_topic_threshold = similarity(&c.new_topic_threshold, "new_topic_threshold", 0.1)?;
     if new_topic_threshold >= rephrase_threshold {
         let at = c.new_topic_threshold.as_ref().or(c.rephrase_threshold.as_ref()).map_or(0..0, Spanned::span);
         return Err((at, "conversation.new_topic_threshold must be below rephrase_threshold".into()));
@@ -186,7 +186,7 @@ fn conversation(
             .frustration_exemplars
             .clone()
             .unwrap_or_else(|| DEFAULT_FRUSTRATION_EXEMPLARS.iter().map(|e| e.to_string()).collect()),
-        frustration_threshold: similarity(&c.frustration_threshold, "frustration_threshold", 0.75)?,
+        frustration_threshold: similarity(&c.frustration_threshold, "frustration_threshold", 0.55)?,
         resolved_phrases: phrases(&c.resolved_phrases, "resolved_phrases", &DEFAULT_RESOLVED_PHRASES)?,
         rephrase_threshold,
         new_topic_threshold,
