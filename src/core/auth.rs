@@ -1,11 +1,17 @@
 //! Bearer-key authentication against the router's own keys.
 //!
-//! Keys are compared in constant time (`subtle`), so response timing does not reveal how much of
-//! a guessed key was right. A config that asks for auth but whose key secrets are all missing
-//! fails closed with a 500 naming the secret, never open.
+//! Keys are compared as SHA-256 digests in constant time (`subtle`): every comparison is of 32
+//! bytes, whatever the lengths, so response timing reveals neither how much of a guessed key was
+//! right nor how long the key is. A config that asks for auth but whose key secrets are all
+//! missing, or one of whose keys is shorter than [`MIN_KEY_CHARS`], fails closed with a 500
+//! naming the secret (never its value), never open.
 
 use crate::core::error::{ErrorKind, RouterError};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+/// The shortest router or admin key accepted: a shorter one can be guessed.
+pub const MIN_KEY_CHARS: usize = 16;
 
 /// The router keys in force: `Open` only when the config lists no key names at all.
 #[derive(Debug, Clone)]
@@ -14,6 +20,8 @@ pub enum RouterKeys {
     Keys(Vec<String>),
     /// Key names are configured but none of their secrets is set.
     Missing(Vec<String>),
+    /// The secret of this name holds a key shorter than [`MIN_KEY_CHARS`].
+    TooShort(String),
 }
 
 impl RouterKeys {
@@ -22,7 +30,12 @@ impl RouterKeys {
         if names.is_empty() {
             return RouterKeys::Open;
         }
-        let keys: Vec<String> = names.iter().filter_map(|n| lookup(n)).filter(|k| !k.is_empty()).collect();
+        let named: Vec<(&str, String)> =
+            names.iter().filter_map(|n| lookup(n).map(|k| (*n, k))).filter(|(_, k)| !k.is_empty()).collect();
+        if let Some((name, _)) = named.iter().find(|(_, k)| k.chars().count() < MIN_KEY_CHARS) {
+            return RouterKeys::TooShort(name.to_string());
+        }
+        let keys: Vec<String> = named.into_iter().map(|(_, k)| k).collect();
         if keys.is_empty() {
             RouterKeys::Missing(names.iter().map(|n| n.to_string()).collect())
         } else {
@@ -44,6 +57,14 @@ impl RouterKeys {
                     ),
                 ))
             }
+            RouterKeys::TooShort(name) => {
+                return Err(RouterError::new(
+                    ErrorKind::Configuration,
+                    format!(
+                        "the key in secret {name} is shorter than {MIN_KEY_CHARS} characters; set a longer one (for example `openssl rand -hex 24`)"
+                    ),
+                ))
+            }
         };
         let presented = authorization.and_then(bearer).unwrap_or("");
         if presented.is_empty() {
@@ -52,10 +73,12 @@ impl RouterKeys {
                 "Missing API key: send `Authorization: Bearer <key>` with a Switchyard router key.",
             ));
         }
-        // Check every key so the time taken does not depend on which one matched.
+        // Digests are all 32 bytes, and every key is checked, so the time taken depends neither
+        // on the keys' lengths nor on which one matched.
+        let presented = Sha256::digest(presented.as_bytes());
         let mut matched = subtle::Choice::from(0u8);
         for key in keys {
-            matched |= presented.as_bytes().ct_eq(key.as_bytes());
+            matched |= presented.as_slice().ct_eq(Sha256::digest(key.as_bytes()).as_slice());
         }
         if bool::from(matched) {
             Ok(())
@@ -129,14 +152,14 @@ mod tests {
     use super::*;
 
     fn keys() -> RouterKeys {
-        RouterKeys::resolve(&["A", "B"], |n| (n == "B").then(|| "sk-router-123".to_string()))
+        RouterKeys::resolve(&["A", "B"], |n| (n == "B").then(|| "sk-router-0123456789".to_string()))
     }
 
     #[test]
     fn accepts_only_the_configured_key() {
-        assert!(keys().check(Some("Bearer sk-router-123")).is_ok());
-        assert_eq!(keys().check(Some("Bearer sk-router-124")).unwrap_err().status(), 401);
-        assert_eq!(keys().check(Some("sk-router-123")).unwrap_err().status(), 401);
+        assert!(keys().check(Some("Bearer sk-router-0123456789")).is_ok());
+        assert_eq!(keys().check(Some("Bearer sk-router-0123456788")).unwrap_err().status(), 401);
+        assert_eq!(keys().check(Some("sk-router-0123456789")).unwrap_err().status(), 401);
         assert_eq!(keys().check(None).unwrap_err().status(), 401);
     }
 
@@ -150,15 +173,38 @@ mod tests {
 
     #[test]
     fn admin_endpoints_take_only_admin_keys_and_are_off_without_them() {
-        let admin = AdminKeys::resolve(&["ADMIN"], |n| (n == "ADMIN").then(|| "sk-admin-456".to_string()));
-        assert!(admin.check(Some("Bearer sk-admin-456"), &keys()).is_ok());
-        assert_eq!(admin.check(Some("Bearer sk-router-123"), &keys()).unwrap_err().status(), 403);
+        let admin =
+            AdminKeys::resolve(&["ADMIN"], |n| (n == "ADMIN").then(|| "sk-admin-0123456789".to_string()));
+        assert!(admin.check(Some("Bearer sk-admin-0123456789"), &keys()).is_ok());
+        assert_eq!(admin.check(Some("Bearer sk-router-0123456789"), &keys()).unwrap_err().status(), 403);
         assert_eq!(admin.check(Some("Bearer sk-wrong"), &keys()).unwrap_err().status(), 401);
         assert_eq!(admin.check(None, &keys()).unwrap_err().status(), 401);
         let off = AdminKeys::resolve(&[], |_| None);
-        assert_eq!(off.check(Some("Bearer sk-admin-456"), &keys()).unwrap_err().status(), 403);
+        assert_eq!(off.check(Some("Bearer sk-admin-0123456789"), &keys()).unwrap_err().status(), 403);
         let unset = AdminKeys::resolve(&["ADMIN"], |_| None);
-        assert_eq!(unset.check(Some("Bearer sk-admin-456"), &keys()).unwrap_err().status(), 500);
+        assert_eq!(unset.check(Some("Bearer sk-admin-0123456789"), &keys()).unwrap_err().status(), 500);
+    }
+
+    #[test]
+    fn a_short_key_fails_closed_naming_its_secret_not_its_value() {
+        let keys = RouterKeys::resolve(&["A", "B"], |n| {
+            Some(if n == "A" { "sk-short" } else { "sk-long-enough-0123" }.into())
+        });
+        let err = keys.check(Some("Bearer sk-long-enough-0123")).unwrap_err();
+        assert_eq!(err.status(), 500);
+        assert!(err.message.contains("secret A") && !err.message.contains("sk-short"), "{}", err.message);
+        let admin = AdminKeys::resolve(&["ADMIN"], |_| Some("sk-short".into()));
+        assert_eq!(admin.check(Some("Bearer sk-short"), &keys).unwrap_err().status(), 500);
+    }
+
+    #[test]
+    fn a_presented_key_of_any_length_is_just_wrong() {
+        for presented in
+            ["", "s", "sk-router-012345678", "sk-router-0123456789-and-more", &"x".repeat(10_000)]
+        {
+            let header = format!("Bearer {presented}");
+            assert_eq!(keys().check(Some(&header)).unwrap_err().status(), 401, "{presented:?}");
+        }
     }
 
     #[test]
