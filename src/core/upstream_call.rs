@@ -186,7 +186,6 @@ impl StreamOutcome {
 pub struct UpstreamCall {
     model: String,
     provider: String,
-    base_url: String,
     kind: ProviderKind,
     upstream_model: String,
     stream: bool,
@@ -260,7 +259,6 @@ impl UpstreamCall {
         let call = UpstreamCall {
             model: name.to_string(),
             provider: model.provider.clone(),
-            base_url: provider.base_url.clone(),
             kind: provider.kind,
             upstream_model: model.upstream.clone(),
             stream: request.stream,
@@ -401,7 +399,9 @@ impl UpstreamCall {
     fn unreachable(&self, detail: &str) -> RouterError {
         RouterError::new(
             ErrorKind::UpstreamUnreachable,
-            format!("could not reach upstream {:?} at {}: {detail}", self.provider, self.base_url),
+            // Not the base URL: clients get this message, and where the upstreams are is the
+            // operator's business.
+            format!("could not reach upstream {:?}: {detail}", self.provider),
         )
     }
 }

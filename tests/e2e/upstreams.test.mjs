@@ -203,6 +203,13 @@ describe('fallbacks', () => {
     assert.equal(data.choices[0].message.content, 'echo from fake-patient: slow is fine');
   });
 
+  test('an unreachable upstream is a 502 naming the provider, not where it is', async () => {
+    const res = await postJson(stack.base, '/v1/chat/completions', { model: 'offline', messages: user('hi') });
+    assert.equal(res.status, 502);
+    assert.match(res.json.error.message, /could not reach upstream "down"/);
+    assert.doesNotMatch(res.text, /127\.0\.0\.1:9/);
+  });
+
   test('a refused connection and a reset connection fall back', async () => {
     const { response } = await client.chat.completions.create({ model: 'down-first', messages: user('hi') }).withResponse();
     assert.equal(response.headers.get('x-switchyard-attempts'), 'offline=unreachable, offline=unreachable, primary=ok');
