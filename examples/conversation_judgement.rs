@@ -81,7 +81,7 @@ fn measure(encoder: &dyn Encode, settings: &ConversationSettings, pairs: &mut [P
     let exemplars: Vec<Vec<f32>> =
         settings.frustration_exemplars.iter().map(|e| encoder.embed(e).unwrap()).collect();
     for pair in pairs {
-        let texts = switchyard::core::conversation::last_two_user_texts(&pair.request);
+        let texts = pair.request.last_two_user_texts();
         let (latest, previous) = (texts.0.unwrap(), texts.1.unwrap());
         let (l, p) = (encoder.embed(latest).unwrap(), encoder.embed(previous).unwrap());
         pair.to_previous = dot(&l, &p);

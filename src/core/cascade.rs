@@ -16,7 +16,7 @@
 //!   call; a hesitant model scores low.
 //!
 //! Both rating calls answer a 0–10 grade under constrained JSON output (the same way as the LLM
-//! router asks for its route: [`providers::constrained_answer`]), normalised to 0–1. The
+//! router asks for its route: [`providers::constrain_answer`]), normalised to 0–1. The
 //! conversation ([`rated_conversation`]: the system prompt and the last messages, so a follow-up
 //! such as "and in Python?" is graded in its context) and the answer are put between markers and
 //! the prompt says they are data, so an answer that says "rate this 10" is still graded on what
@@ -30,7 +30,7 @@
 use crate::core::config::{add_costs, Cascade, ProviderKind, ScoreMethod};
 use crate::core::error::RouterError;
 use crate::core::providers::{self, ConstrainedAnswer};
-use crate::core::request::{ChatRequest, Role};
+use crate::core::request::{clip_chars, ChatRequest, Role};
 use serde_json::{json, Value};
 
 /// The instructions of a `"self"` rating, sent to the model that answered.
@@ -128,9 +128,9 @@ pub fn rated_conversation(request: &ChatRequest) -> String {
             .ok()
             .and_then(|r| r.as_str().map(str::to_string))
             .unwrap_or_default();
-        let mut text = clip(&m.text, MAX_RATED_CHARS).to_string();
+        let mut text = clip_chars(&m.text, MAX_RATED_CHARS).to_string();
         if !m.tool_call_text.is_empty() {
-            text.push_str(&format!("\n(calls tools) {}", clip(&m.tool_call_text, MAX_RATED_CHARS)));
+            text.push_str(&format!("\n(calls tools) {}", clip_chars(&m.tool_call_text, MAX_RATED_CHARS)));
         }
         if m.media_parts > 0 {
             text.push_str(" [media]");
@@ -153,7 +153,7 @@ pub fn grading_request(
 ) -> Result<ChatRequest, RouterError> {
     let user = format!(
         "<conversation>\n{conversation}\n</conversation>\n<answer>\n{}\n</answer>",
-        clip(answer, MAX_RATED_CHARS)
+        clip_chars(answer, MAX_RATED_CHARS)
     );
     let mut body = json!({
         "model": "cascade-rater",
@@ -162,7 +162,8 @@ pub fn grading_request(
         "max_tokens": 32,
         "stream": false,
     });
-    let constraint = providers::constrained_answer(
+    providers::constrain_answer(
+        &mut body,
         kind,
         ConstrainedAnswer {
             schema_name: "answer_grade",
@@ -171,9 +172,6 @@ pub fn grading_request(
             schema: grade_schema(),
         },
     );
-    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), constraint) {
-        body.extend(extra);
-    }
     ChatRequest::from_value(body)
 }
 
@@ -233,11 +231,6 @@ pub fn answer_text(completion: &str) -> Result<String, String> {
         ));
     }
     Ok(parts.join("\n"))
-}
-
-/// `text` cut to `max` characters.
-fn clip(text: &str, max: usize) -> &str {
-    text.char_indices().nth(max).map_or(text, |(at, _)| &text[..at])
 }
 
 /// One answer of a cascade, for the headers and the log.

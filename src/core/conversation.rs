@@ -128,23 +128,10 @@ pub struct Measured {
     pub to_frustration: Option<f32>,
 }
 
-/// The latest user message and the one before it (texts, trimmed; messages without text are
-/// skipped).
-pub fn last_two_user_texts(request: &ChatRequest) -> (Option<&str>, Option<&str>) {
-    let mut texts = request
-        .messages
-        .iter()
-        .rev()
-        .filter(|m| m.role == Role::User)
-        .map(|m| m.text.trim())
-        .filter(|t| !t.is_empty());
-    (texts.next(), texts.next())
-}
-
 /// Judges the turn `request` makes, from its last two user messages and what the encoder
 /// `measured` of them.
 pub fn judge(settings: &ConversationSettings, request: &ChatRequest, measured: Measured) -> Judgement {
-    let (Some(latest), Some(previous)) = last_two_user_texts(request) else {
+    let (Some(latest), Some(previous)) = request.last_two_user_texts() else {
         return Judgement::Opening;
     };
     // iOS and macOS keyboards type ’ where the phrases say '.

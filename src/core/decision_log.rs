@@ -236,7 +236,7 @@ fn stored_text(text: &str, store: StoreText) -> (Option<String>, Option<String>)
         StoreText::None => (None, None),
         StoreText::Hash => (None, Some(hash())),
         StoreText::Full => {
-            let cut = text.char_indices().nth(MAX_STORED_TEXT_CHARS).map_or(text, |(at, _)| &text[..at]);
+            let cut = crate::core::request::clip_chars(text, MAX_STORED_TEXT_CHARS);
             (Some(cut.to_string()), Some(hash()))
         }
     }

@@ -104,7 +104,8 @@ pub fn routing_request(
         "max_tokens": 64,
         "stream": false,
     });
-    let constraint = providers::constrained_answer(
+    providers::constrain_answer(
+        &mut body,
         kind,
         ConstrainedAnswer {
             schema_name: "route_choice",
@@ -113,9 +114,6 @@ pub fn routing_request(
             schema,
         },
     );
-    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), constraint) {
-        body.extend(extra);
-    }
     ChatRequest::from_value(body)
 }
 
@@ -155,7 +153,7 @@ pub const MAX_ROUTING_CHARS: usize = 2_000;
 
 /// `text` cut to [`MAX_ROUTING_CHARS`] characters.
 pub fn clip(text: &str) -> &str {
-    text.char_indices().nth(MAX_ROUTING_CHARS).map_or(text, |(at, _)| &text[..at])
+    crate::core::request::clip_chars(text, MAX_ROUTING_CHARS)
 }
 
 /// How many routing texts an isolate remembers the LLM's choice for.

@@ -9,7 +9,7 @@
 //! filled in [`gather`]) and one rule in [`decide`]; the Worker's handler does not change.
 
 use crate::core::config::{Config, ConversationSettings, LlmRouterSettings, LlmWhen};
-use crate::core::conversation::{self, last_two_user_texts, Judgement, Measured};
+use crate::core::conversation::{self, Judgement, Measured};
 use crate::core::decide::{decide, llm_needed, llm_options, Requested};
 use crate::core::decision::{ClassifierSignal, Decision, LlmSignal, SemanticSignal, Signals};
 use crate::core::error::{ErrorKind, RouterError};
@@ -119,28 +119,43 @@ pub async fn gather<E: Embedder, L: LlmCaller>(
         max_output_tokens: request.max_output_tokens,
         ..Signals::default()
     };
+    let routed = match requested {
+        Requested::Auto => routing_signals(config, request, platform, watch, &mut signals).await,
+        _ => None,
+    };
     // A request that named its model keeps it: there is no conversation to judge for it.
     if let (Some(settings), false) = (&config.conversation, matches!(requested, Requested::Model(_))) {
-        signals.conversation = Some(judge_turn(config, settings, request, platform.embedder, watch).await);
+        let judged = judge_turn(config, settings, request, platform.embedder, routed.as_ref(), watch).await;
+        signals.conversation = Some(judged);
     }
-    if !matches!(requested, Requested::Auto) {
-        return signals;
-    }
+    signals
+}
+
+/// Levels 1 to 3a for a routed request, into `signals`; the routing text and its embedding, when
+/// one was made (the conversation's judgement reuses it).
+async fn routing_signals<E: Embedder, L: LlmCaller>(
+    config: &Config,
+    request: &ChatRequest,
+    platform: &Platform<'_, E, L>,
+    watch: &mut Stopwatch<'_>,
+    signals: &mut Signals,
+) -> Option<(String, Vec<f32>)> {
     signals.rules = rule_outcomes(config, request, signals.prompt_tokens);
     let llm_router = config.llm_router.as_ref().filter(|s| s.when != LlmWhen::Never);
     if !config.uses_embeddings() && llm_router.is_none() {
-        return signals;
+        return None;
     }
     // What levels 2, 3 and 3a read: made once, for all of them.
     let text = routing_text(request, config.semantic.follow_up_words);
+    let mut query = None;
     if config.uses_embeddings() {
-        (signals.semantic, signals.classifier) =
+        (signals.semantic, signals.classifier, query) =
             embedding_signals(config, &text, platform.embedder, watch).await;
     }
     if let Some(settings) = llm_router {
-        signals.llm = llm_signal(config, settings, &text, &signals, platform.llm, watch).await;
+        signals.llm = llm_signal(config, settings, &text, signals, platform.llm, watch).await;
     }
-    signals
+    query.map(|query| (text, query))
 }
 
 /// Level 3a: asks the LLM router when the levels below are unsure (or always), unless the same
@@ -198,19 +213,26 @@ async fn llm_signal(
 
 /// Level 4 across turns: how the latest user message answers the previous answer. Similarities
 /// come from the routing encoder when the config already runs one (exemplars or a classifier);
-/// without it, phrases and same-words decide.
+/// without it, phrases and same-words decide. `routed` is the routing text and its embedding,
+/// reused when that text is the latest message alone.
 async fn judge_turn<E: Embedder>(
     config: &Config,
     settings: &ConversationSettings,
     request: &ChatRequest,
     embedder: &E,
+    routed: Option<&(String, Vec<f32>)>,
     watch: &mut Stopwatch<'_>,
 ) -> Judgement {
     let mut measured = Measured::default();
-    if let (true, (Some(latest), Some(previous))) = (config.uses_embeddings(), last_two_user_texts(request)) {
+    if let (true, (Some(latest), Some(previous))) = (config.uses_embeddings(), request.last_two_user_texts())
+    {
         if let Ok(model) = embedder.load().await {
             watch.lap_if_any("load");
-            if let (Ok(latest), Ok(previous)) = (model.encoder.embed(latest), model.encoder.embed(previous)) {
+            let latest = match routed {
+                Some((text, embedding)) if text == latest => Ok(embedding.clone()),
+                _ => model.encoder.embed(latest),
+            };
+            if let (Ok(latest), Ok(previous)) = (latest, model.encoder.embed(previous)) {
                 measured.to_previous = Some(dot(&latest, &previous));
                 measured.to_frustration = model.frustration_similarity(&latest);
             }
@@ -238,7 +260,7 @@ async fn embedding_signals(
     routing_text: &str,
     embedder: &impl Embedder,
     watch: &mut Stopwatch<'_>,
-) -> (SemanticSignal, ClassifierSignal) {
+) -> (SemanticSignal, ClassifierSignal, Option<Vec<f32>>) {
     let both_unavailable = |reason: String| {
         let semantic = if config.uses_semantics() {
             SemanticSignal::Unavailable(reason.clone())
@@ -250,7 +272,7 @@ async fn embedding_signals(
         } else {
             ClassifierSignal::NotUsed
         };
-        (semantic, classifier)
+        (semantic, classifier, None)
     };
     let loaded = embedder.load().await;
     watch.lap_if_any("load");
@@ -280,7 +302,7 @@ async fn embedding_signals(
             ClassifierSignal::Predicted { route: prediction.route, confidence: prediction.confidence }
         }
     };
-    (semantic, classifier)
+    (semantic, classifier, Some(query))
 }
 
 fn model_not_found(model: &str) -> RouterError {

@@ -142,6 +142,19 @@ impl ChatRequest {
         })
     }
 
+    /// The latest user message and the one before it (texts, trimmed; messages without text,
+    /// such as an image alone, are skipped).
+    pub fn last_two_user_texts(&self) -> (Option<&str>, Option<&str>) {
+        let mut texts = self
+            .messages
+            .iter()
+            .rev()
+            .filter(|m| m.role == Role::User)
+            .map(|m| m.text.trim())
+            .filter(|t| !t.is_empty());
+        (texts.next(), texts.next())
+    }
+
     /// Whether a streamed answer is to end with a usage chunk (`stream_options.include_usage`).
     pub fn include_usage(&self) -> bool {
         self.body
@@ -216,4 +229,9 @@ fn message_from_wire(index: usize, m: WireMessage) -> Result<Message, RouterErro
         }
     };
     Ok(Message { role: m.role, text, media_parts, tool_call_text })
+}
+
+/// `text` cut to its first `max` characters (never inside one).
+pub fn clip_chars(text: &str, max: usize) -> &str {
+    text.char_indices().nth(max).map_or(text, |(at, _)| &text[..at])
 }

@@ -14,7 +14,7 @@
 
 use crate::core::classifier::ClassifierHead;
 use crate::core::config::{Aggregation, Config, RouteSemantic};
-use crate::core::request::{ChatRequest, Role};
+use crate::core::request::ChatRequest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -269,18 +269,11 @@ fn aggregate(similarities: &mut [f32], aggregation: Aggregation, top_k: usize) -
 /// fewer than `follow_up_words` words the previous user message is put before it. A user message
 /// with no text (an image alone) is skipped for the one before it.
 pub fn routing_text(request: &ChatRequest, follow_up_words: usize) -> String {
-    let mut user_texts = request
-        .messages
-        .iter()
-        .rev()
-        .filter(|m| m.role == Role::User)
-        .map(|m| m.text.trim())
-        .filter(|t| !t.is_empty());
-    let Some(latest) = user_texts.next() else { return String::new() };
-    if latest.split_whitespace().count() < follow_up_words {
-        if let Some(previous) = user_texts.next() {
-            return format!("{previous}\n{latest}");
+    match request.last_two_user_texts() {
+        (None, _) => String::new(),
+        (Some(latest), Some(previous)) if latest.split_whitespace().count() < follow_up_words => {
+            format!("{previous}\n{latest}")
         }
+        (Some(latest), _) => latest.to_string(),
     }
-    latest.to_string()
 }

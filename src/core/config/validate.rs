@@ -148,7 +148,12 @@ fn conversation(
                 })
             })
             .collect::<Result<Vec<_>, Problem>>(),
-        None => Ok(defaults.iter().map(|p| Regex::new(p).expect("the built-in phrases compile")).collect()),
+        // The built-in phrases compile (a native test parses them); were one not to, the config
+        // would be refused at the section, not panic.
+        None => defaults
+            .iter()
+            .map(|p| Regex::new(p).map_err(|e| (0..0, format!("conversation.{key}: built-in phrase: {e}"))))
+            .collect::<Result<Vec<_>, Problem>>(),
     };
     let rephrase_threshold = similarity(&c.rephrase_threshold, "rephrase_threshold", 0.6)?;
     let new_topic_threshold = similarity(&c.new_topic_threshold, "new_topic_threshold", 0.1)?;

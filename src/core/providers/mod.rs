@@ -139,15 +139,16 @@ pub struct ConstrainedAnswer<'a> {
     pub schema: Value,
 }
 
-/// The request fields (OpenAI form) that constrain a model of `kind` to answer `answer.schema`:
+/// Adds to `body` (a request in OpenAI form) the fields that constrain a model of `kind` to
+/// answer `answer.schema`:
 /// - OpenAI-compatible: `response_format` with a strict `json_schema`;
 /// - Gemini: the same `response_format`, which the Gemini translation sends as
 ///   `generationConfig.responseMimeType = "application/json"` with the schema;
 /// - Anthropic: a tool whose input schema is the object, forced with `tool_choice`.
 ///
 /// The LLM router and the cascade's raters both ask this way.
-pub fn constrained_answer(kind: ProviderKind, answer: ConstrainedAnswer) -> Value {
-    match kind {
+pub fn constrain_answer(body: &mut Value, kind: ProviderKind, answer: ConstrainedAnswer) {
+    let fields = match kind {
         ProviderKind::Openai | ProviderKind::Gemini => json!({
             "response_format": {
                 "type": "json_schema",
@@ -165,6 +166,9 @@ pub fn constrained_answer(kind: ProviderKind, answer: ConstrainedAnswer) -> Valu
             }],
             "tool_choice": {"type": "function", "function": {"name": answer.tool_name}},
         }),
+    };
+    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+        body.extend(fields);
     }
 }
 
