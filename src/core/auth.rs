@@ -5,6 +5,10 @@
 //! right nor how long the key is. A config that asks for auth but whose key secrets are all
 //! missing, or one of whose keys is shorter than [`MIN_KEY_CHARS`], fails closed with a 500
 //! naming the secret (never its value), never open.
+//!
+//! A router with no key at all is open only when the operator asks for it
+//! (`[server] allow_unauthenticated = true`): a config that forgot `auth_keys` must not spend the
+//! upstream keys for anyone who finds the URL, so it serves no call until it is fixed.
 
 use crate::core::error::{ErrorKind, RouterError};
 use sha2::{Digest, Sha256};
@@ -13,10 +17,13 @@ use subtle::ConstantTimeEq;
 /// The shortest router or admin key accepted: a shorter one can be guessed.
 pub const MIN_KEY_CHARS: usize = 16;
 
-/// The router keys in force: `Open` only when the config lists no key names at all.
+/// The router keys in force.
 #[derive(Debug, Clone)]
 pub enum RouterKeys {
+    /// No key names, and the config asks for an open router.
     Open,
+    /// No key names, and the config does not ask for an open router: every call fails closed.
+    NoneNamed,
     Keys(Vec<String>),
     /// Key names are configured but none of their secrets is set.
     Missing(Vec<String>),
@@ -25,10 +32,15 @@ pub enum RouterKeys {
 }
 
 impl RouterKeys {
-    /// `names` are the configured secret names; `lookup` returns a secret's value.
-    pub fn resolve(names: &[&str], lookup: impl Fn(&str) -> Option<String>) -> RouterKeys {
+    /// `names` are the configured secret names; `allow_unauthenticated` opens a router that
+    /// names none; `lookup` returns a secret's value.
+    pub fn resolve(
+        names: &[&str],
+        allow_unauthenticated: bool,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> RouterKeys {
         if names.is_empty() {
-            return RouterKeys::Open;
+            return if allow_unauthenticated { RouterKeys::Open } else { RouterKeys::NoneNamed };
         }
         let named: Vec<(&str, String)> =
             names.iter().filter_map(|n| lookup(n).map(|k| (*n, k))).filter(|(_, k)| !k.is_empty()).collect();
@@ -48,6 +60,12 @@ impl RouterKeys {
         let keys = match self {
             RouterKeys::Open => return Ok(()),
             RouterKeys::Keys(keys) => keys,
+            RouterKeys::NoneNamed => {
+                return Err(RouterError::new(
+                    ErrorKind::Configuration,
+                    "server.auth_keys names no router key, so no call is served: list the secrets of router keys in [server] auth_keys, or set [server] allow_unauthenticated = true to serve anyone",
+                ))
+            }
             RouterKeys::Missing(names) => {
                 return Err(RouterError::new(
                     ErrorKind::Configuration,
@@ -104,12 +122,12 @@ pub struct AdminKeys(RouterKeys);
 
 impl AdminKeys {
     pub fn resolve(names: &[&str], lookup: impl Fn(&str) -> Option<String>) -> AdminKeys {
-        AdminKeys(RouterKeys::resolve(names, lookup))
+        AdminKeys(RouterKeys::resolve(names, false, lookup))
     }
 
     /// Checks an `Authorization` header value; `router` tells a router key from a wrong key.
     pub fn check(&self, authorization: Option<&str>, router: &RouterKeys) -> Result<(), RouterError> {
-        if matches!(self.0, RouterKeys::Open) {
+        if matches!(self.0, RouterKeys::NoneNamed) {
             return Err(RouterError::new(
                 ErrorKind::Forbidden,
                 "The admin endpoints are off: list admin key secrets in [server] admin_keys.",
@@ -152,7 +170,7 @@ mod tests {
     use super::*;
 
     fn keys() -> RouterKeys {
-        RouterKeys::resolve(&["A", "B"], |n| (n == "B").then(|| "sk-router-0123456789".to_string()))
+        RouterKeys::resolve(&["A", "B"], false, |n| (n == "B").then(|| "sk-router-0123456789".to_string()))
     }
 
     #[test]
@@ -165,7 +183,7 @@ mod tests {
 
     #[test]
     fn missing_secrets_fail_closed() {
-        let keys = RouterKeys::resolve(&["ROUTER_KEY"], |_| None);
+        let keys = RouterKeys::resolve(&["ROUTER_KEY"], false, |_| None);
         let err = keys.check(Some("Bearer anything")).unwrap_err();
         assert_eq!(err.status(), 500);
         assert!(err.message.contains("ROUTER_KEY"));
@@ -187,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_short_key_fails_closed_naming_its_secret_not_its_value() {
-        let keys = RouterKeys::resolve(&["A", "B"], |n| {
+        let keys = RouterKeys::resolve(&["A", "B"], false, |n| {
             Some(if n == "A" { "sk-short" } else { "sk-long-enough-0123" }.into())
         });
         let err = keys.check(Some("Bearer sk-long-enough-0123")).unwrap_err();
@@ -208,7 +226,13 @@ mod tests {
     }
 
     #[test]
-    fn no_key_names_means_open() {
-        assert!(RouterKeys::resolve(&[], |_| None).check(None).is_ok());
+    fn no_key_names_fails_closed_unless_an_open_router_is_asked_for() {
+        let err = RouterKeys::resolve(&[], false, |_| None).check(None).unwrap_err();
+        assert_eq!(err.status(), 500);
+        assert!(err.message.contains("allow_unauthenticated"), "{}", err.message);
+        assert!(RouterKeys::resolve(&[], false, |_| None)
+            .check(Some("Bearer anything-at-all-1234"))
+            .is_err());
+        assert!(RouterKeys::resolve(&[], true, |_| None).check(None).is_ok());
     }
 }

@@ -64,7 +64,13 @@ fn load(env: &Env) -> Result<State, ConfigError> {
         _ => ("builtin", Config::parse("switchyard.toml", BUILTIN_CONFIG)?),
     };
     let key_names: Vec<&str> = config.server.auth_keys.iter().map(String::as_str).collect();
-    let keys = RouterKeys::resolve(&key_names, |name| secret(env, name));
+    let keys = RouterKeys::resolve(&key_names, config.server.allow_unauthenticated, |name| secret(env, name));
+    if matches!(keys, RouterKeys::Open) {
+        worker::console_warn!(
+            "{}",
+            serde_json::json!({"event": "open_router", "message": "[server] allow_unauthenticated = true: anyone who can reach this router spends its upstream keys"})
+        );
+    }
     let admin_names: Vec<&str> = config.server.admin_keys.iter().map(String::as_str).collect();
     let admin_keys = AdminKeys::resolve(&admin_names, |name| secret(env, name));
     let secret_values = config.secret_names().into_iter().filter_map(|name| secret(env, name)).collect();

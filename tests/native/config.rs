@@ -288,3 +288,12 @@ fn admin_keys_are_secrets_of_their_own() {
     let err = with("auth_keys = [\"KEY\"]\nadmin_keys = [\"KEY\"]").unwrap_err().to_string();
     assert!(err.starts_with("test.toml:3:15:") && err.contains("is also a router key"), "{err}");
 }
+
+#[test]
+fn an_open_router_is_asked_for_and_never_alongside_keys() {
+    let with = |server: &str| Config::parse("test.toml", &format!("[server]\n{server}\n{VALID}"));
+    assert!(!Config::parse("test.toml", VALID).unwrap().server.allow_unauthenticated);
+    assert!(with("allow_unauthenticated = true").unwrap().server.allow_unauthenticated);
+    let err = with("auth_keys = [\"KEY\"]\nallow_unauthenticated = true").unwrap_err().to_string();
+    assert!(err.starts_with("test.toml:3:25:") && err.contains("choose one"), "{err}");
+}

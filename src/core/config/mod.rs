@@ -155,8 +155,12 @@ pub struct ClassifierSettings {
 /// `[server]`.
 #[derive(Debug, Clone)]
 pub struct Server {
-    /// Names of secrets holding accepted bearer keys. Empty: no auth (local development only).
+    /// Names of secrets holding accepted bearer keys. Empty: no model call is served, unless
+    /// `allow_unauthenticated` opens the router.
     pub auth_keys: Vec<String>,
+    /// `allow_unauthenticated = true`: serve anyone without a key (the operator asked for it;
+    /// the Worker says so in its log). Never together with `auth_keys`.
+    pub allow_unauthenticated: bool,
     /// Names of secrets holding the keys of `/v1/admin/*`; none of them is a router key. Empty:
     /// the admin endpoints are off.
     pub admin_keys: Vec<String>,

@@ -126,6 +126,8 @@ pub(super) struct ServerSection {
     pub(super) auth_keys: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) admin_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) allow_unauthenticated: Option<Spanned<bool>>,
     #[serde(default = "default_cors_origins")]
     pub(super) cors_origins: Vec<Spanned<String>>,
     #[serde(default = "default_max_body_bytes")]
@@ -137,6 +139,7 @@ impl Default for ServerSection {
         ServerSection {
             auth_keys: Vec::new(),
             admin_keys: Vec::new(),
+            allow_unauthenticated: None,
             cors_origins: default_cors_origins(),
             max_body_bytes: default_max_body_bytes(),
         }

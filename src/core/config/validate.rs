@@ -326,6 +326,15 @@ fn server(section: &ServerSection) -> Result<Server, Problem> {
     for key in &section.auth_keys {
         check_secret_name(key, "server.auth_keys")?;
     }
+    let allow_unauthenticated = section.allow_unauthenticated.as_ref().is_some_and(|a| *a.get_ref());
+    if let Some(allow) = section.allow_unauthenticated.as_ref().filter(|_| allow_unauthenticated) {
+        if !section.auth_keys.is_empty() {
+            return Err((
+                allow.span(),
+                "server.allow_unauthenticated = true opens the router, but server.auth_keys lists keys: choose one".into(),
+            ));
+        }
+    }
     for key in &section.admin_keys {
         check_secret_name(key, "server.admin_keys")?;
         if section.auth_keys.iter().any(|k| k.get_ref() == key.get_ref()) {
@@ -353,6 +362,7 @@ fn server(section: &ServerSection) -> Result<Server, Problem> {
     Ok(Server {
         auth_keys: section.auth_keys.iter().map(|k| k.get_ref().clone()).collect(),
         admin_keys: section.admin_keys.iter().map(|k| k.get_ref().clone()).collect(),
+        allow_unauthenticated,
         cors_origins: section.cors_origins.iter().map(|o| o.get_ref().clone()).collect(),
         max_body_bytes: *section.max_body_bytes.get_ref(),
     })

@@ -1,0 +1,53 @@
+// A public endpoint that holds (issue H): auth that fails closed, bounded work per request, and
+// nothing of the operator's echoed to clients. Each case starts the stack its config needs.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe } from 'node:test';
+import { fetchWithDeadline, postJson, startStack, test, testConfig } from './harness.mjs';
+
+const chat = { model: 'auto', messages: [{ role: 'user', content: 'hi' }] };
+const withoutRouterKeys = (url) => testConfig(url).replace('auth_keys = ["ROUTER_KEY"]\n', '');
+
+describe('a config that names no router key', () => {
+  let stack;
+  before(async () => {
+    stack = await startStack({ config: withoutRouterKeys });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('serves no call, with or without a key, and says what to set', async () => {
+    for (const headers of [{}, { authorization: 'Bearer anything-you-like-123' }]) {
+      const res = await fetchWithDeadline(`${stack.base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(chat),
+      });
+      const body = await res.json();
+      assert.equal(res.status, 500);
+      assert.match(body.error.message, /allow_unauthenticated/);
+    }
+    assert.equal(stack.fake.requests.length, 0, 'no upstream was called');
+  });
+});
+
+describe('an open router, asked for', () => {
+  let stack;
+  before(async () => {
+    stack = await startStack({ config: (url) => withoutRouterKeys(url).replace('[server]\n', '[server]\nallow_unauthenticated = true\n') });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('answers without a key and warns in its log', async () => {
+    const res = await fetchWithDeadline(`${stack.base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chat),
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.match(readFileSync(stack.logFile, 'utf8'), /"event":"open_router"/);
+  });
+});
