@@ -246,10 +246,17 @@ impl RouterError {
     }
 
     /// The OpenAI error body: `{"error": {"message", "type", "param", "code"}}`.
+    ///
+    /// A configuration error is the operator's to read, not the client's: clients get a fixed
+    /// message and the stable code `configuration_error`; the details go to the log.
     pub fn to_openai_json(&self) -> serde_json::Value {
+        let message = match self.kind {
+            ErrorKind::Configuration => CONFIGURATION_MESSAGE,
+            _ => &self.message,
+        };
         serde_json::json!({
             "error": {
-                "message": self.message,
+                "message": message,
                 "type": self.error_type.as_deref().unwrap_or(self.kind.openai_type()),
                 "param": self.param,
                 "code": self.code.as_deref().unwrap_or(self.kind.default_code()),
@@ -257,18 +264,34 @@ impl RouterError {
         })
     }
 
-    /// Replaces every occurrence of each secret in the message with `[redacted]`.
+    /// Replaces every occurrence of each secret in every field with `[redacted]`, then cuts the
+    /// message to [`MAX_ERROR_MESSAGE_CHARS`].
     ///
     /// Upstream error texts are passed on to clients; an upstream that echoes the key it was sent
-    /// must not leak it through us.
-    pub fn redacted<'a>(mut self, secrets: impl IntoIterator<Item = &'a str>) -> Self {
-        self.message = redact(&self.message, secrets);
+    /// must not leak it through us. Redaction comes first: a cut through the middle of a key
+    /// would leave a prefix no longer equal to the key, which redaction would then miss.
+    pub fn redacted<'a>(mut self, secrets: impl IntoIterator<Item = &'a str> + Clone) -> Self {
+        self.message = clip(redact(&self.message, secrets.clone()));
+        for field in [&mut self.code, &mut self.error_type, &mut self.param].into_iter().flatten() {
+            *field = redact(field, secrets.clone());
+        }
         self
     }
 }
 
-/// Upstream error texts longer than this are cut before being passed on.
-const MAX_UPSTREAM_ERROR_CHARS: usize = 2000;
+/// What a client is told of a configuration error; the log has the details.
+pub const CONFIGURATION_MESSAGE: &str =
+    "Switchyard is not configured correctly; its operator's log says why (code configuration_error).";
+
+/// Error messages longer than this are cut (after redaction) before being passed on.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
+
+fn clip(text: String) -> String {
+    match text.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        Some((at, _)) => text[..at].to_string(),
+        None => text,
+    }
+}
 
 impl RouterError {
     /// Maps an upstream's error answer (status and body) to an error that keeps the upstream
@@ -283,16 +306,13 @@ impl RouterError {
         let field =
             |name: &str| upstream.and_then(|e| e.get(name)).and_then(|v| v.as_str()).map(str::to_string);
         let detail = field("message").unwrap_or_else(|| body.trim().to_string());
-        let detail: String = detail.chars().take(MAX_UPSTREAM_ERROR_CHARS).collect();
         let mut error = RouterError::new(
             ErrorKind::UpstreamStatus(status),
             format!("upstream {provider:?} answered HTTP {status}: {detail}"),
-        )
-        .redacted(secrets());
-        error.code = field("code").or_else(|| field("status")).map(|c| redact(&c, secrets()));
-        error.error_type =
-            field("type").filter(|t| !t.is_empty() && t.len() < 64).map(|t| redact(&t, secrets()));
-        error
+        );
+        error.code = field("code").or_else(|| field("status"));
+        error.error_type = field("type").filter(|t| !t.is_empty() && t.len() < 64);
+        error.redacted(secrets())
     }
 }
 
@@ -392,6 +412,30 @@ mod tests {
         let e = RouterError::from_upstream("gemini", 400, gemini, &[]);
         assert_eq!(e.to_openai_json()["error"]["code"], "INVALID_ARGUMENT");
         assert!(!e.falls_back());
+    }
+
+    #[test]
+    fn a_key_across_the_cut_is_redacted_not_half_shown() {
+        let key = "sk-upstream-secret-0123456789";
+        for at in [1990, 1995, 2000] {
+            let message = format!("{}{key} and more", "x".repeat(at - 40));
+            let body =
+                serde_json::json!({"error": {"message": message, "type": key, "code": key}}).to_string();
+            let e = RouterError::from_upstream("openai", 400, &body, &[key.to_string()]);
+            let json = e.to_openai_json().to_string();
+            assert!(!json.contains("sk-upstream-secret"), "{at}: {json}");
+            assert!(e.message.chars().count() <= MAX_ERROR_MESSAGE_CHARS);
+        }
+    }
+
+    #[test]
+    fn configuration_errors_reach_clients_without_their_details() {
+        let e =
+            RouterError::new(ErrorKind::Configuration, "SWITCHYARD_CONFIG:3:1: secret ROUTER_KEY is short");
+        let json = e.to_openai_json();
+        assert_eq!(json["error"]["code"], "configuration_error");
+        assert!(!json.to_string().contains("ROUTER_KEY"));
+        assert!(e.to_string().contains("ROUTER_KEY"), "the log keeps the details");
     }
 
     #[test]

@@ -412,10 +412,13 @@ describe('upstream failures', () => {
     assert.equal(res.headers.get('x-switchyard-model'), 'offline');
   });
 
-  test('a provider whose key secret is missing names the secret, not a value', async () => {
+  test('a provider whose key secret is missing: a generic 500; the log names the secret', async () => {
     const res = await post('/v1/chat/completions', { model: 'nokey', messages: user('hi') });
     assertOpenAIError(res, 500, 'server_error');
-    assert.match(res.json.error.message, /NEVER_SET_KEY/);
+    assert.equal(res.json.error.code, 'configuration_error');
+    assert.doesNotMatch(res.json.error.message, /NEVER_SET_KEY/);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // let wrangler flush its output
+    assert.match(readFileSync(stack.logFile, 'utf8'), /NEVER_SET_KEY/);
   });
 
   test('streamed requests get upstream errors as JSON before any byte is sent', async () => {
@@ -450,14 +453,17 @@ describe('an invalid SWITCHYARD_CONFIG', () => {
     await broken?.stop();
   });
 
-  test('every request gets a 500 naming the file, line and reason', async () => {
+  test('every request gets a generic 500; the log names the file, line and reason', async () => {
     for (const path of ['/healthz', '/v1/models']) {
       const res = await fetchWithDeadline(`${broken.base}${path}`);
       const body = await res.json();
       assert.equal(res.status, 500);
       assert.equal(body.error.type, 'server_error');
-      assert.match(body.error.message, /^invalid Switchyard config: SWITCHYARD_CONFIG:\d+:\d+: /);
+      assert.equal(body.error.code, 'configuration_error');
+      assert.doesNotMatch(body.error.message, /SWITCHYARD_CONFIG|ghost/);
     }
+    await new Promise((resolve) => setTimeout(resolve, 500)); // let wrangler flush its output
+    assert.match(readFileSync(broken.logFile, 'utf8'), /invalid Switchyard config: SWITCHYARD_CONFIG:\d+:\d+: /);
   });
 });
 

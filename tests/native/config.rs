@@ -297,3 +297,36 @@ fn an_open_router_is_asked_for_and_never_alongside_keys() {
     let err = with("auth_keys = [\"KEY\"]\nallow_unauthenticated = true").unwrap_err().to_string();
     assert!(err.starts_with("test.toml:3:25:") && err.contains("choose one"), "{err}");
 }
+
+#[test]
+fn a_key_pasted_where_a_list_belongs_is_pointed_at_not_printed() {
+    let key = "sk-live-0123456789abcdef";
+    let err = Config::parse("test.toml", &format!("[server]\nauth_keys = \"{key}\"\n{VALID}")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("test.toml:2:13:") && !text.contains("0123456789"), "{text}");
+}
+
+#[test]
+fn base_urls_carry_no_credentials_and_leave_loopback_only_encrypted() {
+    let with = |url: &str| error_for("http://localhost:11434/v1", url);
+    for url in
+        ["https://user:sk-live-0123456789@api.example/v1", "https://api.example/v1?key=sk-live-0123456789"]
+    {
+        let err = with(url);
+        assert!(err.starts_with("test.toml:4:12:") && !err.contains("sk-live"), "{err}");
+    }
+    assert!(with("http://api.example/v1").contains("allow_plain_http"));
+    assert!(with("ftp://api.example/v1").contains("must be http:// or https://"));
+    for loopback in [
+        "http://127.0.0.1:8080/v1",
+        "http://[::1]:8080/v1",
+        "http://ollama.localhost/v1",
+        "https://api.example/v1",
+    ] {
+        let text = VALID.replace("http://localhost:11434/v1", loopback);
+        assert!(Config::parse("test.toml", &text).is_ok(), "{loopback}");
+    }
+    let opted =
+        VALID.replace("http://localhost:11434/v1\"", "http://gpu-box.lan/v1\"\nallow_plain_http = true");
+    assert!(Config::parse("test.toml", &opted).is_ok());
+}

@@ -363,6 +363,19 @@ fn an_error_event_mid_answer_is_relayed_as_an_error_event_redacted() {
 }
 
 #[test]
+fn a_key_where_a_mid_stream_error_is_cut_is_redacted_whole() {
+    for pad in [1940, 1950, 1960] {
+        let mut stream = committed("sonnet", &anthropic_partial());
+        let error = format!(
+            "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"{KEY}\",\"message\":\"{}{KEY}\"}}}}\n\n",
+            "x".repeat(pad)
+        );
+        let (bytes, _, _) = ended(stream.on(chunk(&error), T0 + 400));
+        assert!(!bytes.contains(&KEY[..8]), "{pad}: {bytes}");
+    }
+}
+
+#[test]
 fn a_stream_that_stalls_mid_answer_is_aborted_with_a_timeout_event() {
     let mut stream = committed("a", &format!("{ROLE_ONLY}{CONTENT}"));
     let (bytes, abort, end) = ended(stream.on(Input::TimedOut, T0 + 2300));

@@ -167,6 +167,9 @@ pub(super) struct ProviderSection {
     pub(super) api_key: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, Spanned<String>>,
+    /// Plain `http://` to a host that is not loopback: only when the operator opts in.
+    #[serde(default)]
+    pub(super) allow_plain_http: bool,
 }
 
 #[derive(Debug, Deserialize)]

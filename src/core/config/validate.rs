@@ -55,9 +55,32 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     };
     let parsed: ConfigFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        at(span, e.message().trim().to_string())
+        at(span, without_values(e.message().trim()))
     })?;
     compile(parsed).map_err(|(span, message)| at(span, message))
+}
+
+/// A TOML or type error without the values it quotes (`invalid type: string "sk-…", expected a
+/// sequence`): the value at fault may be a key pasted where its secret's name belongs, and the
+/// line and column already point at it. Key names, in backticks, stay.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                quoted = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 /// Checks every section, then builds the [`Config`].
@@ -370,15 +393,9 @@ fn server(section: &ServerSection) -> Result<Server, Problem> {
 
 fn provider(name: &str, section: &ProviderSection) -> Result<Provider, Problem> {
     let url = section.base_url.get_ref();
-    let parsed = url::Url::parse(url).map_err(|e| {
-        (section.base_url.span(), format!("providers.{name}.base_url {url:?} is not a URL: {e}"))
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err((
-            section.base_url.span(),
-            format!("providers.{name}.base_url must be http:// or https://"),
-        ));
-    }
+    let parsed = url::Url::parse(url)
+        .map_err(|e| (section.base_url.span(), format!("providers.{name}.base_url is not a URL: {e}")))?;
+    check_base_url(name, &parsed, section.allow_plain_http).map_err(|m| (section.base_url.span(), m))?;
     if let Some(key) = &section.api_key {
         check_secret_name(key, &format!("providers.{name}.api_key"))?;
     }
@@ -400,6 +417,39 @@ fn provider(name: &str, section: &ProviderSection) -> Result<Provider, Problem> 
         api_key: section.api_key.as_ref().map(|k| k.get_ref().clone()),
         headers: section.headers.iter().map(|(h, s)| (h.clone(), s.get_ref().clone())).collect(),
     })
+}
+
+/// A base URL carries no credentials (they belong in secrets, named by `api_key` or `headers`, and
+/// a URL is printed in places a secret is not), has no query to append paths after, and is
+/// `https://` unless it points at this machine or the operator opted into plain `http://`.
+/// Messages never quote the URL: it may hold exactly what must not be printed.
+fn check_base_url(name: &str, url: &url::Url, allow_plain_http: bool) -> Result<(), String> {
+    let field = format!("providers.{name}.base_url");
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{field} must be http:// or https://"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{field} carries credentials (user:password@); put the key in a secret named by api_key or headers"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{field} must not have a query or fragment; a key belongs in a secret named by api_key"
+        ));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(host)) => host == "localhost" || host.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback && !allow_plain_http {
+        return Err(format!(
+            "{field} is plain http:// to a host that is not loopback, so its key and prompts would cross the network unencrypted; use https://, or set providers.{name}.allow_plain_http = true for a network you trust"
+        ));
+    }
+    Ok(())
 }
 
 fn model(

@@ -210,10 +210,8 @@ pub(crate) fn stream_error(provider: &str, error: &Value) -> RouterError {
     let kind = status.map_or(ErrorKind::UpstreamMalformed, |s| ErrorKind::UpstreamStatus(s as u16));
     let mut e = RouterError::new(
         kind,
-        format!(
-            "{provider} reported an error mid-stream: {}",
-            message.chars().take(2000).collect::<String>()
-        ),
+        // Cut where it is redacted (`RouterError::redacted`), never before.
+        format!("{provider} reported an error mid-stream: {message}"),
     )
     .with_code("upstream_stream_error");
     e.error_type = error_type.map(str::to_string);
