@@ -22,7 +22,7 @@ import { copyFileSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startStack } from '../tests/e2e/harness.mjs';
+import { healthDetails, startStack } from '../tests/e2e/harness.mjs';
 import { config as builtin, route as post } from './workerd_load.mjs';
 
 /** Prompts of 10–30 tokens that no keyword rule takes, so every one is decided by the encoder. */
@@ -86,7 +86,7 @@ async function measure({ assets, config }) {
   };
   try {
     const first = await send(prompts[0]);
-    const health = await (await fetch(`${stack.base}/healthz`)).json();
+    const health = await healthDetails(stack.base);
     const decided = [];
     const named = [];
     for (let i = 0; i < requests; i++) {

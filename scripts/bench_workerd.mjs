@@ -7,7 +7,7 @@
 // decision then waits only for what is left of that load; embed times from the
 // Server-Timing header (performance.now() in local workerd) over 100 requests; memory from
 // /healthz after them. Prints JSON: the median run's figures, and every run's.
-import { startStack } from '../tests/e2e/harness.mjs';
+import { healthDetails, startStack } from '../tests/e2e/harness.mjs';
 import { config, prompts, route as post } from './workerd_load.mjs';
 
 const runs = Number(process.env.RUNS ?? 3);
@@ -26,11 +26,11 @@ async function measure() {
   };
   try {
     const first = await route(prompts[0]);
-    const cold = await (await fetch(`${stack.base}/healthz`)).json();
+    const cold = await healthDetails(stack.base);
     const embeds = [];
     for (let i = 0; i < 100; i++) embeds.push((await route(prompts[i % prompts.length])).timing.embed);
     embeds.sort((a, b) => a - b);
-    const health = await (await fetch(`${stack.base}/healthz`)).json();
+    const health = await healthDetails(stack.base);
     return {
       cold_start_ms: Math.round(first.wall),
       // The Server-Timing phases follow each other: their sum is the time in the handler; the

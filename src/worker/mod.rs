@@ -101,7 +101,7 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
         "/v1/admin/decisions",
     ];
     match (method, path.as_str()) {
-        (Method::Get, "/healthz") => Ok(health(state)),
+        (Method::Get, "/healthz") => Ok(health(state, shows_details(&req, state))),
         (Method::Get, "/v1/models") => {
             authorize(&req, state)?;
             Ok(http::json(200, &models_json(&state.config)))
@@ -491,7 +491,19 @@ fn annotate(response: &mut Response, decision: &Decision, phases: &[Phase]) {
     http::set_headers(response, decision_headers(decision, phases));
 }
 
-fn health(state: &State) -> Response {
+/// Whether a `/healthz` caller may see the details: a router or admin key. The details (config
+/// source, sizes, memory, version) help an attacker as much as an operator.
+fn shows_details(req: &Request, state: &State) -> bool {
+    let header = req.headers().get("authorization").ok().flatten();
+    let key = header.as_deref();
+    (state.keys.has_keys() && state.keys.check(key).is_ok()) || state.admin_keys.check(key, &state.keys).is_ok()
+}
+
+/// `/healthz`: whether the router is up, for anyone; the details with a key.
+fn health(state: &State, details: bool) -> Response {
+    if !details {
+        return http::json(200, &json!({"status": "ok"}));
+    }
     let config = &state.config;
     http::json(
         200,

@@ -78,6 +78,11 @@ export async function postJson(base, path, body, headers = {}) {
   return { status: res.status, headers: res.headers, json, text };
 }
 
+/** `/healthz` with its details, which need a router key. */
+export async function healthDetails(base) {
+  return (await fetchWithDeadline(`${base}/healthz`, { headers: { authorization: `Bearer ${ROUTER_KEY}` } })).json();
+}
+
 /** The native CLI, as `cargo build --bin switchyard` leaves it. */
 export const CLI = join(root, 'target/debug/switchyard');
 

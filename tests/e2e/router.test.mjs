@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { after, before, describe } from 'node:test';
-import { ALLOWED_ORIGIN, ROUTER_KEY, UPSTREAM_KEY, fetchWithDeadline, openaiClient, postJson, startStack, test } from './harness.mjs';
+import { ADMIN_KEY, ALLOWED_ORIGIN, ROUTER_KEY, UPSTREAM_KEY, fetchWithDeadline, healthDetails, openaiClient, postJson, startStack, test } from './harness.mjs';
 
 let stack;
 let client;
@@ -224,7 +224,7 @@ describe('semantic routing and embeddings', () => {
   });
 
   test('/healthz reports the loaded encoder, its load step by step, and the wasm memory', async () => {
-    const body = await (await fetchWithDeadline(`${stack.base}/healthz`)).json();
+    const body = await healthDetails(stack.base);
     assert.equal(body.encoder, 'ready');
     assert.ok(body.memory_bytes > 20_000_000, `memory_bytes ${body.memory_bytes}`);
     // The file is decoded out of a JS buffer, so wasm memory stays well under the 64 MiB budget.
@@ -267,13 +267,18 @@ describe('route, models, health', () => {
     }
   });
 
-  test('GET /healthz reports status and wasm memory without auth', async () => {
+  test('GET /healthz says only "ok" without a key, and its details with a router or admin key', async () => {
     const res = await fetchWithDeadline(`${stack.base}/healthz`);
-    const body = await res.json();
     assert.equal(res.status, 200);
-    assert.equal(body.status, 'ok');
-    assert.equal(body.config, 'SWITCHYARD_CONFIG');
-    assert.ok(Number.isInteger(body.memory_bytes) && body.memory_bytes > 0);
+    assert.deepEqual(await res.json(), { status: 'ok' });
+    const wrong = await fetchWithDeadline(`${stack.base}/healthz`, { headers: { authorization: 'Bearer sk-not-a-key-0123456789' } });
+    assert.deepEqual(await wrong.json(), { status: 'ok' });
+    for (const key of [ROUTER_KEY, ADMIN_KEY]) {
+      const body = await (await fetchWithDeadline(`${stack.base}/healthz`, { headers: { authorization: `Bearer ${key}` } })).json();
+      assert.equal(body.status, 'ok');
+      assert.equal(body.config, 'SWITCHYARD_CONFIG');
+      assert.ok(Number.isInteger(body.memory_bytes) && body.memory_bytes > 0);
+    }
   });
 });
 
@@ -515,7 +520,7 @@ describe('the routing model loads in the background from the first request', () 
     let health;
     do {
       await new Promise((resolve) => setTimeout(resolve, 100));
-      health = await (await fetchWithDeadline(`${fresh.base}/healthz`)).json();
+      health = await healthDetails(fresh.base);
     } while (health.encoder === 'not_loaded' && performance.now() - started < 30_000);
     assert.equal(health.encoder, 'ready', JSON.stringify(health));
     const res = await postJson(fresh.base, '/v1/route', { model: 'auto', messages: user('Write a haiku about autumn leaves') });

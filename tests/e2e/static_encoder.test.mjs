@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { CLASSIFIER_ROWS, fetchWithDeadline, postJson, routeBothWays, runCli, startStack, test, testConfig } from './harness.mjs';
+import { CLASSIFIER_ROWS, healthDetails, postJson, routeBothWays, runCli, startStack, test, testConfig } from './harness.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const withStudent = (url, table = 'router.tuned.static') =>
@@ -55,7 +55,7 @@ describe('the static student in the Worker', () => {
   });
 
   test('/healthz shows the student loaded step by step, and /v1/embeddings says MiniLM is not served', async () => {
-    const health = await (await fetchWithDeadline(`${stack.base}/healthz`)).json();
+    const health = await healthDetails(stack.base);
     assert.equal(health.encoder, 'ready');
     assert.deepEqual(Object.keys(health.encoder_load_phases_ms).sort(), ['classifier', 'decode', 'fetch', 'index']);
     const res = await postJson(stack.base, '/v1/embeddings', { model: 'all-MiniLM-L6-v2', input: 'hello' });
