@@ -233,6 +233,11 @@ impl RouterError {
         self.kind.status()
     }
 
+    /// The OpenAI `error.code`: the upstream's own, or the kind's.
+    pub fn code(&self) -> &str {
+        self.code.as_deref().unwrap_or(self.kind.default_code())
+    }
+
     pub fn origin(&self) -> Origin {
         self.kind.origin()
     }
@@ -259,7 +264,7 @@ impl RouterError {
                 "message": message,
                 "type": self.error_type.as_deref().unwrap_or(self.kind.openai_type()),
                 "param": self.param,
-                "code": self.code.as_deref().unwrap_or(self.kind.default_code()),
+                "code": self.code(),
             }
         })
     }

@@ -20,7 +20,7 @@ use crate::core::config::{add_costs, RoutingEncoderChoice};
 use crate::core::decision::{Decision, SemanticSignal};
 use crate::core::decision_log::Answer;
 use crate::core::embeddings_api::{embeddings_json, EmbeddingsRequest};
-use crate::core::error::{ErrorKind, RouterError};
+use crate::core::error::{ErrorKind, Origin, RouterError};
 use crate::core::fallback;
 use crate::core::feedback::{Feedback, Rating};
 use crate::core::headers::{self, answer_headers, decision_headers, format_cost};
@@ -496,7 +496,8 @@ fn annotate(response: &mut Response, decision: &Decision, phases: &[Phase]) {
 fn shows_details(req: &Request, state: &State) -> bool {
     let header = req.headers().get("authorization").ok().flatten();
     let key = header.as_deref();
-    (state.keys.has_keys() && state.keys.check(key).is_ok()) || state.admin_keys.check(key, &state.keys).is_ok()
+    (state.keys.has_keys() && state.keys.check(key).is_ok())
+        || state.admin_keys.check(key, &state.keys).is_ok()
 }
 
 /// `/healthz`: whether the router is up, for anyone; the details with a key.
@@ -527,10 +528,20 @@ fn wasm_memory_bytes() -> usize {
     core::arch::wasm32::memory_size(0) * 65536
 }
 
+/// One `error` line. A client's error is logged by status, code and field (`param`), never its
+/// message, which may quote what the client sent; the others' messages are Switchyard's words or
+/// an upstream's, scrubbed of secrets.
 fn log_error(error: &RouterError) {
-    // Messages are built by Switchyard and scrubbed of secret values; request bodies never are.
+    let message = (error.origin() != Origin::Client).then_some(&error.message);
     worker::console_log!(
         "{}",
-        json!({"event": "error", "status": error.status(), "origin": error.origin(), "message": error.message})
+        json!({
+            "event": "error",
+            "status": error.status(),
+            "origin": error.origin(),
+            "code": error.code(),
+            "param": error.param,
+            "message": message,
+        })
     );
 }

@@ -447,6 +447,18 @@ describe('logs', () => {
       assert.ok(!log.includes(secret), `the log contains ${secret}`);
     }
   });
+
+  test('log a client error by code and field, never what the client sent', async () => {
+    const marker = 'client-value-7f3a9c';
+    const unknown = await post('/v1/chat/completions', { model: marker, messages: user('hi') });
+    assert.equal(unknown.status, 404);
+    const badRole = await post('/v1/chat/completions', { messages: [{ role: marker, content: 'hi' }] });
+    assert.equal(badRole.status, 400);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // let wrangler flush its output
+    const log = readFileSync(stack.logFile, 'utf8');
+    assert.match(log, /"code":"model_not_found"/);
+    assert.ok(!log.includes(marker), 'the log quotes the client');
+  });
 });
 
 describe('an invalid SWITCHYARD_CONFIG', () => {
