@@ -28,7 +28,7 @@ use crate::core::config::ConversationSettings;
 use crate::core::decide::EXPLICIT_ROUTE;
 use crate::core::decision::{Decision, Level};
 use crate::core::error::RouterError;
-use crate::core::request::{ChatRequest, Role};
+use crate::core::request::{routing_window, ChatRequest, Role};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -134,8 +134,10 @@ pub fn judge(settings: &ConversationSettings, request: &ChatRequest, measured: M
     let (Some(latest), Some(previous)) = request.last_two_user_texts() else {
         return Judgement::Opening;
     };
+    // Judged through their routing windows, so a huge message costs what a long one does.
+    let previous = &routing_window(previous);
     // iOS and macOS keyboards type ’ where the phrases say '.
-    let latest = &latest.replace('\u{2019}', "'");
+    let latest = &routing_window(latest).replace('\u{2019}', "'");
     if let Some(phrase) = settings.frustration_phrases.iter().find(|p| p.is_match(latest)) {
         return Judgement::Frustrated { why: format!("phrase {}", phrase.as_str()) };
     }

@@ -11,6 +11,10 @@ use serde_json::{json, Value};
 
 /// Inputs per request: bounds the CPU one request can take.
 pub const MAX_INPUTS: usize = 64;
+/// Characters per input (OpenAI's own limit is 8,192 tokens, about this many characters). The
+/// encoder reads only the first 256 tokens of an input; a longer one is refused rather than
+/// silently cut so far that its embedding no longer stands for it.
+pub const MAX_INPUT_CHARS: usize = 32_768;
 /// Names the model answers to.
 pub const MODEL_NAMES: [&str; 2] = ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"];
 
@@ -94,6 +98,12 @@ impl EmbeddingsRequest {
             return Err(RouterError::invalid_request(format!("input[{i}] is empty"))
                 .with_param(format!("input[{i}]")));
         }
+        if let Some(i) = inputs.iter().position(|s| s.chars().nth(MAX_INPUT_CHARS).is_some()) {
+            return Err(RouterError::invalid_request(format!(
+                "input[{i}] is longer than {MAX_INPUT_CHARS} characters, the most one input may hold"
+            ))
+            .with_param(format!("input[{i}]")));
+        }
         Ok(EmbeddingsRequest { inputs, format: wire.encoding_format.unwrap_or(EncodingFormat::Float) })
     }
 }
@@ -145,6 +155,20 @@ mod tests {
         assert_eq!(status(r#"{"input":"hi","encoding_format":"int8"}"#), 400);
         assert_eq!(status(r#"{"model":"all-MiniLM-L6-v2"}"#), 400);
         assert_eq!(status("nope"), 400);
+        let inputs: Vec<String> = vec!["hi".into(); MAX_INPUTS + 1];
+        assert_eq!(status(&json!({ "input": inputs }).to_string()), 400);
+        let long = EmbeddingsRequest::parse(
+            json!({ "input": ["hi", "x".repeat(MAX_INPUT_CHARS + 1)] }).to_string().as_bytes(),
+            384,
+        )
+        .unwrap_err();
+        assert_eq!((long.status(), long.param.as_deref()), (400, Some("input[1]")));
+        assert!(long.message.contains("32768 characters"), "{}", long.message);
+        assert!(EmbeddingsRequest::parse(
+            json!({ "input": "x".repeat(MAX_INPUT_CHARS) }).to_string().as_bytes(),
+            384
+        )
+        .is_ok());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::core::decision::{ClassifierSignal, Decision, LlmSignal, SemanticSigna
 use crate::core::error::{ErrorKind, RouterError};
 use crate::core::llm_router::{self, ChoiceCache};
 use crate::core::providers::Completion;
-use crate::core::request::ChatRequest;
+use crate::core::request::{routing_window, ChatRequest};
 use crate::core::rules::RuleOutcome;
 use crate::core::semantic::{dot, routing_text, Encode, SemanticModel};
 use crate::core::timing::Stopwatch;
@@ -244,12 +244,12 @@ async fn judge_turn<E: Embedder>(
 
 /// Level 1: every route that has rules, applied to the latest user message.
 fn rule_outcomes(config: &Config, request: &ChatRequest, prompt_tokens: u64) -> Vec<RuleOutcome> {
-    let text = request.latest_user_text();
+    let text = routing_window(request.latest_user_text());
     config
         .routes
         .iter()
         .filter(|r| r.rules.has_rules())
-        .map(|r| r.rules.evaluate(&r.name, text, prompt_tokens))
+        .map(|r| r.rules.evaluate(&r.name, &text, prompt_tokens))
         .collect()
 }
 

@@ -235,3 +235,38 @@ fn message_from_wire(index: usize, m: WireMessage) -> Result<Message, RouterErro
 pub fn clip_chars(text: &str, max: usize) -> &str {
     text.char_indices().nth(max).map_or(text, |(at, _)| &text[..at])
 }
+
+/// Routing reads at most this many characters of a message: see [`routing_window`].
+pub const ROUTING_WINDOW_CHARS: usize = 8192;
+
+/// What routing reads of a message's text: all of it up to [`ROUTING_WINDOW_CHARS`], else its
+/// first and last halves of that, joined by a line break. Every routing step (keyword rules,
+/// tokenizing, the turn's judgement) costs time in the length of what it reads, so a 4 MB prompt
+/// must cost what an 8 KB one does; what a prompt is about is in its opening and closing lines
+/// (the question after a pasted file, the instruction before one).
+pub fn routing_window(text: &str) -> std::borrow::Cow<'_, str> {
+    let half = ROUTING_WINDOW_CHARS / 2;
+    let Some((head_end, _)) = text.char_indices().nth(ROUTING_WINDOW_CHARS) else {
+        return text.into();
+    };
+    let head = &text[..text.char_indices().nth(half).map_or(head_end, |(at, _)| at)];
+    let tail_start = text.char_indices().rev().nth(half - 1).map_or(0, |(at, _)| at);
+    format!("{head}\n{}", &text[tail_start..]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_routing_window_is_the_whole_text_or_its_two_ends() {
+        assert_eq!(routing_window("short"), "short");
+        let exact = "é".repeat(ROUTING_WINDOW_CHARS);
+        assert_eq!(routing_window(&exact), exact.as_str());
+        let long = format!("{}{}{}", "a".repeat(5000), "é".repeat(10_000), "z".repeat(5000));
+        let window = routing_window(&long);
+        let half = ROUTING_WINDOW_CHARS / 2;
+        assert_eq!(window.chars().count(), ROUTING_WINDOW_CHARS + 1);
+        assert_eq!(window, format!("{}\n{}", "a".repeat(half), "z".repeat(half)));
+    }
+}

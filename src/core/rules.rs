@@ -6,6 +6,7 @@
 //! exclusion does. Exclusions are how level 1 avoids the obvious traps ("Tell me a joke about
 //! Python" is not a coding request); level 2 confirms by meaning what regexes cannot.
 
+use crate::core::request::clip_chars;
 use regex::Regex;
 use serde::Serialize;
 
@@ -65,7 +66,8 @@ impl RouteRules {
         !self.keywords.is_empty()
     }
 
-    /// The rules of route `route` applied to the latest user message and the prompt's tokens.
+    /// The rules of route `route` applied to the latest user message (what routing reads of it:
+    /// `request::routing_window`) and the prompt's tokens.
     pub fn evaluate(&self, route: &str, latest_user_text: &str, prompt_tokens: u64) -> RuleOutcome {
         let tokens_in_bounds = self.tokens.contains(prompt_tokens);
         let keyword = first_hit(&self.keywords, latest_user_text);
@@ -81,8 +83,30 @@ impl RouteRules {
     }
 }
 
+/// An explanation quotes at most this many characters of what a keyword matched: a pattern like
+/// `select.*from` can match a whole pasted file.
+pub const MAX_QUOTED_CHARS: usize = 80;
+
 fn first_hit(patterns: &[Regex], text: &str) -> Option<KeywordHit> {
     patterns.iter().find_map(|re| {
-        re.find(text).map(|m| KeywordHit { pattern: re.as_str().to_string(), text: m.as_str().to_string() })
+        re.find(text).map(|m| KeywordHit {
+            pattern: re.as_str().to_string(),
+            text: clip_chars(m.as_str(), MAX_QUOTED_CHARS).to_string(),
+        })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explanation_quotes_a_bounded_part_of_the_match() {
+        let rules =
+            RouteRules { keywords: vec![Regex::new("(?s)select.*from").unwrap()], ..Default::default() };
+        let text = format!("select {} from t", "column, ".repeat(1000));
+        let hit = rules.evaluate("code", &text, 10).keyword.unwrap();
+        assert_eq!(hit.text.chars().count(), MAX_QUOTED_CHARS);
+        assert!(hit.text.starts_with("select column, "));
+    }
 }

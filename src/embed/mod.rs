@@ -19,6 +19,7 @@ pub mod static_encoder;
 pub mod static_tuning;
 
 use crate::core::semantic::Encode;
+use crate::core::tokens::prefix_of_tokens;
 use std::fmt;
 use tokenizers::Tokenizer;
 use tract_onnx::prelude::*;
@@ -27,6 +28,27 @@ use tract_onnx::prelude::*;
 pub const DIMENSIONS: usize = crate::core::semantic::ENCODER_DIMENSIONS;
 /// Longest input in tokens (sentence-transformers' `max_seq_length`); longer texts are cut.
 pub const MAX_TOKENS: usize = 256;
+
+/// The first `window` token ids of `text` from `encode` (a tokenizer that truncates at `window`),
+/// without tokenizing the whole text: the tokenizer's time grows with all it reads, though only
+/// `window` ids are kept. It reads the start the token estimate puts at `window` tokens (word
+/// pieces are mostly at least as many as the estimate's tokens), and a start twice as long each
+/// time that falls short, so the ids are those of the whole text.
+pub fn first_token_ids<E>(
+    text: &str,
+    window: usize,
+    encode: impl Fn(&str) -> Result<Vec<u32>, E>,
+) -> Result<Vec<u32>, E> {
+    let mut budget = window as u64;
+    loop {
+        let part = prefix_of_tokens(text, budget);
+        let ids = encode(part)?;
+        if ids.len() >= window || part.len() == text.len() {
+            return Ok(ids);
+        }
+        budget *= 2;
+    }
+}
 /// The model id the embeddings API answers to.
 pub const MODEL_ID: &str = "all-MiniLM-L6-v2";
 
@@ -112,8 +134,11 @@ impl Encoder {
 
     /// Token ids as the model sees them: `[CLS] … [SEP]`, at most [`MAX_TOKENS`].
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        let encoding = self.tokenizer.encode(text, true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        Ok(encoding.get_ids().to_vec())
+        first_token_ids(text, MAX_TOKENS, |part| {
+            let encoding =
+                self.tokenizer.encode(part, true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+            Ok(encoding.get_ids().to_vec())
+        })
     }
 
     /// The L2-normalised embedding of `text`.

@@ -26,7 +26,7 @@
 //! vocabulary (one token per line, in id order), one f32 scale per token, then the int8 table, a
 //! token's row after another (`value × scale` is the weight).
 
-use crate::embed::{EmbedError, MAX_TOKENS};
+use crate::embed::{first_token_ids, EmbedError, MAX_TOKENS};
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
@@ -131,9 +131,11 @@ impl StaticEncoder {
 
     /// Token ids of `text`, without `[CLS]` and `[SEP]` (they carry no vector).
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        let encoding =
-            self.tokenizer.encode(text, false).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        Ok(encoding.get_ids().to_vec())
+        first_token_ids(text, MAX_TOKENS - 2, |part| {
+            let encoding =
+                self.tokenizer.encode(part, false).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+            Ok(encoding.get_ids().to_vec())
+        })
     }
 
     /// The L2-normalised mean of the tokens' vectors (all zeros for a text with no word piece).

@@ -79,3 +79,50 @@ describe('a config holding a key where its secret name belongs', () => {
     assert.ok(!log.includes('0123456789abcdef'), 'the log holds the pasted key');
   });
 });
+
+/** The routing work that could grow with the prompt: every Server-Timing phase but reading the
+ * body (`parse`) and running the encoder (`embed`: at most 256 tokens whatever the prompt, and
+ * most of the time, which would hide the rest). */
+function routingMs(res) {
+  return res.headers
+    .get('server-timing')
+    .split(',')
+    .map((p) => p.trim().match(/^(\w+);dur=([\d.]+)$/))
+    .filter((m) => m && !['parse', 'embed'].includes(m[1]))
+    .reduce((sum, m) => sum + Number(m[2]), 0);
+}
+
+/** The total of `xs` without its highest and lowest: phases are timed in whole milliseconds, so a
+ * total says more than a median, and a pause of the runtime's in one request says nothing. */
+const trimmedTotal = (xs) => [...xs].sort((a, b) => a - b).slice(1, -1).reduce((a, b) => a + b, 0);
+
+describe('the CPU a request costs', () => {
+  let stack;
+  before(async () => {
+    stack = await startStack({ config: (url) => testConfig(url).replace('max_body_bytes = 65536', 'max_body_bytes = 4194304') });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('routing a 1 MB prompt takes at most twice the time of a 1 KB one', async (t) => {
+    const sentence = 'Please look over the quarterly figures and tell me what changed since spring. ';
+    const prompt = (bytes) => sentence.repeat(Math.ceil(bytes / sentence.length)).slice(0, bytes);
+    const routed = async (bytes) => {
+      const res = await postJson(stack.base, '/v1/route', { model: 'auto', messages: [{ role: 'user', content: prompt(bytes) }] });
+      assert.equal(res.status, 200, res.text);
+      return routingMs(res);
+    };
+    // Interleaved, so that whatever else the machine does weighs on both sizes alike; the first
+    // pairs warm the encoder up.
+    const small = [];
+    const large = [];
+    for (let i = 0; i < 11; i++) {
+      small.push(await routed(1024));
+      large.push(await routed(1 << 20));
+    }
+    const [s, l] = [trimmedTotal(small.slice(2)), trimmedTotal(large.slice(2))];
+    t.diagnostic(`routing work: 1 KB ${s} ms, 1 MB ${l} ms (7 requests each)`);
+    assert.ok(l <= 2 * s, `1 MB took ${l} ms, 1 KB ${s} ms`);
+  });
+});

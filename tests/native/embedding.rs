@@ -89,3 +89,29 @@ fn empty_text_still_embeds() {
     let norm: f32 = embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-4);
 }
+
+/// The encoder tokenizes only as much of a long text as fills its 256-token window, and gets the
+/// ids the whole text would give, for every kind of text in the token sample (prose, code, JSON,
+/// URLs, CJK, Cyrillic, numbers, long words, whitespace).
+#[test]
+fn a_long_text_gives_the_ids_of_the_whole_though_only_its_start_is_read() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/model/tokenizer.json");
+    let whole = switchyard::embed::load_tokenizer(&std::fs::read(dir).unwrap()).unwrap();
+    let sample =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/token_sample.jsonl"))
+            .unwrap();
+    for line in sample.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = row["text"].as_str().unwrap();
+        let long = format!("{text}\n").repeat(100_000 / text.len() + 1);
+        let expected = whole.encode(long.as_str(), true).unwrap().get_ids().to_vec();
+        assert_eq!(encoder().token_ids(&long).unwrap(), expected, "{}", row["kind"]);
+        let read = std::cell::Cell::new(0);
+        let ids = switchyard::embed::first_token_ids(&long, 256, |part| {
+            read.set(read.get() + part.len());
+            Ok::<_, ()>(whole.encode(part, true).unwrap().get_ids().to_vec())
+        });
+        assert_eq!(ids.unwrap().len(), 256);
+        assert!(read.get() < long.len() / 10, "{}: read {} of {} bytes", row["kind"], read.get(), long.len());
+    }
+}

@@ -238,3 +238,22 @@ fn keywords_look_at_the_latest_user_message_only() {
     .unwrap();
     assert_ne!(decide(&builtin(), &without_encoder(), &request).unwrap().route, "code");
 }
+
+#[test]
+fn a_huge_prompt_is_routed_on_its_opening_and_closing_lines() {
+    use switchyard::core::request::ROUTING_WINDOW_CHARS;
+    let filler = "The quarterly numbers looked fine to everyone in the room. ".repeat(20_000);
+    let asked_last = format!("{filler}\nNow write a SQL query that totals them by region.");
+    let code =
+        |d: &Decision| d.signals.rules.iter().find(|r| r.route == "code").and_then(|r| r.keyword.clone());
+    assert_eq!(code(&route_by_rules("auto", &asked_last)).unwrap().text, "SQL");
+    let asked_first = format!("Write a SQL query over this:\n{filler}");
+    assert!(code(&route_by_rules("auto", &asked_first)).is_some());
+    // What lies between the two halves is not read.
+    let (head, tail) = filler.split_at(filler.len() / 2);
+    let buried = format!("{head} SQL {tail}");
+    assert!(buried.chars().count() > 2 * ROUTING_WINDOW_CHARS);
+    assert!(code(&route_by_rules("auto", &buried)).is_none());
+    let text = routing_text(&user("auto", &buried), 0);
+    assert_eq!(text.chars().count(), ROUTING_WINDOW_CHARS + 1);
+}

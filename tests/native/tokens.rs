@@ -83,6 +83,19 @@ fn request_tokens_include_framing_tools_and_media() {
 fn long_prompts_scale_linearly() {
     let paragraph = "The quick brown fox jumps over the lazy dog. ";
     let one = estimate_text_tokens(paragraph);
-    let many = estimate_text_tokens(&paragraph.repeat(10_000));
-    assert_eq!(many, one * 10_000);
+    // 450 KB: extrapolated from its two ends, within a token per thousand of the exact count.
+    let many = estimate_text_tokens(&paragraph.repeat(10_000)) as f64;
+    assert!((many / (one * 10_000) as f64 - 1.0).abs() < 0.001, "{many}");
+    // Up to 16 KiB the count is exact.
+    assert_eq!(estimate_text_tokens(&paragraph.repeat(300)), one * 300);
+}
+
+#[test]
+fn a_huge_text_of_two_scripts_is_extrapolated_from_both_ends() {
+    let english = "The quick brown fox jumps over the lazy dog. ".repeat(20_000);
+    let japanese = "東京の天気は晴れです。".repeat(30_000);
+    let exact =
+        estimate_text_tokens(&english[..45_000]) * 20 + estimate_text_tokens(&japanese[..33_000]) * 30;
+    let mixed = estimate_text_tokens(&format!("{english}{japanese}")) as f64;
+    assert!((mixed / exact as f64 - 1.0).abs() < 0.05, "{mixed} against {exact}");
 }
