@@ -51,6 +51,7 @@ struct Wire {
 
 impl EmbeddingsRequest {
     pub fn parse(bytes: &[u8], dimensions: usize) -> Result<EmbeddingsRequest, RouterError> {
+        crate::core::body_limits::check(bytes)?;
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| RouterError::invalid_request(format!("request body is not valid JSON: {e}")))?;
         if !value.is_object() {

@@ -50,6 +50,7 @@ struct Wire {
 impl Feedback {
     /// Reads `bytes`; a 400 names the field at fault.
     pub fn parse(bytes: &[u8], config: &Config) -> Result<Feedback, RouterError> {
+        crate::core::body_limits::check(bytes)?;
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| RouterError::invalid_request(format!("request body is not valid JSON: {e}")))?;
         let wire: Wire = serde_path_to_error::deserialize(&value).map_err(|e| {

@@ -8,6 +8,7 @@ pub mod admin_api;
 pub mod api;
 pub mod attempts;
 pub mod auth;
+pub mod body_limits;
 pub mod cascade;
 pub mod classifier;
 pub mod config;

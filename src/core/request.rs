@@ -6,10 +6,12 @@
 //! field we do not interpret (`tools`, `response_format`, vendor extensions) reaches the upstream
 //! exactly as the client sent it; only `model` is rewritten.
 
+use crate::core::body_limits;
 use crate::core::decide::AUTO;
-use crate::core::error::RouterError;
+use crate::core::error::{ErrorKind, RouterError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,32 +86,35 @@ enum WireContent {
 }
 
 impl ChatRequest {
-    /// Parses a request body. Errors are 400s naming the offending field.
+    /// Parses a request body, within the limits of [`body_limits`]. Errors are 400s naming the
+    /// offending field or limit.
     pub fn parse(bytes: &[u8]) -> Result<ChatRequest, RouterError> {
+        body_limits::check(bytes)?;
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| RouterError::invalid_request(format!("request body is not valid JSON: {e}")))?;
         Self::from_value(value)
     }
 
+    /// The request in `value`. The typed view is read from the value in place: the body is held
+    /// once, in `body`, not copied for reading.
     pub fn from_value(value: Value) -> Result<ChatRequest, RouterError> {
         let Value::Object(body) = value else {
             return Err(RouterError::invalid_request("request body must be a JSON object"));
         };
-        let wire: WireRequest =
-            serde_path_to_error::deserialize(&Value::Object(body.clone())).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner().to_string();
-                let inner = inner.replace(
-                    "data did not match any variant of untagged enum WireContent",
-                    "expected a string or an array of content parts",
-                );
-                if path == "." {
-                    RouterError::invalid_request(format!("invalid request body: {inner}"))
-                } else {
-                    RouterError::invalid_request(format!("invalid request body at {path}: {inner}"))
-                        .with_param(path)
-                }
-            })?;
+        let wire: WireRequest = serde_path_to_error::deserialize(&body).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let inner = inner.replace(
+                "data did not match any variant of untagged enum WireContent",
+                "expected a string or an array of content parts",
+            );
+            if path == "." {
+                RouterError::invalid_request(format!("invalid request body: {inner}"))
+            } else {
+                RouterError::invalid_request(format!("invalid request body at {path}: {inner}"))
+                    .with_param(path)
+            }
+        })?;
         if wire.messages.is_empty() {
             return Err(RouterError::invalid_request("messages must contain at least one message")
                 .with_param("messages"));
@@ -169,11 +174,23 @@ impl ChatRequest {
         self.messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.text.as_str())
     }
 
-    /// The body to send upstream: the client's body with `model` set to `upstream_model`.
-    pub fn upstream_body(&self, upstream_model: &str) -> Map<String, Value> {
-        let mut body = self.body.clone();
-        body.insert("model".into(), Value::String(upstream_model.to_string()));
-        body
+    /// The body to send upstream, as JSON text: the client's body with `model` set to
+    /// `upstream_model` and each of `overrides` set. It is written from references to the
+    /// client's values, so a 4 MiB body is not copied on its way out.
+    pub fn upstream_json(
+        &self,
+        upstream_model: &str,
+        overrides: &[(&str, Value)],
+    ) -> Result<String, RouterError> {
+        let model = Value::String(upstream_model.to_string());
+        let mut fields: BTreeMap<&str, &Value> = self.body.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        fields.insert("model", &model);
+        for (name, value) in overrides {
+            fields.insert(name, value);
+        }
+        serde_json::to_string(&fields).map_err(|e| {
+            RouterError::new(ErrorKind::Internal, format!("could not write the upstream body: {e}"))
+        })
     }
 }
 

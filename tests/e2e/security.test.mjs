@@ -3,10 +3,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe } from 'node:test';
-import { fetchWithDeadline, postJson, startStack, test, testConfig } from './harness.mjs';
+import { fetchWithDeadline, healthDetails, postJson, startStack, test, testConfig } from './harness.mjs';
 
 /** Lets wrangler write out what the Worker logged. */
 const flushed = () => new Promise((resolve) => setTimeout(resolve, 500));
+
+/** What /healthz may report of wasm memory after the worst bodies (README, "Security"). */
+const MEMORY_BOUND_MIB = 96;
 
 const chat = { model: 'auto', messages: [{ role: 'user', content: 'hi' }] };
 const withoutRouterKeys = (url) => testConfig(url).replace('auth_keys = ["ROUTER_KEY"]\n', '');
@@ -96,13 +99,51 @@ function routingMs(res) {
  * total says more than a median, and a pause of the runtime's in one request says nothing. */
 const trimmedTotal = (xs) => [...xs].sort((a, b) => a - b).slice(1, -1).reduce((a, b) => a + b, 0);
 
-describe('the CPU a request costs', () => {
+describe('the memory and CPU a request costs', () => {
   let stack;
   before(async () => {
     stack = await startStack({ config: (url) => testConfig(url).replace('max_body_bytes = 65536', 'max_body_bytes = 4194304') });
   });
   after(async () => {
     await stack?.stop();
+  });
+
+  test('twenty worst-case bodies beside ordinary requests: every answer right, memory bounded', async (t) => {
+    const MiB = 1 << 20;
+    // Words set far apart: 4 MB of them is some 130k tokens, within the long-context model's window.
+    const word = `word${' '.repeat(60)}`;
+    const text = (n) => word.repeat(Math.ceil(n / word.length)).slice(0, n);
+    const worst = [
+      // 4 MiB of the tiniest messages: refused by the limit before it is parsed.
+      { body: { model: 'auto', messages: Array(130_000).fill({ role: 'user', content: 'a' }) }, status: 400 },
+      // The most messages allowed, filling the body: parsed, routed and forwarded.
+      { body: { model: 'auto', messages: Array(2048).fill({ role: 'user', content: text(2000) }) }, status: 200 },
+      // One message of 4 MB.
+      { body: { model: 'auto', messages: [{ role: 'user', content: text(4 * MiB - 200) }] }, status: 200 },
+      // The most JSON values allowed, as small as they come.
+      { body: { model: 'auto', messages: [{ role: 'user', content: 'hi' }], metadata_blob: Array(99_000).fill(0) }, status: 200 },
+    ];
+    const hostile = (async () => {
+      for (let i = 0; i < 20; i++) {
+        const { body, status } = worst[i % worst.length];
+        const res = await postJson(stack.base, '/v1/chat/completions', body);
+        assert.equal(res.status, status, `worst body ${i % worst.length}: ${res.text.slice(0, 300)}`);
+      }
+    })();
+    let ordinary = 0;
+    let done = false;
+    hostile.finally(() => (done = true)).catch(() => {});
+    while (!done) {
+      const res = await postJson(stack.base, '/v1/chat/completions', { model: 'auto', messages: [{ role: 'user', content: `ordinary request ${ordinary}` }] });
+      assert.equal(res.status, 200, res.text);
+      assert.match(res.json.choices[0].message.content, /ordinary request/);
+      ordinary++;
+    }
+    await hostile;
+    const { memory_bytes: memory } = await healthDetails(stack.base);
+    t.diagnostic(`${ordinary} ordinary requests answered beside them; wasm memory after: ${(memory / MiB).toFixed(1)} MiB`);
+    assert.ok(ordinary > 0);
+    assert.ok(memory < MEMORY_BOUND_MIB * MiB, `wasm memory ${(memory / MiB).toFixed(1)} MiB`);
   });
 
   test('routing a 1 MB prompt takes at most twice the time of a 1 KB one', async (t) => {

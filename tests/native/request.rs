@@ -36,7 +36,7 @@ fn model_defaults_to_auto_and_is_rewritten_upstream_with_other_fields_kept() {
     )
     .unwrap();
     assert_eq!(r.model, "auto");
-    let body = r.upstream_body("llama3");
+    let body: serde_json::Value = serde_json::from_str(&r.upstream_json("llama3", &[]).unwrap()).unwrap();
     assert_eq!(body["model"], "llama3");
     assert_eq!(body["temperature"], 0.3);
     assert_eq!(body["x_vendor"]["a"], 1);
@@ -102,4 +102,14 @@ fn deeply_nested_or_huge_input_does_not_panic() {
     assert_eq!(error(&deep).0, 400);
     let big = format!(r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#, "a".repeat(1_000_000));
     assert!(ChatRequest::parse(big.as_bytes()).is_ok());
+}
+
+#[test]
+fn bodies_past_a_limit_are_refused_before_they_are_parsed() {
+    use switchyard::core::body_limits::MAX_MESSAGES;
+    let message = serde_json::json!({"role": "user", "content": "a"});
+    let body = serde_json::json!({"messages": vec![message; MAX_MESSAGES + 1]}).to_string();
+    let err = ChatRequest::parse(body.as_bytes()).unwrap_err();
+    assert_eq!((err.status(), err.param.as_deref()), (400, Some("messages")));
+    assert!(err.message.contains("more than 2048 messages"), "{}", err.message);
 }

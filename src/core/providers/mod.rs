@@ -99,7 +99,7 @@ pub fn unsupported(kind: ProviderKind, request: &ChatRequest) -> Option<&'static
 /// The upstream request for `target`.
 pub fn build_request(target: &Target, request: &ChatRequest) -> Result<UpstreamRequest, RouterError> {
     match target.kind {
-        ProviderKind::Openai => Ok(openai::request::build(target, request)),
+        ProviderKind::Openai => openai::request::build(target, request),
         ProviderKind::Anthropic => anthropic::request::build(target, request),
         ProviderKind::Gemini => gemini::request::build(target, request),
     }
