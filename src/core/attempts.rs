@@ -8,9 +8,10 @@
 //! policy.
 //!
 //! Time: the attempts of a request share `[upstream] request_deadline_ms`, counted from
-//! [`Attempts::start`]. Each call gets at most what is left of it to start answering; a retry
+//! [`Attempts::start`]. Each call gets at most what is left of it to start answering, and to
+//! finish ([`Attempts::time_left`]: a whole body, or a stream however it is kept alive); a retry
 //! whose wait would outlast it is not waited for (the next model is tried instead); once it has
-//! passed, the request fails with a 504 that says so.
+//! passed, the request fails with a 504 that says so, or its stream ends with an error event.
 //!
 //! ```text
 //!            start ──► Call(model) ──answered──► Deliver(model)
@@ -253,6 +254,12 @@ impl Attempts {
     /// The cascade's answers so far, in order (for `x-switchyard-cascade` and the log).
     pub fn cascade_steps(&self) -> &[CascadeStep] {
         &self.steps
+    }
+
+    /// What is left at `now_ms` of the request's deadline: the most a call's whole answer, a
+    /// stream's included, may take.
+    pub fn time_left(&self, now_ms: u64) -> u64 {
+        self.deadline_ms.saturating_sub(now_ms)
     }
 
     /// The [`Action::Wait`] is over: call the same model again.

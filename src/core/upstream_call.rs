@@ -16,6 +16,9 @@
 //!   first event that says something;
 //! - a whole body, or an error body, that sends nothing for `[upstream] idle_timeout_ms` is given
 //!   up on (an error body keeps its status; a silent answer is a timeout);
+//! - every read, a committed stream's included, is also clipped to the whole answer's deadline
+//!   ([`UpstreamCall::answer_within`]: what is left of the request's), so neither a body that
+//!   trickles nor a stream kept alive by keep-alive comments holds the client past it;
 //! - a stream commits once it says something (content, a tool call, a refusal, reasoning, a
 //!   finish): its opening role-only chunk does not, so a model that opens a stream and then
 //!   fails or stalls is still replaced, unseen by the client;
@@ -133,6 +136,9 @@ pub struct CommittedStream {
     upstream_ended: bool,
     /// The longest the stream may stay silent.
     idle_ms: u64,
+    /// When the whole answer must be in, and the time that gives it (the request's deadline):
+    /// a stream kept alive past it, by content or by keep-alive comments, ends there.
+    answer_by: Option<(u64, u64)>,
     /// Values scrubbed from the error that ends a failed stream.
     secrets: Vec<String>,
     over: bool,
@@ -274,10 +280,15 @@ impl UpstreamCall {
         Ok((call, Outgoing { url: built.url, headers, body: built.body }))
     }
 
-    /// The call, which must have its whole answer within `ms` of `now_ms` (the LLM router's
-    /// call, which routing must not wait on for long): every deadline is clipped to that.
+    /// The call, which must have its whole answer within `ms` of `now_ms` (what is left of the
+    /// request's deadline; less for the LLM router's call, which routing must not wait on for
+    /// long): every deadline is clipped to that, a committed stream's too.
     pub fn answer_within(mut self, ms: u64, now_ms: u64) -> UpstreamCall {
-        self.answer_by = Some((now_ms.saturating_add(ms), ms));
+        let by = now_ms.saturating_add(ms);
+        self.answer_by = Some(match self.answer_by {
+            Some((earlier, earlier_ms)) if earlier <= by => (earlier, earlier_ms),
+            _ => (by, ms),
+        });
         self
     }
 
@@ -367,6 +378,7 @@ impl UpstreamCall {
                 said,
                 upstream_ended,
                 idle_ms: self.idle_ms,
+                answer_by: self.answer_by,
                 secrets: std::mem::take(&mut self.secrets),
                 over: false,
             });
@@ -464,7 +476,13 @@ impl CommittedStream {
         if self.upstream_ended {
             return self.end(said, false, StreamOutcome::Complete, None);
         }
-        StreamStep::Relay { bytes: said, until_ms: now_ms.saturating_add(self.idle_ms) }
+        StreamStep::Relay { bytes: said, until_ms: self.until(now_ms) }
+    }
+
+    /// When the next read gives up: after `idle_ms` of silence, or at the answer's deadline.
+    fn until(&self, now_ms: u64) -> u64 {
+        let idle = now_ms.saturating_add(self.idle_ms);
+        self.answer_by.map_or(idle, |(by, _)| by.min(idle))
     }
 
     /// What the platform read; what to send and do next.
@@ -473,9 +491,7 @@ impl CommittedStream {
             return StreamStep::Over;
         }
         match hear(&mut self.relay, input) {
-            Heard::Said { bytes, ended: false } => {
-                StreamStep::Relay { bytes, until_ms: now_ms.saturating_add(self.idle_ms) }
-            }
+            Heard::Said { bytes, ended: false } => StreamStep::Relay { bytes, until_ms: self.until(now_ms) },
             Heard::Said { bytes, ended: true } => self.end(bytes, false, StreamOutcome::Complete, None),
             Heard::Failed { bytes, error } => self.fail(bytes, error),
             Heard::Silent if self.relay.complete() => {
@@ -487,7 +503,12 @@ impl CommittedStream {
                 }
             }
             Heard::Silent => {
-                let error = format!("the upstream sent nothing for {} ms mid-answer", self.idle_ms);
+                let error = match self.answer_by {
+                    Some((by, ms)) if now_ms >= by => {
+                        format!("the answer ran past the {ms} ms it had ([upstream] request_deadline_ms)")
+                    }
+                    _ => format!("the upstream sent nothing for {} ms mid-answer", self.idle_ms),
+                };
                 self.fail(Vec::new(), RouterError::new(ErrorKind::UpstreamTimeout, error))
             }
             Heard::Broken(detail) => {

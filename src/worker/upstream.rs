@@ -33,7 +33,7 @@ use worker::{
 /// What a model answered.
 pub enum Body {
     Whole(Completion),
-    Stream(StreamAnswer),
+    Stream(Box<StreamAnswer>),
 }
 
 pub struct Answered {
@@ -73,13 +73,17 @@ pub async fn answer(state: &State, env: &Env, request: &ChatRequest, decision: &
             Action::Call { model, timeout_ms, rated } => {
                 let result = match rated_or_not(request, machine.cascade(), rated) {
                     Err(error) => CallResult::Untranslatable(error),
-                    Ok(request) => match call(state, env, &request, &model, timeout_ms, None).await {
-                        Ok(body) => {
-                            answers.push((model, body));
-                            CallResult::Answered
+                    Ok(request) => {
+                        match call(state, env, &request, &model, timeout_ms, Some(machine.time_left(now())))
+                            .await
+                        {
+                            Ok(body) => {
+                                answers.push((model, body));
+                                CallResult::Answered
+                            }
+                            Err(error) => error.into(),
                         }
-                        Err(error) => error.into(),
-                    },
+                    }
                 };
                 machine.called(result, now(), js_sys::Math::random())
             }
@@ -215,7 +219,7 @@ async fn call(
             Step::Answered(completion) => return Ok(Body::Whole(completion)),
             Step::Committed(committed) => match connection {
                 Connection::Body(upstream) => {
-                    return Ok(Body::Stream(StreamAnswer::new(committed, upstream, controller)))
+                    return Ok(Body::Stream(Box::new(StreamAnswer::new(committed, upstream, controller))))
                 }
                 _ => Input::Broken("the stream was lost".into()),
             },

@@ -19,6 +19,8 @@
 //   malformed       answer 200 with a body (or a first stream event) that is not JSON
 //   cut_after       send this many stream events, then drop the connection
 //   stall_after     send this many stream events, then go silent without closing
+//   ping_after      send this many stream events, then a keep-alive comment every 200 ms, forever
+//   trickle_body    a whole answer: send its first bytes, then one more every 200 ms, forever
 //   error_after     send this many stream events, then an error event in the API's format
 //   answer          answer with this instead of the echo: a string is the text, an object its
 //                   JSON; when the request offers tools (Anthropic's forced tool), the tool call's
@@ -99,6 +101,12 @@ export async function startFakeUpstream() {
     }
     if (step.refusal) Object.assign(answer, { refusal: step.refusal, text: null, tool: null });
     answer.logprob = step.logprob ?? -0.05;
+    if (!stream && step.trickle_body) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"id": "trickle", ');
+      const timer = setInterval(() => res.write(' '), 200);
+      return res.on('close', () => clearInterval(timer));
+    }
     if (!stream) return send(res, 200, api.whole(answer, body));
 
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -110,6 +118,10 @@ export async function startFakeUpstream() {
       }
       if (step.cut_after !== undefined && sent === step.cut_after) return res.socket.destroy();
       if (step.stall_after !== undefined && sent === step.stall_after) return; // silent, open
+      if (step.ping_after !== undefined && sent === step.ping_after) {
+        const timer = setInterval(() => res.write(': ping\n\n'), 200);
+        return res.on('close', () => clearInterval(timer));
+      }
       if (step.error_after !== undefined && sent === step.error_after) {
         res.write(api.errorEvent('scripted mid-stream failure'));
         return res.end();

@@ -167,3 +167,40 @@ describe('the memory and CPU a request costs', () => {
     assert.ok(l <= 2 * s, `1 MB took ${l} ms, 1 KB ${s} ms`);
   });
 });
+
+describe('the time a request may take', () => {
+  const DEADLINE_MS = 3000;
+  let stack;
+  before(async () => {
+    // Silences up to 10 s are allowed: only the deadline can end these answers.
+    const timing = `request_deadline_ms = ${DEADLINE_MS}\nidle_timeout_ms = 10000\n`;
+    stack = await startStack({ config: (url) => testConfig(url).replace('idle_timeout_ms = 1500\n', timing) });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  const asked = (stream) => ({ model: 'mini', stream, messages: [{ role: 'user', content: 'tell me everything' }] });
+
+  test('a stream kept alive by keep-alive comments ends at the deadline with an error event', async () => {
+    stack.fake.script({ ping_after: 3 });
+    const started = Date.now();
+    const res = await postJson(stack.base, '/v1/chat/completions', asked(true));
+    const took = Date.now() - started;
+    assert.equal(res.status, 200);
+    assert.match(res.text, /"code":"upstream_timeout"/);
+    assert.match(res.text, /request_deadline_ms/);
+    assert.doesNotMatch(res.text, /\[DONE\]/);
+    assert.ok(took >= DEADLINE_MS - 100 && took < DEADLINE_MS + 5000, `ended after ${took} ms: ${res.text.slice(-300)}`);
+  });
+
+  test('a whole answer whose body trickles is a 504 at the deadline', async () => {
+    stack.fake.script({ trickle_body: true });
+    const started = Date.now();
+    const res = await postJson(stack.base, '/v1/chat/completions', asked(false));
+    const took = Date.now() - started;
+    assert.equal(res.status, 504, res.text);
+    assert.equal(res.json.error.code, 'upstream_timeout');
+    assert.ok(took < DEADLINE_MS + 5000, `answered after ${took} ms`);
+  });
+});

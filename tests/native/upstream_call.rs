@@ -317,6 +317,52 @@ fn anthropic_partial() -> String {
 }
 
 #[test]
+fn a_stream_kept_alive_by_pings_ends_at_the_requests_deadline_with_an_error_event() {
+    let mut call = call("a", true).answer_within(10_000, T0);
+    call.on(head(200), T0 + 100);
+    let Step::Committed(mut stream) = call.on(chunk(&format!("{ROLE_ONLY}{CONTENT}")), T0 + 200) else {
+        panic!("the stream did not commit");
+    };
+    stream.start(T0 + 300);
+    // A keep-alive comment every second: never idle, but the deadline comes.
+    let mut now = T0 + 1000;
+    let mut until = 0;
+    while now < T0 + 10_000 {
+        match stream.on(chunk(": ping\n\n"), now) {
+            StreamStep::Relay { until_ms, .. } => until = until_ms,
+            step => panic!("ended early at {}: {step:?}", now - T0),
+        }
+        now += 1000;
+    }
+    assert_eq!(until, T0 + 10_000, "reads are clipped to the deadline");
+    let (bytes, abort, end) = ended(stream.on(Input::TimedOut, T0 + 10_000));
+    assert!(
+        bytes.contains("\"code\":\"upstream_timeout\"") && bytes.contains("request_deadline_ms"),
+        "{bytes}"
+    );
+    assert!(!bytes.contains("[DONE]") && abort);
+    assert_eq!(end.outcome, StreamOutcome::Error);
+}
+
+#[test]
+fn a_whole_answer_whose_body_stalls_is_given_up_at_the_requests_deadline() {
+    let mut call = call("a", false).answer_within(1_000, T0);
+    match call.on(head(200), T0 + 500) {
+        Step::ReadText { until_ms } => assert_eq!(until_ms, T0 + 1_000, "not the 2000 ms idle timeout"),
+        _ => panic!("the call does not read the body"),
+    }
+    let error = failed(call.on(Input::TimedOut, T0 + 1_000));
+    assert_eq!(error.kind, ErrorKind::UpstreamTimeout);
+}
+
+#[test]
+fn the_earlier_of_two_answer_deadlines_holds() {
+    let mut call = call("a", false).answer_within(1_000, T0).answer_within(5_000, T0);
+    let Step::ReadText { until_ms } = call.on(head(200), T0 + 100) else { panic!("no body read") };
+    assert_eq!(until_ms, T0 + 1_000);
+}
+
+#[test]
 fn each_event_relayed_gives_the_stream_idle_timeout_ms_more() {
     let mut stream = committed("a", &format!("{ROLE_ONLY}{CONTENT}"));
     match stream.on(chunk(CONTENT), T0 + 1500) {
