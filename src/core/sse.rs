@@ -29,9 +29,9 @@ impl fmt::Display for LineTooLong {
     }
 }
 
-/// Longest line kept; a provider's largest single event (a whole tool call's arguments) is far
-/// smaller.
-pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+/// Longest line, and longest event's data, kept; a provider's largest single event (a whole tool
+/// call's arguments) is far smaller. Past it, the stream fails as malformed.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Default)]
 pub struct SseParser {

@@ -58,6 +58,15 @@ pub struct Outgoing {
     pub body: String,
 }
 
+/// The most of an error body that is read: its message is what is wanted of it.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// The most of a whole answer that is read: far above any answer's text, even with every token's
+/// log-probabilities; past it, the answer is malformed and the next model is tried.
+pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+/// The most a stream may send before it says anything (role-only chunks, comments): bytes held
+/// back until the commit point, which a stream that never commits must not grow without end.
+pub const MAX_UNCOMMITTED_BYTES: usize = 256 * 1024;
+
 /// Why a call did not answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallError {
@@ -97,6 +106,8 @@ pub enum Input {
     End,
     /// The step's deadline passed with nothing read.
     TimedOut,
+    /// The body passed the step's `max_bytes`; the rest was not read.
+    TooLarge,
     /// The connection failed (refused, reset, or broken mid-body), with the platform's detail.
     Broken(String),
 }
@@ -115,8 +126,9 @@ pub struct Head {
 pub enum Step {
     /// Wait for the response's head until `until_ms`.
     AwaitHead { until_ms: u64 },
-    /// Read the whole body as text until `until_ms`.
-    ReadText { until_ms: u64 },
+    /// Read the whole body as text until `until_ms`, giving up ([`Input::TooLarge`]) once it
+    /// passes `max_bytes`.
+    ReadText { until_ms: u64, max_bytes: usize },
     /// Read the body's next bytes until `until_ms`.
     ReadChunk { until_ms: u64 },
     /// A whole answer: the call is over.
@@ -311,13 +323,20 @@ impl UpstreamCall {
             }
             (Phase::ErrorBody { status, retry_after_ms }, input) => {
                 let text = match input {
-                    Input::Text(text) => text,
+                    Input::Text(text) if text.len() <= MAX_ERROR_BODY_BYTES => text,
+                    Input::Text(_) | Input::TooLarge => {
+                        format!("(an error body over {MAX_ERROR_BODY_BYTES} bytes, not read)")
+                    }
                     // An error body that stalls or breaks is given up on; its status stays.
                     _ => String::new(),
                 };
                 let mut error = RouterError::from_upstream(&self.provider, status, &text, &self.secrets);
                 error.retry_after_ms = retry_after_ms;
                 self.failed(error)
+            }
+            (Phase::WholeBody { .. }, Input::TooLarge) => self.failed(self.too_large()),
+            (Phase::WholeBody { .. }, Input::Text(text)) if text.len() > MAX_ANSWER_BYTES => {
+                self.failed(self.too_large())
             }
             (Phase::WholeBody { created }, Input::Text(text)) => {
                 match providers::parse_completion(self.kind, &text, &self.upstream_model, created) {
@@ -342,12 +361,14 @@ impl UpstreamCall {
             let retry_after_ms =
                 parse_retry_after(head.retry_after_ms.as_deref(), head.retry_after.as_deref(), now_ms);
             self.phase = Phase::ErrorBody { status: head.status, retry_after_ms };
-            return Step::ReadText { until_ms: self.until(now_ms.saturating_add(self.idle_ms)) };
+            let until_ms = self.until(now_ms.saturating_add(self.idle_ms));
+            return Step::ReadText { until_ms, max_bytes: MAX_ERROR_BODY_BYTES };
         }
         let created = now_ms / 1000;
         if !self.stream {
             self.phase = Phase::WholeBody { created };
-            return Step::ReadText { until_ms: self.until(now_ms.saturating_add(self.idle_ms)) };
+            let until_ms = self.until(now_ms.saturating_add(self.idle_ms));
+            return Step::ReadText { until_ms, max_bytes: MAX_ANSWER_BYTES };
         }
         let translator = providers::stream_translator(self.kind, &self.upstream_model, created);
         let relay = StreamRelay::new(translator, self.include_usage, self.price);
@@ -372,6 +393,13 @@ impl UpstreamCall {
             }
             Heard::OutOfTurn(what) => return self.failed(self.out_of_turn(what)),
         };
+        if said.len() > MAX_UNCOMMITTED_BYTES {
+            let error = format!(
+                "model {:?} streamed {MAX_UNCOMMITTED_BYTES} bytes without saying anything",
+                self.model
+            );
+            return self.failed(RouterError::new(ErrorKind::UpstreamMalformed, error));
+        }
         if relay.answering || upstream_ended {
             return Step::Committed(CommittedStream {
                 relay: *relay,
@@ -404,6 +432,13 @@ impl UpstreamCall {
         self.answer_by.map_or(deadline_ms, |(by, _)| by.min(deadline_ms))
     }
 
+    fn too_large(&self) -> RouterError {
+        RouterError::new(
+            ErrorKind::UpstreamMalformed,
+            format!("model {:?} answered more than {MAX_ANSWER_BYTES} bytes", self.model),
+        )
+    }
+
     fn timed_out(&self, what: String) -> RouterError {
         RouterError::new(ErrorKind::UpstreamTimeout, format!("model {:?} {what}", self.model))
     }
@@ -427,6 +462,7 @@ impl Input {
             Input::Chunk(_) => "a chunk",
             Input::End => "the end of the body",
             Input::TimedOut => "a timeout",
+            Input::TooLarge => "a body too large",
             Input::Broken(_) => "a broken connection",
         }
     }

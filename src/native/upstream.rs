@@ -92,10 +92,11 @@ impl<'c> NativeUpstream<'c> {
             retry_after_ms: header("retry-after-ms"),
             retry_after: header("retry-after"),
         };
-        if let Step::Failed(error) = call.on(Input::Head(head), now_ms()) {
-            return Err(error);
-        }
-        let text = match response.body_mut().with_config().limit(16 << 20).read_to_string() {
+        let max_bytes = match call.on(Input::Head(head), now_ms()) {
+            Step::ReadText { max_bytes, .. } => max_bytes,
+            step => return answer(step),
+        };
+        let text = match response.body_mut().with_config().limit(max_bytes as u64).read_to_string() {
             Ok(text) => Input::Text(text),
             Err(e) => input_of(e),
         };
@@ -116,6 +117,7 @@ fn answer(step: Step) -> Result<Completion, RouterError> {
 fn input_of(error: ureq::Error) -> Input {
     match error {
         ureq::Error::Timeout(_) => Input::TimedOut,
+        ureq::Error::BodyExceedsLimit(_) => Input::TooLarge,
         e => Input::Broken(e.to_string()),
     }
 }

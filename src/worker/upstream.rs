@@ -214,7 +214,7 @@ async fn call(
     loop {
         let input = match step {
             Step::AwaitHead { until_ms } => connection.head(until_ms).await,
-            Step::ReadText { until_ms } => connection.text(until_ms).await,
+            Step::ReadText { until_ms, max_bytes } => connection.text(until_ms, max_bytes).await,
             Step::ReadChunk { until_ms } => connection.chunk(until_ms).await,
             Step::Answered(completion) => return Ok(Body::Whole(completion)),
             Step::Committed(committed) => match connection {
@@ -287,12 +287,14 @@ impl Connection {
         }
     }
 
-    async fn text(&mut self, until_ms: u64) -> Input {
+    /// The whole body as text, read until `until_ms` and no further than `max_bytes`.
+    async fn text(&mut self, until_ms: u64, max_bytes: usize) -> Input {
         let Connection::Head(response) = self else { return self.gone() };
-        let input = match within_until(until_ms, response.text()).await {
-            None => Input::TimedOut,
-            Some(Err(e)) => Input::Broken(e.to_string()),
-            Some(Ok(text)) => Input::Text(text),
+        let input = match response.stream() {
+            Err(e) => Input::Broken(e.to_string()),
+            Ok(mut body) => {
+                within_until(until_ms, read_limited(&mut body, max_bytes)).await.unwrap_or(Input::TimedOut)
+            }
         };
         *self = Connection::Gone("the body was read".into());
         input
@@ -317,6 +319,22 @@ impl Connection {
             _ => Input::Broken("the response was read out of turn".into()),
         }
     }
+}
+
+/// A body read to its end as text (UTF-8, invalid bytes replaced), or `TooLarge` once it passes
+/// `max_bytes`.
+async fn read_limited(body: &mut ByteStream, max_bytes: usize) -> Input {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Err(e) => return Input::Broken(e.to_string()),
+            Ok(chunk) if bytes.len() + chunk.len() > max_bytes => return Input::TooLarge,
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+        }
+    }
+    Input::Text(
+        String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 /// The next bytes of an upstream body, read until `until_ms`.

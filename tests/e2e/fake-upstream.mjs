@@ -21,6 +21,7 @@
 //   stall_after     send this many stream events, then go silent without closing
 //   ping_after      send this many stream events, then a keep-alive comment every 200 ms, forever
 //   trickle_body    a whole answer: send its first bytes, then one more every 200 ms, forever
+//   answer_bytes    answer with a text of this many bytes
 //   error_after     send this many stream events, then an error event in the API's format
 //   answer          answer with this instead of the echo: a string is the text, an object its
 //                   JSON; when the request offers tools (Anthropic's forced tool), the tool call's
@@ -99,6 +100,7 @@ export async function startFakeUpstream() {
       if (answer.tool) answer.tool.args = typeof step.answer === 'object' ? step.answer : { text: step.answer };
       else answer.text = typeof step.answer === 'string' ? step.answer : JSON.stringify(step.answer);
     }
+    if (step.answer_bytes) answer.text = 'x'.repeat(step.answer_bytes);
     if (step.refusal) Object.assign(answer, { refusal: step.refusal, text: null, tool: null });
     answer.logprob = step.logprob ?? -0.05;
     if (!stream && step.trickle_body) {

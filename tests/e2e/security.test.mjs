@@ -99,7 +99,7 @@ function routingMs(res) {
  * total says more than a median, and a pause of the runtime's in one request says nothing. */
 const trimmedTotal = (xs) => [...xs].sort((a, b) => a - b).slice(1, -1).reduce((a, b) => a + b, 0);
 
-describe('the memory and CPU a request costs', () => {
+describe('the memory and CPU a request costs, and the upstream bytes it reads', () => {
   let stack;
   before(async () => {
     stack = await startStack({ config: (url) => testConfig(url).replace('max_body_bytes = 65536', 'max_body_bytes = 4194304') });
@@ -144,6 +144,14 @@ describe('the memory and CPU a request costs', () => {
     t.diagnostic(`${ordinary} ordinary requests answered beside them; wasm memory after: ${(memory / MiB).toFixed(1)} MiB`);
     assert.ok(ordinary > 0);
     assert.ok(memory < MEMORY_BOUND_MIB * MiB, `wasm memory ${(memory / MiB).toFixed(1)} MiB`);
+  });
+
+  test('a 20 MB upstream answer is not relayed: it is malformed, and the next model answers', async () => {
+    stack.fake.script({ model: 'fake-primary', answer_bytes: 20_000_000 });
+    const res = await postJson(stack.base, '/v1/chat/completions', { model: 'failover', messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(res.status, 200, res.text.slice(0, 300));
+    assert.equal(res.headers.get('x-switchyard-model'), 'secondary');
+    assert.equal(res.headers.get('x-switchyard-attempts'), 'primary=malformed, secondary=ok');
   });
 
   test('routing a 1 MB prompt takes at most twice the time of a 1 KB one', async (t) => {

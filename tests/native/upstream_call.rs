@@ -135,7 +135,7 @@ fn a_whole_answer_is_read_and_translated() {
     let mut call = call("a", false);
     assert!(matches!(call.start(), Step::AwaitHead { until_ms } if until_ms == T0 + TIMEOUT));
     let step = call.on(head(200), T0 + 300);
-    assert!(matches!(step, Step::ReadText { until_ms } if until_ms == T0 + 300 + 2000));
+    assert!(matches!(step, Step::ReadText { until_ms, .. } if until_ms == T0 + 300 + 2000));
     let body = std::fs::read_to_string("tests/data/wire/openai/completion.json").unwrap();
     match call.on(Input::Text(body), T0 + 900) {
         Step::Answered(completion) => {
@@ -254,7 +254,7 @@ fn an_error_status_keeps_its_status_and_retry_after_even_when_its_body_stalls() 
     let mut call = call("sonnet", false);
     let limited = Head { status: 429, retry_after: Some("2".into()), ..Head::default() };
     let step = call.on(Input::Head(limited), T0 + 100);
-    assert!(matches!(step, Step::ReadText { until_ms } if until_ms == T0 + 2100));
+    assert!(matches!(step, Step::ReadText { until_ms, .. } if until_ms == T0 + 2100));
     let body = format!(
         "{{\"type\":\"error\",\"error\":{{\"type\":\"rate_limit_error\",\"message\":\"slow down, {KEY}\"}}}}"
     );
@@ -317,6 +317,50 @@ fn anthropic_partial() -> String {
 }
 
 #[test]
+fn upstream_bodies_past_their_caps_fail_as_malformed_and_are_not_read_on() {
+    use switchyard::core::upstream_call::{MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES, MAX_UNCOMMITTED_BYTES};
+    // A whole answer: the platform is told the cap, and past it the answer is malformed.
+    let mut whole = call("a", false);
+    assert!(
+        matches!(whole.on(head(200), T0 + 100), Step::ReadText { max_bytes, .. } if max_bytes == MAX_ANSWER_BYTES)
+    );
+    let error = failed(whole.on(Input::TooLarge, T0 + 200));
+    assert_eq!(error.kind, ErrorKind::UpstreamMalformed);
+    assert!(error.falls_back(), "the next model is tried");
+    // A platform that cannot stop reading is held to the cap all the same.
+    let mut whole = call("a", false);
+    whole.on(head(200), T0 + 100);
+    let text = format!("{{\"pad\": \"{}\"}}", "x".repeat(MAX_ANSWER_BYTES));
+    assert_eq!(failed(whole.on(Input::Text(text), T0 + 200)).kind, ErrorKind::UpstreamMalformed);
+    // An error body keeps its status.
+    let mut refused = call("a", false);
+    assert!(
+        matches!(refused.on(head(503), T0 + 100), Step::ReadText { max_bytes, .. } if max_bytes == MAX_ERROR_BODY_BYTES)
+    );
+    let error = failed(refused.on(Input::TooLarge, T0 + 200));
+    assert_eq!((error.status(), error.retryable()), (503, true));
+    // A stream that says nothing, at length.
+    let mut stream = call("a", true);
+    stream.on(head(200), T0 + 100);
+    let mut step = stream.on(chunk(ROLE_ONLY), T0 + 150);
+    let mut sent = ROLE_ONLY.len();
+    while matches!(step, Step::ReadChunk { .. }) {
+        step = stream.on(chunk(ROLE_ONLY), T0 + 200);
+        sent += ROLE_ONLY.len();
+    }
+    assert_eq!(failed(step).kind, ErrorKind::UpstreamMalformed);
+    assert!(sent > MAX_UNCOMMITTED_BYTES && sent < MAX_UNCOMMITTED_BYTES + 2 * ROLE_ONLY.len());
+}
+
+#[test]
+fn a_stream_event_past_the_cap_fails_the_call_as_malformed() {
+    let mut stream = call("a", true);
+    stream.on(head(200), T0 + 100);
+    let huge = format!("data: {}", "x".repeat(switchyard::core::sse::MAX_LINE_BYTES + 1));
+    assert_eq!(failed(stream.on(chunk(&huge), T0 + 200)).kind, ErrorKind::UpstreamMalformed);
+}
+
+#[test]
 fn a_stream_kept_alive_by_pings_ends_at_the_requests_deadline_with_an_error_event() {
     let mut call = call("a", true).answer_within(10_000, T0);
     call.on(head(200), T0 + 100);
@@ -348,7 +392,7 @@ fn a_stream_kept_alive_by_pings_ends_at_the_requests_deadline_with_an_error_even
 fn a_whole_answer_whose_body_stalls_is_given_up_at_the_requests_deadline() {
     let mut call = call("a", false).answer_within(1_000, T0);
     match call.on(head(200), T0 + 500) {
-        Step::ReadText { until_ms } => assert_eq!(until_ms, T0 + 1_000, "not the 2000 ms idle timeout"),
+        Step::ReadText { until_ms, .. } => assert_eq!(until_ms, T0 + 1_000, "not the 2000 ms idle timeout"),
         _ => panic!("the call does not read the body"),
     }
     let error = failed(call.on(Input::TimedOut, T0 + 1_000));
@@ -358,7 +402,7 @@ fn a_whole_answer_whose_body_stalls_is_given_up_at_the_requests_deadline() {
 #[test]
 fn the_earlier_of_two_answer_deadlines_holds() {
     let mut call = call("a", false).answer_within(1_000, T0).answer_within(5_000, T0);
-    let Step::ReadText { until_ms } = call.on(head(200), T0 + 100) else { panic!("no body read") };
+    let Step::ReadText { until_ms, .. } = call.on(head(200), T0 + 100) else { panic!("no body read") };
     assert_eq!(until_ms, T0 + 1_000);
 }
 
@@ -462,7 +506,7 @@ fn a_call_given_a_budget_for_its_whole_answer_clips_every_deadline_to_it() {
     let mut call = call("a", false).answer_within(1500, T0);
     assert!(matches!(call.start(), Step::AwaitHead { until_ms } if until_ms == T0 + 1500));
     let step = call.on(head(200), T0 + 1000);
-    assert!(matches!(step, Step::ReadText { until_ms } if until_ms == T0 + 1500), "idle would give 3000");
+    assert!(matches!(step, Step::ReadText { until_ms, .. } if until_ms == T0 + 1500), "idle would give 3000");
     let error = failed(call.on(Input::TimedOut, T0 + 1500));
     assert_eq!(error.kind, ErrorKind::UpstreamTimeout);
     assert_eq!(error.message, "model \"a\" did not answer within 1500 ms");
