@@ -8,6 +8,7 @@ mod conversation;
 mod decision_log;
 mod embedding;
 mod fallback;
+mod fuzz;
 mod llm_router;
 mod providers;
 mod request;
