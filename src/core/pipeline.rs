@@ -228,11 +228,13 @@ async fn judge_turn<E: Embedder>(
     {
         if let Ok(model) = embedder.load().await {
             watch.lap_if_any("load");
+            // Each message through its routing window, as routing reads it.
+            let (latest, previous) = (routing_window(latest), routing_window(previous));
             let latest = match routed {
-                Some((text, embedding)) if text == latest => Ok(embedding.clone()),
-                _ => model.encoder.embed(latest),
+                Some((text, embedding)) if *text == *latest => Ok(embedding.clone()),
+                _ => model.encoder.embed(&latest),
             };
-            if let (Ok(latest), Ok(previous)) = (latest, model.encoder.embed(previous)) {
+            if let (Ok(latest), Ok(previous)) = (latest, model.encoder.embed(&previous)) {
                 measured.to_previous = Some(dot(&latest, &previous));
                 measured.to_frustration = model.frustration_similarity(&latest);
             }

@@ -92,11 +92,22 @@ fn count_runs(text: &str) -> u64 {
 /// text whole costs the tokenizer time in its length for tokens it then throws away. Word-piece
 /// tokenizers drop whitespace, so it is not counted.
 pub fn prefix_of_tokens(text: &str, tokens: u64) -> &str {
-    let end = costed_runs(text, tokens, false).1;
+    // A run is costed whole, and one run can be the whole text (a megabyte of one letter): the
+    // prefix is also held to 64 bytes a token, more than any word piece takes.
+    let max_bytes = usize::try_from(tokens.saturating_mul(64)).unwrap_or(usize::MAX);
+    let end = costed_runs(&text[..floor_char_boundary(text, max_bytes)], tokens, false).1;
     // Ends before a blank, where one is near, so the last word is not cut into other word pieces.
     let to_blank =
         text[end..].char_indices().take(256).find(|(_, c)| c.is_whitespace()).map_or(0, |(i, _)| i);
     &text[..end + to_blank]
+}
+
+/// The largest char boundary of `text` at or below `at`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    if at >= text.len() {
+        return text.len();
+    }
+    (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0)
 }
 
 /// The cost of `text`'s runs (whitespace included or not), stopping once `limit` is reached;

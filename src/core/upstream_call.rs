@@ -502,6 +502,14 @@ fn hear(relay: &mut StreamRelay, input: Input) -> Heard {
     }
 }
 
+/// The error that ends a stream still going at its deadline.
+fn past_deadline(ms: u64) -> RouterError {
+    RouterError::new(
+        ErrorKind::UpstreamTimeout,
+        format!("the answer ran past the {ms} ms it had ([upstream] request_deadline_ms)"),
+    )
+}
+
 impl CommittedStream {
     /// The first step, when the client starts reading: what was said up to the commit point.
     pub fn start(&mut self, now_ms: u64) -> StreamStep {
@@ -527,7 +535,12 @@ impl CommittedStream {
             return StreamStep::Over;
         }
         match hear(&mut self.relay, input) {
-            Heard::Said { bytes, ended: false } => StreamStep::Relay { bytes, until_ms: self.until(now_ms) },
+            Heard::Said { bytes, ended: false } => match self.answer_by {
+                // A stream that keeps talking is read without pause: the deadline is checked
+                // here as well as when a read times out.
+                Some((by, ms)) if now_ms >= by => self.fail(bytes, past_deadline(ms)),
+                _ => StreamStep::Relay { bytes, until_ms: self.until(now_ms) },
+            },
             Heard::Said { bytes, ended: true } => self.end(bytes, false, StreamOutcome::Complete, None),
             Heard::Failed { bytes, error } => self.fail(bytes, error),
             Heard::Silent if self.relay.complete() => {
@@ -540,12 +553,13 @@ impl CommittedStream {
             }
             Heard::Silent => {
                 let error = match self.answer_by {
-                    Some((by, ms)) if now_ms >= by => {
-                        format!("the answer ran past the {ms} ms it had ([upstream] request_deadline_ms)")
-                    }
-                    _ => format!("the upstream sent nothing for {} ms mid-answer", self.idle_ms),
+                    Some((by, ms)) if now_ms >= by => past_deadline(ms),
+                    _ => RouterError::new(
+                        ErrorKind::UpstreamTimeout,
+                        format!("the upstream sent nothing for {} ms mid-answer", self.idle_ms),
+                    ),
                 };
-                self.fail(Vec::new(), RouterError::new(ErrorKind::UpstreamTimeout, error))
+                self.fail(Vec::new(), error)
             }
             Heard::Broken(detail) => {
                 let error = format!("the upstream stream broke mid-answer: {detail}");

@@ -33,7 +33,8 @@ pub const MAX_TOKENS: usize = 256;
 /// without tokenizing the whole text: the tokenizer's time grows with all it reads, though only
 /// `window` ids are kept. It reads the start the token estimate puts at `window` tokens (word
 /// pieces are mostly at least as many as the estimate's tokens), and a start twice as long each
-/// time that falls short, so the ids are those of the whole text.
+/// time that falls short, so the ids are those of the whole text; a text whose start at 16 times
+/// the window still falls short (characters the tokenizer drops) is cut there.
 pub fn first_token_ids<E>(
     text: &str,
     window: usize,
@@ -43,7 +44,7 @@ pub fn first_token_ids<E>(
     loop {
         let part = prefix_of_tokens(text, budget);
         let ids = encode(part)?;
-        if ids.len() >= window || part.len() == text.len() {
+        if ids.len() >= window || part.len() == text.len() || budget >= 16 * window as u64 {
             return Ok(ids);
         }
         budget *= 2;

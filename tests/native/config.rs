@@ -304,6 +304,10 @@ fn a_key_pasted_where_a_list_belongs_is_pointed_at_not_printed() {
     let err = Config::parse("test.toml", &format!("[server]\nauth_keys = \"{key}\"\n{VALID}")).unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("test.toml:2:13:") && !text.contains("0123456789"), "{text}");
+    // A value with a quote in it is left out whole too.
+    let err =
+        Config::parse("test.toml", &format!("[server]\nauth_keys = 'sk\"live-{key}'\n{VALID}")).unwrap_err();
+    assert!(!err.to_string().contains("0123456789"), "{err}");
 }
 
 #[test]

@@ -114,7 +114,8 @@ fn the_log_section_is_checked() {
     assert_eq!((config.log.store_text, config.log.retention_days), (StoreText::None, 30));
     let with = |section: &str| Config::parse("t.toml", &format!("{base}\n[log]\n{section}\n"));
     assert_eq!(with("store_text = \"hash\"").unwrap().log.store_text, StoreText::Hash);
-    assert!(with("store_text = \"some\"").unwrap_err().to_string().contains("unknown variant `some`"));
+    let err = with("store_text = \"some\"").unwrap_err().to_string();
+    assert!(err.contains("unknown variant, expected one of") && !err.contains("`some`"), "{err}");
     assert!(with("retention_days = 0")
         .unwrap_err()
         .to_string()

@@ -115,3 +115,17 @@ fn a_long_text_gives_the_ids_of_the_whole_though_only_its_start_is_read() {
         assert!(read.get() < long.len() / 10, "{}: read {} of {} bytes", row["kind"], read.get(), long.len());
     }
 }
+
+/// Characters the tokenizer drops (zero-width spaces) give no ids however much is read: the
+/// encoder stops reading at 16 times its window's estimate, not at the end of a 1 MB text.
+#[test]
+fn a_text_with_nothing_to_tokenize_is_not_read_to_its_end() {
+    let text = "\u{200B}".repeat(350_000);
+    let read = std::cell::Cell::new(0);
+    let ids = switchyard::embed::first_token_ids(&text, 256, |part| {
+        read.set(read.get() + part.len());
+        Ok::<_, ()>(Vec::new())
+    });
+    assert!(ids.unwrap().is_empty());
+    assert!(read.get() < 1_000_000, "read {} of {} bytes", read.get(), text.len());
+}

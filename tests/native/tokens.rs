@@ -2,7 +2,7 @@
 //! (counts by js-tiktoken, see scripts/token-reference.mjs).
 
 use switchyard::core::request::ChatRequest;
-use switchyard::core::tokens::{estimate_request_tokens, estimate_text_tokens};
+use switchyard::core::tokens::{estimate_request_tokens, estimate_text_tokens, prefix_of_tokens};
 
 struct Row {
     kind: String,
@@ -98,4 +98,14 @@ fn a_huge_text_of_two_scripts_is_extrapolated_from_both_ends() {
         estimate_text_tokens(&english[..45_000]) * 20 + estimate_text_tokens(&japanese[..33_000]) * 30;
     let mixed = estimate_text_tokens(&format!("{english}{japanese}")) as f64;
     assert!((mixed / exact as f64 - 1.0).abs() < 0.05, "{mixed} against {exact}");
+}
+
+#[test]
+fn the_prefix_for_a_token_budget_is_bounded_even_in_one_long_run() {
+    for text in ["a".repeat(1 << 20), "7".repeat(1 << 20), "東".repeat(300_000), "\u{200B}".repeat(300_000)]
+    {
+        let prefix = prefix_of_tokens(&text, 256);
+        assert!(prefix.len() <= 256 * 64 + 4 * 256, "{} bytes", prefix.len());
+    }
+    assert_eq!(prefix_of_tokens("short text", 256), "short text");
 }

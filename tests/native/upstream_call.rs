@@ -389,6 +389,21 @@ fn a_stream_kept_alive_by_pings_ends_at_the_requests_deadline_with_an_error_even
 }
 
 #[test]
+fn a_stream_that_never_pauses_still_ends_at_the_requests_deadline() {
+    let mut call = call("a", true).answer_within(10_000, T0);
+    call.on(head(200), T0 + 100);
+    let Step::Committed(mut stream) = call.on(chunk(&format!("{ROLE_ONLY}{CONTENT}")), T0 + 200) else {
+        panic!("the stream did not commit");
+    };
+    stream.start(T0 + 300);
+    assert!(matches!(stream.on(chunk(CONTENT), T0 + 9_999), StreamStep::Relay { .. }));
+    let (bytes, abort, end) = ended(stream.on(chunk(CONTENT), T0 + 10_000));
+    assert!(bytes.contains("Paris") && bytes.contains("request_deadline_ms"), "{bytes}");
+    assert!(abort && !bytes.contains("[DONE]"));
+    assert_eq!(end.outcome, StreamOutcome::Error);
+}
+
+#[test]
 fn a_whole_answer_whose_body_stalls_is_given_up_at_the_requests_deadline() {
     let mut call = call("a", false).answer_within(1_000, T0);
     match call.on(head(200), T0 + 500) {

@@ -65,13 +65,15 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
 /// line and column already point at it. Key names, in backticks, stay.
 fn without_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut quoted = false;
+    let (mut quoted, mut escaped) = (false, false);
     for c in message.chars() {
         match (c, quoted) {
             ('"', false) => {
                 quoted = true;
                 out.push_str("\"…");
             }
+            (_, true) if escaped => escaped = false,
+            ('\\', true) => escaped = true,
             ('"', true) => {
                 quoted = false;
                 out.push('"');
@@ -80,7 +82,17 @@ fn without_values(message: &str) -> String {
             (c, false) => out.push(c),
         }
     }
-    out
+    // An enum's unknown value is in backticks: `unknown variant `x`, expected one of …`.
+    match out.find("unknown variant `") {
+        Some(at) => {
+            let value = at + "unknown variant `".len();
+            match out[value..].find('`') {
+                Some(end) => format!("{}unknown variant{}", &out[..at], &out[value + end + 1..]),
+                None => out,
+            }
+        }
+        None => out,
+    }
 }
 
 /// Checks every section, then builds the [`Config`].
