@@ -31,6 +31,7 @@ pub mod request;
 pub mod rules;
 pub mod semantic;
 pub mod sse;
+pub mod stats;
 pub mod timing;
 pub mod tokens;
 pub mod upstream_call;

@@ -3,7 +3,7 @@
 //! client already has its answer.
 
 use crate::core::admin_api::{self, DecisionQuery};
-use crate::core::config::StoreText;
+use crate::core::config::{Config, StoreText};
 use crate::core::decision::Decision;
 use crate::core::decision_log::{
     decision_id, expiry_cutoff_ms, insert_sql, Answer, DecisionRow, DELETE_EXPIRED_SQL,
@@ -12,6 +12,7 @@ use crate::core::error::{ErrorKind, RouterError};
 use crate::core::feedback::{self, Feedback};
 use crate::core::request::ChatRequest;
 use crate::core::semantic::routing_text;
+use crate::core::stats::{self, StatsQuery, StatsRow};
 use crate::core::timing::Phase;
 use crate::worker::state::State;
 use serde_json::{json, Value};
@@ -127,6 +128,22 @@ pub async fn read_page(env: &Env, query: &DecisionQuery) -> Result<(String, Opti
     let result = statement(env, sql, &values).map_err(unavailable)?.all().await.map_err(unavailable)?;
     let rows = result.results::<serde_json::Map<String, Value>>().map_err(unavailable)?;
     Ok(admin_api::page(rows, query.limit))
+}
+
+/// `GET /v1/stats`: the window's rows read from the log, counted.
+pub async fn stats(env: &Env, config: &Config, query: &StatsQuery) -> Result<Value, RouterError> {
+    let unavailable = |e: worker::Error| {
+        RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be read: {e}"))
+    };
+    let (from_ms, to_ms) = query.window(js_sys::Date::now() as u64);
+    let result = statement(env, stats::rows_sql(), &[json!(from_ms)])
+        .map_err(unavailable)?
+        .all()
+        .await
+        .map_err(unavailable)?;
+    let rows = result.results::<Value>().map_err(unavailable)?;
+    let rows = rows.iter().filter_map(StatsRow::from_d1).collect();
+    Ok(stats::window_stats(config, rows, from_ms, to_ms))
 }
 
 /// Stores `feedback` on its row: a 404 when the log has no such decision, a 503 when the log

@@ -27,6 +27,7 @@ use crate::core::headers::{self, answer_headers, decision_headers, format_cost};
 use crate::core::pipeline;
 use crate::core::relay;
 use crate::core::request::ChatRequest;
+use crate::core::stats::StatsQuery;
 use crate::core::timing::{server_timing, Phase, Stopwatch};
 use crate::embed::DIMENSIONS;
 use http::now_ms;
@@ -99,6 +100,7 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
         "/v1/embeddings",
         "/v1/feedback",
         "/v1/admin/decisions",
+        "/v1/stats",
     ];
     match (method, path.as_str()) {
         (Method::Get, "/healthz") => Ok(health(state, shows_details(&req, state))),
@@ -159,6 +161,13 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             let mut response = http::json_lines(lines);
             http::set_headers(&mut response, next.map(|cursor| (headers::NEXT_CURSOR, cursor)));
             Ok(response)
+        }
+        (Method::Get, "/v1/stats") => {
+            let header = req.headers().get("authorization").ok().flatten();
+            state.admin_keys.check(header.as_deref(), &state.keys)?;
+            let url = req.url().map_err(|e| RouterError::invalid_request(format!("bad URL: {e}")))?;
+            let query = StatsQuery::parse(url.query().unwrap_or(""))?;
+            Ok(http::json(200, &decision_log::stats(env, &state.config, &query).await?))
         }
         (Method::Get, p) if p.starts_with(CONVERSATIONS_PATH) => {
             let header = req.headers().get("authorization").ok().flatten();

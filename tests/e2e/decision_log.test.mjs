@@ -135,6 +135,27 @@ describe('the decision log, with the default store_text = "none"', () => {
     assert.equal((await get('', 'sk-guess')).status, 401);
   });
 
+  test('GET /v1/stats: the window counted from the log, for admin keys only', async () => {
+    const get = (query, key = ADMIN_KEY) =>
+      fetchWithDeadline(`${stack.base}/v1/stats${query}`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
+    const rows = await stack.query('SELECT route, model, level FROM decisions');
+    const res = await get('?hours=1');
+    assert.equal(res.status, 200);
+    const stats = await res.json();
+    assert.equal(stats.decisions, rows.length);
+    assert.equal(stats.truncated, false);
+    const explicit = rows.filter((r) => r.level === 'explicit').length;
+    assert.equal(stats.by_level.explicit, explicit);
+    assert.equal(Object.values(stats.by_route).reduce((a, b) => a + b, 0), rows.length);
+    assert.ok(stats.errors >= 1, 'the upstream error above is counted');
+    assert.ok(typeof stats.routing_ms.p50 === 'number' && stats.routing_ms.p95 >= stats.routing_ms.p50);
+    assert.equal(typeof stats.cost.saved_usd, 'number');
+    assert.equal(stats.window.to_ms - stats.window.from_ms, 3_600_000);
+    assert.equal((await get('?hours=0')).status, 400);
+    assert.equal((await get('', ROUTER_KEY)).status, 403);
+    assert.equal((await get('', null)).status, 401);
+  });
+
   test('the daily clean-up deletes rows past retention_days and keeps the others', async () => {
     const columns = 'id, created_at, route, model, level, scores, signals, reasons, prompt_tokens, timing, stream, status, outcome';
     const old = Date.now() - 31 * 86_400_000;

@@ -14,5 +14,6 @@ mod providers;
 mod request;
 mod routing;
 mod static_encoder;
+mod stats;
 mod tokens;
 mod upstream_call;
