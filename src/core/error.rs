@@ -5,6 +5,7 @@
 //! help. Callers decide on fallbacks and retries from these fields, never by matching on message
 //! text, and the Worker turns any of them into the OpenAI error JSON without further thought.
 
+use crate::core::request::clip_chars;
 use serde::Serialize;
 use std::fmt;
 
@@ -276,7 +277,8 @@ impl RouterError {
     /// must not leak it through us. Redaction comes first: a cut through the middle of a key
     /// would leave a prefix no longer equal to the key, which redaction would then miss.
     pub fn redacted<'a>(mut self, secrets: impl IntoIterator<Item = &'a str> + Clone) -> Self {
-        self.message = clip(redact(&self.message, secrets.clone()));
+        self.message =
+            clip_chars(&redact(&self.message, secrets.clone()), MAX_ERROR_MESSAGE_CHARS).to_string();
         for field in [&mut self.code, &mut self.error_type, &mut self.param].into_iter().flatten() {
             *field = redact(field, secrets.clone());
         }
@@ -290,13 +292,6 @@ pub const CONFIGURATION_MESSAGE: &str =
 
 /// Error messages longer than this are cut (after redaction) before being passed on.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
-
-fn clip(text: String) -> String {
-    match text.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
-        Some((at, _)) => text[..at].to_string(),
-        None => text,
-    }
-}
 
 impl RouterError {
     /// Maps an upstream's error answer (status and body) to an error that keeps the upstream

@@ -72,8 +72,8 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
         return count_runs(text);
     }
     let half = EXACT_ESTIMATE_BYTES / 2;
-    let head_end = (half..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
-    let tail_start = (0..=text.len() - half).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let head_end = floor_char_boundary(text, half);
+    let tail_start = floor_char_boundary(text, text.len() - half);
     let (head, tail) = (&text[..head_end], &text[tail_start.max(head_end)..]);
     let sampled = count_runs(head) + count_runs(tail);
     let sampled_bytes = (head.len() + tail.len()) as u64;

@@ -121,61 +121,56 @@ pub async fn delete_expired(env: &Env, retention_days: u32) {
 
 /// A page of `GET /v1/admin/decisions`: JSON Lines and the next page's cursor.
 pub async fn read_page(env: &Env, query: &DecisionQuery) -> Result<(String, Option<String>), RouterError> {
-    let unavailable = |e: worker::Error| {
-        RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be read: {e}"))
-    };
     let (sql, values) = query.sql();
-    let result = statement(env, sql, &values).map_err(unavailable)?.all().await.map_err(unavailable)?;
-    let rows = result.results::<serde_json::Map<String, Value>>().map_err(unavailable)?;
+    let result = statement(env, sql, &values).map_err(unreadable)?.all().await.map_err(unreadable)?;
+    let rows = result.results::<serde_json::Map<String, Value>>().map_err(unreadable)?;
     Ok(admin_api::page(rows, query.limit))
+}
+
+/// The 503 of a log that cannot be read.
+fn unreadable(e: worker::Error) -> RouterError {
+    RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be read: {e}"))
+}
+
+/// The 503 of a log that cannot be written.
+fn unwritable(e: worker::Error) -> RouterError {
+    RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be written: {e}"))
 }
 
 /// `GET /v1/stats`: the window's rows read from the log, counted.
 pub async fn stats(env: &Env, config: &Config, query: &StatsQuery) -> Result<Value, RouterError> {
-    let unavailable = |e: worker::Error| {
-        RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be read: {e}"))
-    };
     let (from_ms, to_ms) = query.window(js_sys::Date::now() as u64);
     let result = statement(env, stats::rows_sql(), &[json!(from_ms)])
-        .map_err(unavailable)?
+        .map_err(unreadable)?
         .all()
         .await
-        .map_err(unavailable)?;
-    let rows = result.results::<Value>().map_err(unavailable)?;
+        .map_err(unreadable)?;
+    let rows = result.results::<Value>().map_err(unreadable)?;
     let rows = rows.iter().filter_map(StatsRow::from_d1).collect();
     Ok(stats::window_stats(config, rows, from_ms, to_ms))
 }
 
-/// Stores `feedback` on its row: a 404 when the log has no such decision, a 503 when the log
-/// cannot be reached (here the write is the request).
 /// The conversation a logged decision was counted under, if any, and whether it was already
 /// rated bad (a bad rating counts against a conversation once per answer).
 pub async fn conversation_of(env: &Env, decision_id: &str) -> Result<(Option<String>, bool), RouterError> {
-    let unavailable = |e: worker::Error| {
-        RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be read: {e}"))
-    };
     let sql = "SELECT conversation, feedback_rating FROM decisions WHERE id = ?1";
     let row: Option<Value> = statement(env, sql, &[json!(decision_id)])
-        .map_err(unavailable)?
+        .map_err(unreadable)?
         .first(None)
         .await
-        .map_err(unavailable)?;
+        .map_err(unreadable)?;
     let field =
         |name: &str| row.as_ref().and_then(|r| r.get(name)).and_then(Value::as_str).map(str::to_string);
     Ok((field("conversation"), field("feedback_rating").as_deref() == Some("bad")))
 }
 
+/// Stores `feedback` on its row: a 404 when the log has no such decision, a 503 when the log
+/// cannot be reached (here the write is the request).
 pub async fn store_feedback(env: &Env, feedback: &Feedback) -> Result<(), RouterError> {
-    let unavailable = |e: worker::Error| {
-        RouterError::new(ErrorKind::Unavailable, format!("the decision log cannot be written: {e}"))
-    };
     let values = feedback.values(js_sys::Date::now() as u64);
-    let result = statement(env, feedback::STORE_SQL, &values)
-        .map_err(unavailable)?
-        .run()
-        .await
-        .map_err(unavailable)?;
-    match result.meta().map_err(unavailable)?.and_then(|m| m.changes) {
+    let result =
+        statement(env, feedback::STORE_SQL, &values).map_err(unwritable)?.run().await.map_err(unwritable)?;
+    match result.meta().map_err(unwritable)?.and_then(|m| m.changes) {
         Some(0) => Err(feedback::unknown_decision(&feedback.decision_id)),
         _ => Ok(()),
     }

@@ -324,17 +324,13 @@ impl Connection {
 /// A body read to its end as text (UTF-8, invalid bytes replaced), or `TooLarge` once it passes
 /// `max_bytes`.
 async fn read_limited(body: &mut ByteStream, max_bytes: usize) -> Input {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.next().await {
-        match chunk {
-            Err(e) => return Input::Broken(e.to_string()),
-            Ok(chunk) if bytes.len() + chunk.len() > max_bytes => return Input::TooLarge,
-            Ok(chunk) => bytes.extend_from_slice(&chunk),
-        }
+    match super::body::read_at_most(body, max_bytes, 0).await {
+        Err(e) => Input::Broken(e.to_string()),
+        Ok(None) => Input::TooLarge,
+        Ok(Some(bytes)) => Input::Text(
+            String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
     }
-    Input::Text(
-        String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    )
 }
 
 /// The next bytes of an upstream body, read until `until_ms`.

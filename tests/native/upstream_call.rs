@@ -303,6 +303,17 @@ fn committed(model: &str, opening: &str) -> CommittedStream {
     stream
 }
 
+/// A stream of `model`, committed at `T0 + 200`, whose whole answer has `ms` from `T0`.
+fn committed_within(model: &str, ms: u64) -> CommittedStream {
+    let mut call = call(model, true).answer_within(ms, T0);
+    call.on(head(200), T0 + 100);
+    let Step::Committed(mut stream) = call.on(chunk(&format!("{ROLE_ONLY}{CONTENT}")), T0 + 200) else {
+        panic!("the stream did not commit");
+    };
+    stream.start(T0 + 300);
+    stream
+}
+
 fn ended(step: StreamStep) -> (String, bool, StreamEnd) {
     match step {
         StreamStep::End { bytes, abort, end } => (String::from_utf8(bytes).unwrap(), abort, end),
@@ -362,12 +373,7 @@ fn a_stream_event_past_the_cap_fails_the_call_as_malformed() {
 
 #[test]
 fn a_stream_kept_alive_by_pings_ends_at_the_requests_deadline_with_an_error_event() {
-    let mut call = call("a", true).answer_within(10_000, T0);
-    call.on(head(200), T0 + 100);
-    let Step::Committed(mut stream) = call.on(chunk(&format!("{ROLE_ONLY}{CONTENT}")), T0 + 200) else {
-        panic!("the stream did not commit");
-    };
-    stream.start(T0 + 300);
+    let mut stream = committed_within("a", 10_000);
     // A keep-alive comment every second: never idle, but the deadline comes.
     let mut now = T0 + 1000;
     let mut until = 0;
@@ -390,12 +396,7 @@ fn a_stream_kept_alive_by_pings_ends_at_the_requests_deadline_with_an_error_even
 
 #[test]
 fn a_stream_that_never_pauses_still_ends_at_the_requests_deadline() {
-    let mut call = call("a", true).answer_within(10_000, T0);
-    call.on(head(200), T0 + 100);
-    let Step::Committed(mut stream) = call.on(chunk(&format!("{ROLE_ONLY}{CONTENT}")), T0 + 200) else {
-        panic!("the stream did not commit");
-    };
-    stream.start(T0 + 300);
+    let mut stream = committed_within("a", 10_000);
     assert!(matches!(stream.on(chunk(CONTENT), T0 + 9_999), StreamStep::Relay { .. }));
     let (bytes, abort, end) = ended(stream.on(chunk(CONTENT), T0 + 10_000));
     assert!(bytes.contains("Paris") && bytes.contains("request_deadline_ms"), "{bytes}");
