@@ -42,6 +42,7 @@ mod cli {
     use switchyard::embed::static_encoder::StaticEncoder;
     use switchyard::embed::static_tuning::{self, TuneOptions};
     use switchyard::embed::{cosine, Encoder, RoutingEncoder};
+    use switchyard::native::evaluation_page::{self, EvaluationPage, RouteScores, WrongRow};
     use switchyard::native::upstream::NativeUpstream;
     use switchyard::BUILTIN_CONFIG;
 
@@ -95,6 +96,11 @@ mod cli {
             /// Print one JSON object instead of tables.
             #[arg(long)]
             json: bool,
+            /// Also write the evaluation as one self-contained HTML page: the confusion table
+            /// as a heat map, score distributions with thresholds, accuracy against threshold,
+            /// and the rows that went wrong.
+            #[arg(long, value_name = "FILE.html")]
+            report: Option<PathBuf>,
         },
         /// Fit per-route thresholds to labelled rows and write them into the config file.
         Fit {
@@ -685,6 +691,75 @@ mod cli {
             .collect()
     }
 
+    /// `eval --report`: the page of [`evaluation_page`], from the rows' gathered signals.
+    fn write_evaluation_page(
+        path: &Path,
+        data: &Path,
+        config: &Config,
+        report: &EvalReport,
+        rows: &[LabelledRow],
+        gathered: &[Signals],
+        levels: &[&str],
+    ) -> Result<(), String> {
+        let routes = route_scores(config, rows, gathered);
+        let wrong_rows: Vec<WrongRow> = rows
+            .iter()
+            .zip(gathered)
+            .zip(levels)
+            .filter_map(|((row, signals), level)| {
+                let predicted = chosen_route(config, signals);
+                (predicted != row.label).then(|| WrongRow {
+                    text: row.text.clone(),
+                    label: row.label.clone(),
+                    predicted: predicted.to_string(),
+                    level: level.to_string(),
+                })
+            })
+            .collect();
+        let source =
+            data.file_name().map_or_else(|| data.display().to_string(), |n| n.to_string_lossy().into());
+        let page = EvaluationPage { source: &source, report, routes: &routes, wrong_rows: &wrong_rows };
+        std::fs::write(path, evaluation_page::render(&page))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+        Ok(())
+    }
+
+    /// Each route with exemplars: its scores on the rows, split by label, and the accuracy over
+    /// all rows with its threshold at each step of 0.01 from 0 to 1 (the other routes' unchanged).
+    fn route_scores(config: &Config, rows: &[LabelledRow], gathered: &[Signals]) -> Vec<RouteScores> {
+        let mut trial = config.clone();
+        let thresholds: Vec<(String, f32)> = config
+            .routes
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), r.semantic.as_ref()?.threshold)))
+            .collect();
+        thresholds
+            .into_iter()
+            .map(|(route, threshold)| {
+                let mut scores = RouteScores { route: route.clone(), threshold, ..RouteScores::default() };
+                for (row, signals) in rows.iter().zip(gathered) {
+                    if let Some(&score) = signals.semantic.scores().and_then(|s| s.get(&route)) {
+                        if row.label == route { &mut scores.own_rows } else { &mut scores.other_rows }
+                            .push(score);
+                    }
+                }
+                if !(scores.own_rows.is_empty() && scores.other_rows.is_empty()) {
+                    scores.accuracy_by_threshold = (0..=100)
+                        .map(|step| {
+                            let t = step as f32 / 100.0;
+                            set_thresholds(&mut trial, &[(route.clone(), t)].into());
+                            let pairs = predictions(&trial, rows, gathered);
+                            (t, EvalReport::compute(&config.default_route, &pairs).accuracy)
+                        })
+                        .collect();
+                    set_thresholds(&mut trial, &[(route.clone(), threshold)].into());
+                }
+                scores
+            })
+            .collect()
+    }
+
     fn print_report(report: &EvalReport) {
         println!("rows {}  accuracy {:.3}  macro-F1 {:.3}", report.rows, report.accuracy, report.macro_f1);
         if let Some(oos) = report.oos_recall {
@@ -807,7 +882,7 @@ mod cli {
                 println!("wrote {} ({count} exemplars, config hash {})", out.display(), index.config_hash);
                 Ok(())
             }
-            Command::Eval { data, json } => {
+            Command::Eval { data, json, report: page } => {
                 let (config, _) = load_config(&cli)?;
                 let rows = read_rows(&config, data)?;
                 let gathered = gather_rows(&config, &ModelDir::new(&cli.model_dir, &config), &rows)?;
@@ -815,6 +890,9 @@ mod cli {
                 let levels: Vec<&str> =
                     gathered.iter().map(|signals| chosen_level(&config, signals).as_str()).collect();
                 let report = EvalReport::compute(&config.default_route, &pairs).with_levels(&pairs, &levels);
+                if let Some(path) = page {
+                    write_evaluation_page(path, data, &config, &report, &rows, &gathered, &levels)?;
+                }
                 if *json {
                     println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
                 } else {

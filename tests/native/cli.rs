@@ -227,6 +227,25 @@ fn eval_reports_each_level_its_share_and_accuracy() {
     assert!((weighted - report["accuracy"].as_f64().unwrap()).abs() < 1e-9, "{report}");
 }
 
+#[test]
+fn eval_report_writes_a_page_with_every_route_and_every_wrong_row() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/routing_eval.jsonl");
+    let page = scratch("eval-report").join("eval.html");
+    let (ok, stdout, stderr) = switchyard(&["eval", "--json", "--report", page.to_str().unwrap(), data]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let html = std::fs::read_to_string(&page).unwrap();
+    let wrong = (report["rows"].as_f64().unwrap() * (1.0 - report["accuracy"].as_f64().unwrap())).round();
+    assert!(html.contains(&format!("Rows that went wrong ({wrong})")), "{html}");
+    // A histogram and an accuracy curve for each route with exemplars in the built-in config.
+    let config =
+        switchyard::core::config::Config::parse("switchyard.toml", switchyard::BUILTIN_CONFIG).unwrap();
+    let semantic = config.routes.iter().filter(|r| r.semantic.is_some()).count();
+    assert!(semantic > 0);
+    assert_eq!(html.matches("<svg").count(), 2 * semantic, "{html}");
+    assert!(!html.contains("No scores"), "the encoder was loaded");
+}
+
 /// Labelled rows written for the classifier tests (this one and tests/e2e/classifier.test.mjs):
 /// three routes, twenty rows each.
 const CLASSIFIER_ROWS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/classifier_rows.jsonl");

@@ -7,6 +7,7 @@ mod config;
 mod conversation;
 mod decision_log;
 mod embedding;
+mod evaluation_page;
 mod fallback;
 mod fuzz;
 mod llm_router;
