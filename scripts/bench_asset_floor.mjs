@@ -20,7 +20,7 @@ const worker = `export default {
     const url = new URL(request.url);
     if (url.pathname !== '/download') return new Response('ok');
     const entered = Date.now();
-    const download = env.MODEL.fetch('https://model.assets/encoder.onnx').then((res) => res.arrayBuffer());
+    const download = env.ASSETS.fetch('https://model.assets/encoder.onnx').then((res) => res.arrayBuffer());
     // ?compute=MS: keep the thread busy that long once the request has gone out, as the Worker
     // does while it parses the tokenizer, to see whether the download goes on meanwhile.
     await new Promise((done) => setTimeout(done, 0));
@@ -37,7 +37,7 @@ async function measure() {
   writeFileSync(
     join(dir, 'wrangler.toml'),
     `name = "asset-floor"\nmain = "worker.mjs"\ncompatibility_date = "2026-04-01"\n` +
-      `[assets]\ndirectory = ${JSON.stringify(join(root, 'model'))}\nbinding = "MODEL"\nrun_worker_first = true\n`,
+      `[assets]\ndirectory = ${JSON.stringify(join(root, 'model'))}\nbinding = "ASSETS"\nrun_worker_first = true\n`,
   );
   const port = await freePort();
   const child = spawn(

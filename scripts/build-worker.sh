@@ -5,6 +5,7 @@
 # (the end-to-end tests build once, then start wrangler dev several times).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/assemble-assets.sh
 if [[ -n "${SWITCHYARD_SKIP_BUILD:-}" && -f pkg/worker/shim.mjs ]]; then
   echo "build-worker: SWITCHYARD_SKIP_BUILD is set, reusing pkg/"
   exit 0

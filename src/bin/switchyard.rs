@@ -821,7 +821,7 @@ mod cli {
                 let plan = switchyard::core::fallback::plan(&config, &decision, &request, |name| {
                     std::env::var_os(name).is_some_and(|v| !v.is_empty())
                 });
-                let json = route_json(&decision, &[], &plan);
+                let json = route_json(&config, &decision, &[], &plan);
                 println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
                 Ok(())
             }

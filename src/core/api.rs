@@ -12,7 +12,12 @@ use serde_json::{json, Value};
 
 /// The `POST /v1/route` body. `plan` is `fallback::plan`'s answer: the models that would be
 /// called in order, and the ones that would be skipped, with why.
-pub fn route_json(decision: &Decision, phases: &[Phase], plan: &[(String, Option<Skip>)]) -> Value {
+pub fn route_json(
+    config: &Config,
+    decision: &Decision,
+    phases: &[Phase],
+    plan: &[(String, Option<Skip>)],
+) -> Value {
     let timing: serde_json::Map<String, Value> =
         phases.iter().map(|p| (p.name.to_string(), json!((p.ms * 1000.0).round() / 1000.0))).collect();
     json!({
@@ -28,7 +33,43 @@ pub fn route_json(decision: &Decision, phases: &[Phase], plan: &[(String, Option
             Some(skip) => json!({"model": model, "skip": skip.code(), "detail": skip.to_string()}),
         }).collect::<Vec<_>>(),
         "timing_ms": timing,
+        "settings": settings_json(config),
     })
+}
+
+/// What the decision was weighed against, from the config: each route's semantic threshold
+/// (three decimals, as the config file keeps them), its token bounds, its cascade, and the
+/// classifier's least confidence. With the signals, a reader (the playground) can show why each
+/// level decided as it did without the config file.
+fn settings_json(config: &Config) -> Value {
+    let mut thresholds = serde_json::Map::new();
+    let mut token_bounds = serde_json::Map::new();
+    let mut cascades = serde_json::Map::new();
+    for route in &config.routes {
+        if let Some(semantic) = &route.semantic {
+            let t = (f64::from(semantic.threshold) * 1000.0).round() / 1000.0;
+            thresholds.insert(route.name.clone(), json!(t));
+        }
+        let bounds = route.rules.tokens;
+        if bounds.is_set() {
+            token_bounds.insert(route.name.clone(), json!({"min": bounds.min, "max": bounds.max}));
+        }
+        if let Some(c) = &route.cascade {
+            let cascade = json!({"chain": c.chain, "score": c.score.name(), "min_score": c.min_score});
+            cascades.insert(route.name.clone(), cascade);
+        }
+    }
+    let mut settings = json!({
+        "default_route": config.default_route,
+        "thresholds": thresholds,
+        "token_bounds": token_bounds,
+        "cascades": cascades,
+    });
+    if let Some(classifier) = &config.classifier {
+        let least = (f64::from(classifier.min_confidence) * 1000.0).round() / 1000.0;
+        settings["classifier_min_confidence"] = json!(least);
+    }
+    settings
 }
 
 /// The `GET /v1/models` body: `auto`, then every route, then every model, in OpenAI list form.

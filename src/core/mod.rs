@@ -25,6 +25,7 @@ pub mod feedback;
 pub mod headers;
 pub mod llm_router;
 pub mod pipeline;
+pub mod playground;
 pub mod providers;
 pub mod relay;
 pub mod request;

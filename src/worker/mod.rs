@@ -9,6 +9,7 @@ mod conversation;
 mod decision_log;
 mod http;
 mod llm_router;
+mod playground;
 mod semantic;
 mod state;
 mod upstream;
@@ -42,6 +43,10 @@ const CONVERSATIONS_PATH: &str = "/v1/admin/conversations/";
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    // The page is served whatever the config: it shows the API's errors, a broken config's too.
+    if let Some(asset) = crate::core::playground::asset_path(&req.path()) {
+        return Ok(playground::serve(&env, req.method(), &asset).await);
+    }
     let origin = req.headers().get("origin").ok().flatten();
     let state = state::get(&env);
     if let Ok(state) = &state {
@@ -118,7 +123,7 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
                 converse(env, state, asked, &request, decision, &mut phases, Record::No).await?;
             let plan =
                 fallback::plan(&state.config, &decision, &request, |name| state::secret(env, name).is_some());
-            let mut response = http::json(200, &route_json(&decision, &phases, &plan));
+            let mut response = http::json(200, &route_json(&state.config, &decision, &phases, &plan));
             annotate(&mut response, &decision, &phases);
             if let Some(cost) = decision.signals.llm.cost_usd() {
                 http::set_headers(&mut response, [(headers::COST_USD, format_cost(cost))]);

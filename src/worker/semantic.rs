@@ -1,7 +1,7 @@
 //! The routing encoder and exemplar index of one isolate, loaded on first use.
 //!
 //! The encoder is the one `[semantic] encoder` names. MiniLM (23 MB) is too large for the Worker
-//! script, so it and its tokenizer are static assets fetched through the `MODEL` binding the
+//! script, so it and its tokenizer are static assets fetched through the `ASSETS` binding the
 //! first time a request needs them, then kept for the isolate's life; the encoder is decoded
 //! straight out of the JavaScript buffer it arrived in, a window at a time, so wasm memory never
 //! holds the file next to the decoded weights. The static student is one 4 MB asset holding its
@@ -29,8 +29,9 @@ use worker::{wasm_bindgen, web_sys, Env, Fetcher};
 
 /// The exemplar index `switchyard build-index` made for the built-in config.
 const BUILTIN_INDEX: &str = include_str!("../../model/index.json");
-/// Assets binding serving the `model/` folder.
-const ASSETS_BINDING: &str = "MODEL";
+/// The static assets binding: the `model/` folder's files and the playground page
+/// (scripts/assemble-assets.sh).
+pub const ASSETS_BINDING: &str = "ASSETS";
 const ENCODER_ASSET: &str = "https://model.assets/encoder.onnx";
 const TOKENIZER_ASSET: &str = "https://model.assets/tokenizer.json";
 
@@ -196,7 +197,8 @@ async fn load(env: &Env, config: &Config) -> Result<(SemanticModel<RoutingEncode
     Ok((model, phases))
 }
 
-fn asset_url(path: &str) -> String {
+/// The URL of a file at `path` in the assets (the host is not used).
+pub fn asset_url(path: &str) -> String {
     format!("https://model.assets/{path}")
 }
 

@@ -35,6 +35,16 @@ fn route_prints_the_decision_as_json() {
     let decision: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(decision["route"], "code");
     assert_eq!(decision["level"], "rules");
+    // What it was weighed against: every route with exemplars has its threshold, as the file has it.
+    let settings = &decision["settings"];
+    assert_eq!(settings["default_route"], "chat");
+    let config =
+        switchyard::core::config::Config::parse("switchyard.toml", switchyard::BUILTIN_CONFIG).unwrap();
+    for route in config.routes.iter().filter(|r| r.semantic.is_some()) {
+        let threshold = settings["thresholds"][&route.name].as_f64().unwrap();
+        assert!(format!("{threshold}").len() <= 5, "{threshold}: three decimals");
+    }
+    assert!(settings["token_bounds"].is_object() && settings["cascades"].is_object(), "{settings}");
 
     let (ok, _, stderr) = switchyard(&["route", "--model", "gpt-17", "hi"]);
     assert!(!ok);
@@ -184,7 +194,8 @@ fn the_cli_and_the_library_make_the_same_decisions() {
         let planned =
             plan(&config, &decision, &request, |name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
         // Byte for byte: what the CLI prints is the library's decision as /v1/route shows it.
-        let from_library = serde_json::to_string_pretty(&route_json(&decision, &[], &planned)).unwrap();
+        let from_library =
+            serde_json::to_string_pretty(&route_json(&config, &decision, &[], &planned)).unwrap();
         assert_eq!(stdout.trim_end(), from_library, "{body}");
         assert_eq!(from_cli["level"], level, "{body}: {from_cli}");
     }
