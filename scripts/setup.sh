@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything Switchyard needs to build, run and test, from package registries only
 # (crates.io and npm): the wasm32 target, worker-build and the wasm-bindgen CLI at the exact
-# versions Cargo.lock pins, and the npm tools from package-lock.json. Safe to run again: each
-# step is skipped when already done.
+# versions Cargo.lock pins, and the npm tools from package-lock.json. With --browser (what
+# scripts/test.sh passes) also Debian's chromium, which the playground's browser test drives
+# (Playwright's own browser download needs more than the package registries). Safe to run again:
+# each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -40,6 +42,14 @@ fi
 if [[ ! -x node_modules/.bin/wrangler ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
   say "installing wrangler and the test tools (npm ci)"
   npm ci --no-audit --no-fund
+fi
+
+if [[ "${1:-}" == "--browser" ]] && ! command -v chromium >/dev/null; then
+  say "installing Debian's chromium for the browser test (apt)"
+  sudo=""
+  [[ $EUID -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium fonts-dejavu-core
 fi
 
 if [[ ! -f .dev.vars ]]; then

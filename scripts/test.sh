@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: native tests of the core and CLI, the token-sample check, then the Worker
-# built once and driven end to end through wrangler dev with the official openai client.
+# built once and driven end to end through wrangler dev with the official openai client, and the
+# playground page in Debian's chromium (screenshots in tests/e2e/.output/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
 export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== native tests (cargo test)"
