@@ -111,9 +111,15 @@ async function errorOf(res) {
 
 // ---------------------------------------------------------------- the router key
 
+/** On the developer's own machine, where the key comes from (README, "What a newcomer sees"). */
+const LOCAL_HINT = ['localhost', '127.0.0.1', '[::1]'].includes(location.hostname)
+  ? ' Running wrangler dev with the README’s set-up? The key is SWITCHYARD_KEY in .dev.vars (sk-switchyard-dev).'
+  : '';
+
 function askForKey(reason) {
   $('key-panel').hidden = false;
-  $('key-reason').textContent = reason;
+  $('key-reason').textContent = reason + LOCAL_HINT;
+  say(reason, true);
   $('forget-key').hidden = true;
   $('key').focus();
 }
@@ -125,8 +131,7 @@ function setUpKey() {
     $('key').value = '';
     $('key-panel').hidden = true;
     $('forget-key').hidden = false;
-    say('Key set for this tab.');
-    await loadModels();
+    if (await loadModels()) say('Key set for this tab.');
   });
   $('forget-key').addEventListener('click', () => {
     sessionStorage.removeItem(ROUTER_KEY);
@@ -135,23 +140,26 @@ function setUpKey() {
   $('forget-key').hidden = !sessionStorage.getItem(ROUTER_KEY);
 }
 
-/** Fills the model list from GET /v1/models; a 401 asks for the key. */
+/** Fills the model list from GET /v1/models: true when it could; a 401 asks for the key. */
 async function loadModels() {
-  let res;
+  let data;
   try {
-    res = await call('/v1/models');
+    const res = await call('/v1/models');
+    if (res.status === 401) {
+      const { message } = await errorOf(res);
+      askForKey(sessionStorage.getItem(ROUTER_KEY) ? `That key was refused: ${message}` : 'This router needs a key to route.');
+      return false;
+    }
+    if (!res.ok) {
+      const { status, message } = await errorOf(res);
+      say(`The router answered ${status}: ${message}`, true);
+      return false;
+    }
+    ({ data } = await res.json());
   } catch (e) {
-    return say(`The router cannot be reached: ${e.message}`, true);
+    say(`The router cannot be reached: ${e.message}`, true);
+    return false;
   }
-  if (res.status === 401) {
-    const { message } = await errorOf(res);
-    return askForKey(sessionStorage.getItem(ROUTER_KEY) ? `That key was refused: ${message}` : 'This router needs a key to route.');
-  }
-  if (!res.ok) {
-    const { status, message } = await errorOf(res);
-    return say(`The router answered ${status}: ${message}`, true);
-  }
-  const { data } = await res.json();
   const select = $('model');
   const chosen = select.value;
   select.replaceChildren(el('option', { value: 'auto' }, 'auto (let the router choose)'));
@@ -162,6 +170,7 @@ async function loadModels() {
   group('Routes (skip routing, use the route’s models)', 'route');
   group('Models (skip routing, use this model)', 'model');
   select.value = [...select.options].some((o) => o.value === chosen) ? chosen : 'auto';
+  return true;
 }
 
 // ---------------------------------------------------------------- the conversation form
@@ -292,7 +301,7 @@ function llmLevel(d) {
   const what = 'Level 3. When the earlier levels are unsure, a small model reads the prompt and answers with a route name, under constrained output.';
   let text;
   if (!l.asked) text = 'Not asked: an earlier level was sure.';
-  else if (l.route) text = `It chose “${l.route}”${l.cached ? ' (remembered from an identical prompt: no call, no cost)' : ''}${l.cost_usd != null ? `, for $${l.cost_usd}` : ''}.`;
+  else if (l.route) text = `It chose “${l.route}”${l.cached ? ' (remembered from an identical prompt: no call, no cost)' : ''}${l.cost_usd != null ? `, for ${dollars(l.cost_usd)}` : ''}.`;
   else text = `It gave no usable answer (${l.declined}); routing went on without it.`;
   return levelSection('LLM router', what, d.level === 'llm', el('p', {}, text));
 }
@@ -310,12 +319,21 @@ function conversationLevel(d) {
   const detail = j.why ?? (j.similarity != null ? `similarity ${fixed(j.similarity)} to the previous message` : '');
   return levelSection('Conversation', 'Level 4. Each turn is judged against the previous one; repeated frustration or unresolved turns hand the whole conversation to a frontier model.',
     d.level === 'conversation',
-    el('p', {}, `This turn reads as “${j.turn.replaceAll('_', ' ')}”${detail ? ` (${detail})` : ''}. A dry run does not count it; the answer below does, under the conversation name if one is given.`));
+    el('p', {}, `This turn reads as “${j.turn.replaceAll('_', ' ')}”${detail ? ` (${detail})` : ''}. Routing alone does not count the turn; asking the model does, under the conversation name if one is given.`));
 }
 
 function planSection(d) {
   return levelSection('Models, in order', 'The route’s first model answers; the rest are fallbacks if it fails. A model the request cannot use is skipped.', false,
-    el('ol', {}, d.plan.map((p) => el('li', {}, el('strong', {}, p.model), ' ', p.skip ? el('span', { class: 'no' }, `skipped: ${p.detail ?? p.skip}`) : 'would be called'))));
+    el('ol', {}, planLines(d.plan)));
+}
+
+/** Each model of the plan: skipped (and why), or the first to be called, or a fallback. */
+function planLines(plan) {
+  let called = 0;
+  return plan.map((p) => {
+    const role = p.skip ? el('span', { class: 'no' }, `skipped: ${p.detail ?? p.skip}`) : called++ === 0 ? 'answers first' : 'fallback, if the ones before it fail';
+    return el('li', {}, el('strong', {}, p.model), ' ', role);
+  });
 }
 
 function timingSection(d) {
@@ -328,9 +346,13 @@ function timingSection(d) {
 function showDecision(d) {
   $('decision').hidden = false;
   const level = LEVELS[d.level] ?? d.level;
-  $('verdict').replaceChildren('Sent to route ', el('strong', {}, d.route), ', model ', el('strong', {}, d.model), `. Decided by ${level}.`);
+  $('verdict').replaceChildren('Goes to route ', el('strong', {}, d.route), ', model ', el('strong', {}, d.model), `. Decided by ${level}.`);
   $('reasons').replaceChildren(...d.reasons.map((r) => el('li', {}, r)));
-  $('levels').replaceChildren(...[rulesLevel(d), meaningLevel(d), classifierLevel(d), llmLevel(d), cascadeLevel(d), conversationLevel(d), planSection(d), timingSection(d)].filter(Boolean));
+  // A request that names its route or model is not routed: no level ran.
+  const levels = d.level === 'explicit'
+    ? [el('p', {}, 'Routing was skipped: the request named ', el('strong', {}, d.route === 'explicit' ? d.model : d.route), '.'), cascadeLevel(d), conversationLevel(d)]
+    : [rulesLevel(d), meaningLevel(d), classifierLevel(d), llmLevel(d), cascadeLevel(d), conversationLevel(d)];
+  $('levels').replaceChildren(...[...levels, planSection(d), timingSection(d)].filter(Boolean));
 }
 
 // ---------------------------------------------------------------- the answer
@@ -395,7 +417,19 @@ function cascadeTable(steps) {
     steps.map((s) => el('tr', {}, el('th', { scope: 'row' }, s.model), el('td', { class: 'num' }, s.score ?? '—'), el('td', {}, s.verdict ?? '—'), el('td', { class: 'num' }, s.cost_usd ?? '—'))));
 }
 
-async function streamAnswer(request, conversation) {
+/** What the answer cost: the router's total when it says one, else the answer's own plus routing's. */
+function costText(headerCost, answerCost, routingCost) {
+  if (headerCost) return `$${headerCost} (everything the request paid for)`;
+  if (answerCost == null) return 'not reported (the model reported no usage, or has no price)';
+  if (routingCost) return `${dollars(answerCost + routingCost)} (answer ${dollars(answerCost)}, routing ${dollars(routingCost)})`;
+  return dollars(answerCost);
+}
+
+/**
+ * Streams the chosen model's answer into the page. `decision` is the dry run's: when the real
+ * request goes elsewhere (a fallback, an LLM router, a conversation escalated), the page says so.
+ */
+async function streamAnswer(request, conversation, decision) {
   const answer = $('answer');
   $('answer-section').hidden = false;
   $('answered-by').replaceChildren();
@@ -404,52 +438,61 @@ async function streamAnswer(request, conversation) {
   answer.classList.remove('error');
   answer.setAttribute('aria-busy', 'true');
   say('Asking the chosen model…');
-  const started = performance.now();
-  let res;
   try {
-    res = await call('/v1/chat/completions', {
-      method: 'POST',
-      body: { ...request, stream: true, stream_options: { include_usage: true } },
-      headers: conversation ? { 'x-switchyard-conversation': conversation } : {},
-    });
-  } catch (e) {
+    await readAnswer(request, conversation, decision, answer);
+  } finally {
     answer.setAttribute('aria-busy', 'false');
-    return say(`The router cannot be reached: ${e.message}`, true);
   }
+}
+
+async function readAnswer(request, conversation, decision, answer) {
+  const started = performance.now();
+  const res = await call('/v1/chat/completions', {
+    method: 'POST',
+    body: { ...request, stream: true, stream_options: { include_usage: true } },
+    headers: conversation ? { 'x-switchyard-conversation': conversation } : {},
+  });
   const headersAt = performance.now();
-  $('answered-by').replaceChildren(answeredBy(res));
+  const model = res.headers.get('x-switchyard-model');
+  const elsewhere = model && model !== decision.model
+    ? el('p', {}, `Answered by ${model}, not ${decision.model}: see Calls for why (a fallback after a failure, or a decision that changed on the real request).`)
+    : null;
+  $('answered-by').replaceChildren(answeredBy(res), elsewhere ?? '');
+  const cascade = () => cascadeTable(cascadeSteps(res.headers.get('x-switchyard-cascade'))) ?? '';
   if (!res.ok) {
     const { status, code, message } = await errorOf(res);
-    answer.setAttribute('aria-busy', 'false');
     answer.classList.add('error');
     answer.textContent = `No answer (${status}${code ? `, ${code}` : ''}): ${message}`;
-    $('answer-facts').replaceChildren(cascadeTable(cascadeSteps(res.headers.get('x-switchyard-cascade'))) ?? '');
+    $('answer-facts').replaceChildren(cascade());
     return say(`The model did not answer: ${message}`, true);
   }
   let firstAt = null;
   let usage = null;
-  let cost = null;
   let failure = null;
-  const finished = await readEvents(res.body, (event) => {
-    if (event.error) failure = event.error;
-    const piece = event.choices?.[0]?.delta?.content;
-    if (piece) {
-      firstAt ??= performance.now();
-      answer.append(piece);
-    }
-    if (event.usage) usage = event.usage;
-    // The router adds the answer's price to the usage chunk (README, "Cost and usage").
-    if (typeof event.usage?.cost === 'number') cost = event.usage.cost;
-  });
+  let finished = false;
+  try {
+    finished = await readEvents(res.body, (event) => {
+      if (event.error) failure = event.error;
+      const piece = event.choices?.[0]?.delta?.content;
+      if (piece) {
+        firstAt ??= performance.now();
+        answer.append(piece);
+      }
+      if (event.usage) usage = event.usage;
+    });
+  } catch (e) {
+    failure = { message: `the connection was lost (${e.message})` };
+  }
   const doneAt = performance.now();
-  answer.setAttribute('aria-busy', 'false');
   if (failure) answer.append(el('p', { class: 'error' }, `The stream failed: ${failure.message ?? failure.code}`));
   else if (!finished) answer.append(el('p', { class: 'error' }, 'The stream ended before the answer was complete.'));
   const ms = (t) => (t == null ? null : `${Math.round(t - started)} ms`);
-  const headerCost = res.headers.get('x-switchyard-cost-usd');
+  // The usage chunk's `cost` is the answer's own (README, "Cost and usage"); the header, when
+  // the router sends one, is the whole request's.
+  const answerCost = typeof usage?.cost === 'number' ? usage.cost : null;
   $('answer-facts').replaceChildren(
     facts([
-      ['Cost', cost != null ? dollars(cost) : headerCost ? `$${headerCost}` : 'not reported (the model reported no usage, or has no price)'],
+      ['Cost', costText(res.headers.get('x-switchyard-cost-usd'), answerCost, decision.signals.llm?.cost_usd)],
       ['Tokens', usage ? `${usage.prompt_tokens} in, ${usage.completion_tokens} out` : null],
       ['Headers after', ms(headersAt)],
       ['First words after', ms(firstAt)],
@@ -457,19 +500,23 @@ async function streamAnswer(request, conversation) {
     ]),
     el('h3', {}, 'Router phases (Server-Timing)'),
     facts(serverTiming(res.headers.get('server-timing')).map(([name, v]) => [name, `${fixed(v, 1)} ms`])),
-    cascadeTable(cascadeSteps(res.headers.get('x-switchyard-cascade'))) ?? '',
+    cascade(),
   );
-  say(failure || !finished ? 'The answer was cut short.' : `Answer complete in ${ms(doneAt)}.`, Boolean(failure || !finished));
+  const cut = Boolean(failure || !finished);
+  say(cut ? 'The answer was cut short.' : `Answer complete in ${ms(doneAt)}.`, cut);
 }
 
 // ---------------------------------------------------------------- routing what was typed
 
+let busy = false;
+
 async function route(event) {
   event.preventDefault();
+  if (busy) return;
   const messages = typedMessages();
   if (!messages.length || messages.at(-1).role !== 'user') {
     say('Type a message; the last one must be the user’s.', true);
-    return $('turns').querySelector('textarea:last-of-type')?.focus();
+    return [...$('turns').querySelectorAll('textarea')].at(-1)?.focus();
   }
   const conversation = $('conversation').value.trim();
   if (conversation && !$('conversation').checkValidity()) {
@@ -477,8 +524,10 @@ async function route(event) {
     return $('conversation').focus();
   }
   const request = { model: $('model').value, messages };
+  // aria-disabled rather than disabled: the button keeps the keyboard's focus.
   const button = $('route-button');
-  button.disabled = true;
+  busy = true;
+  button.setAttribute('aria-disabled', 'true');
   try {
     say('Routing…');
     const res = await call('/v1/route', { method: 'POST', body: request, headers: conversation ? { 'x-switchyard-conversation': conversation } : {} });
@@ -492,13 +541,14 @@ async function route(event) {
     }
     const decision = await res.json();
     showDecision(decision);
-    say(`Sent to route ${decision.route}, model ${decision.model}, by ${decision.level}.`);
-    if ($('ask-model').checked) await streamAnswer(request, conversation);
+    say(`Goes to route ${decision.route}, model ${decision.model}, by ${decision.level}.`);
+    if ($('ask-model').checked) await streamAnswer(request, conversation, decision);
     else $('answer-section').hidden = true;
   } catch (e) {
     say(`Something went wrong: ${e.message}`, true);
   } finally {
-    button.disabled = false;
+    busy = false;
+    button.removeAttribute('aria-disabled');
   }
 }
 
@@ -533,10 +583,10 @@ function showStats(s) {
     el('div', { class: 'figures' },
       figure('decisions', s.decisions),
       figure('errors', s.errors),
-      figure('fallbacks (another model answered)', s.fallbacks),
+      figure('fallbacks (another model answered after the first failed)', s.fallbacks),
       figure('escalated conversation turns', s.escalations),
       figure('router’s own time, p50 / p95', `${fixed(s.routing_ms?.p50, 1)} / ${fixed(s.routing_ms?.p95, 1)} ms`),
-      figure('paid', dollars(s.cost?.cost_usd)),
+      figure(`paid, for the ${s.cost?.priced_decisions ?? 0} answers with a usage and a price`, dollars(s.cost?.cost_usd)),
       figure('had every request gone to its route’s priciest model', dollars(s.cost?.at_most_expensive_usd)),
       figure(typeof saved === 'number' && saved < 0 ? 'more than that (routing cost more)' : 'saved by routing', dollars(typeof saved === 'number' ? Math.abs(saved) : null))),
     el('h3', {}, 'By route'), countsTable('Decisions by route', s.by_route, s.decisions) ?? el('p', {}, 'No decisions in this window.'),

@@ -270,6 +270,26 @@ impl RouterError {
         })
     }
 
+    /// The Worker's log line for this error (`"event": "error"`; README, "Logs"), with the id of
+    /// the decision it ended when it ended a routed request. A client's own mistake is logged
+    /// without its message, which may quote what the client sent; every other message (already
+    /// scrubbed of secrets, configuration errors with their `FILE:LINE:COLUMN`) is the operator's
+    /// to read.
+    pub fn log_line(&self, decision_id: Option<&str>) -> serde_json::Value {
+        let mut line = serde_json::json!({
+            "event": "error",
+            "status": self.status(),
+            "origin": self.origin(),
+            "code": self.code(),
+            "param": self.param,
+            "message": (self.origin() != Origin::Client).then_some(&self.message),
+        });
+        if let Some(id) = decision_id {
+            line["decision_id"] = serde_json::json!(id);
+        }
+        line
+    }
+
     /// Replaces every occurrence of each secret in every field with `[redacted]`, then cuts the
     /// message to [`MAX_ERROR_MESSAGE_CHARS`].
     ///
@@ -426,6 +446,22 @@ mod tests {
             assert!(!json.contains("sk-upstream-secret"), "{at}: {json}");
             assert!(e.message.chars().count() <= MAX_ERROR_MESSAGE_CHARS);
         }
+    }
+
+    #[test]
+    fn log_lines_name_the_decision_and_keep_a_clients_own_words_out() {
+        let upstream = RouterError::new(ErrorKind::UpstreamTimeout, "model \"mini\": no answer in 1500 ms");
+        let line = upstream.log_line(Some("0b7e…"));
+        assert_eq!(line["event"], "error");
+        assert_eq!(line["decision_id"], "0b7e…");
+        assert_eq!(line["status"], 504);
+        assert_eq!(line["origin"], "upstream");
+        assert_eq!(line["message"], "model \"mini\": no answer in 1500 ms");
+        let client =
+            RouterError::invalid_request("messages[0].content: my secret plan").with_param("messages[0]");
+        let line = client.log_line(None);
+        assert!(line["message"].is_null() && line.get("decision_id").is_none(), "{line}");
+        assert_eq!(line["param"], "messages[0]");
     }
 
     #[test]

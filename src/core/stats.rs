@@ -116,9 +116,12 @@ impl StatsRow {
         })
     }
 
-    /// Whether another model answered after the first failed.
+    /// Whether another model answered after the first failed: an answer came, from a model other
+    /// than the first one called. A retry that the same model answered is not a fallback, and a
+    /// request every model failed is an error, not one.
     fn fell_back(&self) -> bool {
-        self.attempts.as_deref().is_some_and(|a| a.split(',').count() > 1)
+        let first = self.attempts.as_deref().and_then(|a| a.split(',').next()?.trim().split_once('='));
+        !self.failed() && first.is_some_and(|(model, _)| model != self.model)
     }
 
     fn failed(&self) -> bool {

@@ -66,7 +66,8 @@ pub async fn finish(env: Env, row: DecisionRow, stream_error: Option<String>) {
     match serde_json::to_string(&row.log_line(stream_error.as_deref())) {
         Ok(line) => worker::console_log!("{line}"),
         Err(e) => {
-            worker::console_log!("{}", json!({"event": "error", "message": format!("decision line: {e}")}))
+            let error = RouterError::new(ErrorKind::Internal, format!("decision line: {e}"));
+            worker::console_error!("{}", error.log_line(Some(&row.id)))
         }
     }
     write(env, row).await;

@@ -358,7 +358,7 @@ async fn chat(
 
     let mut response = match outcome.result {
         Err(error) => {
-            log_error(&error);
+            log_error_line(&error, Some(&entry.id));
             if let Some(cost) = paid_before {
                 // What was paid for even though no answer came.
                 headers.push((headers::COST_USD, format_cost(cost)));
@@ -542,20 +542,18 @@ fn wasm_memory_bytes() -> usize {
     core::arch::wasm32::memory_size(0) * 65536
 }
 
-/// One `error` line. A client's error is logged by status, code and field (`param`), never its
-/// message, which may quote what the client sent; the others' messages are Switchyard's words or
-/// an upstream's, scrubbed of secrets.
+/// Logs an error that ended no routed request (bad input, auth, a failure around routing).
 fn log_error(error: &RouterError) {
-    let message = (error.origin() != Origin::Client).then_some(&error.message);
-    worker::console_log!(
-        "{}",
-        json!({
-            "event": "error",
-            "status": error.status(),
-            "origin": error.origin(),
-            "code": error.code(),
-            "param": error.param,
-            "message": message,
-        })
-    );
+    log_error_line(error, None);
+}
+
+/// One JSON line per failure (README, "Logs"): at the `error` level when Switchyard or an
+/// upstream failed, at `log` for a client's own mistake.
+fn log_error_line(error: &RouterError, decision_id: Option<&str>) {
+    let line = error.log_line(decision_id);
+    if error.origin() == Origin::Client {
+        worker::console_log!("{line}");
+    } else {
+        worker::console_error!("{line}");
+    }
 }

@@ -128,7 +128,7 @@ describe('the playground', () => {
 
         const verdict = page.locator('#verdict');
         await verdict.filter({ hasText: 'creative' }).waitFor();
-        assert.match(await verdict.innerText(), /Sent to route creative, model mini\. Decided by meaning \(level 2\)/);
+        assert.match(await verdict.innerText(), /Goes to route creative, model mini\. Decided by meaning \(level 2\)/);
         // Level 2's table: creative first, its score above its threshold.
         const first = page.locator('table:has(caption:text("Similarity")) tbody tr').first();
         assert.match(await first.innerText(), /^creative\s+[\d.]+\s+0\.350\s+clears/);

@@ -425,6 +425,29 @@ describe('cost and usage', () => {
     assert.ok(Math.abs(out.usage.cost - 0.000022) < 1e-12);
   });
 
+  test('a routed request that fails logs an error line and its decision line under one id', async () => {
+    // `offline` is on a port nothing listens on: unreachable, retried once, then a 502.
+    const res = await postJson(stack.base, '/v1/chat/completions', { model: 'offline', messages: user('count me please') });
+    assert.equal(res.status, 502);
+    const id = res.headers.get('x-switchyard-decision-id');
+    let lines = [];
+    for (let i = 0; i < 40 && lines.length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      lines = readFileSync(stack.logFile, 'utf8').split('\n').filter((l) => l.includes(`"decision_id":"${id}"`));
+    }
+    // wrangler dev prints error-level lines in colour: the JSON is between the outer braces.
+    const parsed = lines.map((l) => JSON.parse(l.slice(l.indexOf('{'), l.lastIndexOf('}') + 1)));
+    const error = parsed.find((l) => l.event === 'error');
+    const decision = parsed.find((l) => l.event === 'decision');
+    assert.deepEqual(
+      { status: error?.status, origin: error?.origin, code: error?.code },
+      { status: 502, origin: 'upstream', code: 'upstream_unreachable' },
+      JSON.stringify(parsed),
+    );
+    assert.equal(decision?.status, 502, JSON.stringify(parsed));
+    assert.equal(decision.attempts, 'offline=unreachable, offline=unreachable');
+  });
+
   test('no key or prompt reaches the log', async () => {
     const log = readFileSync(stack.logFile, 'utf8');
     for (const secret of [ROUTER_KEY, UPSTREAM_KEY, 'count me please']) assert.ok(!log.includes(secret), secret);

@@ -92,6 +92,23 @@ fn stats_count_failures_and_price_every_answer_both_ways() {
 }
 
 #[test]
+fn a_retry_the_same_model_answered_is_not_a_fallback_nor_a_request_every_model_failed() {
+    let config = Config::parse("stats.toml", CONFIG).unwrap();
+    let with_attempts = |model: &str, status: u16, attempts: &str| {
+        let mut r = row("chat", model, "rules", status, None, None);
+        r.attempts = Some(attempts.into());
+        r
+    };
+    let rows = [
+        with_attempts("small", 200, "small=http_503, small=ok"),
+        with_attempts("small", 502, "small=unreachable, big=unreachable"),
+        with_attempts("big", 200, "small=http_503, small=http_503, big=ok"),
+    ];
+    let s = stats(&config, &rows, 1_000, 2_000);
+    assert_eq!((s["fallbacks"].as_u64(), s["errors"].as_u64()), (Some(1), Some(1)));
+}
+
+#[test]
 fn stats_of_no_decisions_are_zero_not_an_error() {
     let config = Config::parse("stats.toml", CONFIG).unwrap();
     let s = stats(&config, &[], 0, 1);
