@@ -319,7 +319,20 @@ function conversationLevel(d) {
   const detail = j.why ?? (j.similarity != null ? `similarity ${fixed(j.similarity)} to the previous message` : '');
   return levelSection('Conversation', 'Level 4. Each turn is judged against the previous one; repeated frustration or unresolved turns hand the whole conversation to a frontier model.',
     d.level === 'conversation',
-    el('p', {}, `This turn reads as “${j.turn.replaceAll('_', ' ')}”${detail ? ` (${detail})` : ''}. Routing alone does not count the turn; asking the model does, under the conversation name if one is given.`));
+    el('p', {}, `This turn reads as “${j.turn.replaceAll('_', ' ')}”${detail ? ` (${detail})` : ''}. Routing alone does not count the turn; asking the model does, under the conversation name if one is given.`),
+    standing(d.conversation));
+}
+
+/** Where the conversation stands before this turn, against the limits that escalate it. */
+function standing(c) {
+  if (!c) return el('p', {}, 'No conversation is counted yet: give it a name above, or it is derived once an answer is in the history.');
+  if (c.escalated_at_turn != null) {
+    return el('p', {}, `Conversation ${c.id} escalated to ${c.escalate_to} at turn ${c.escalated_at_turn}: ${c.escalation_reason ?? 'its limits were crossed'}.`);
+  }
+  return table(`Conversation ${c.id}, before this turn (${c.turns} turn${c.turns === 1 ? '' : 's'} so far)`, [['Count'], ['Now', 'num'], ['Escalates at', 'num'], ['Toward it']], [
+    el('tr', {}, el('th', { scope: 'row' }, 'unresolved turns in a row'), el('td', { class: 'num' }, c.unresolved_in_a_row), el('td', { class: 'num' }, c.escalates_at_unresolved), el('td', { class: 'bar' }, bar(c.unresolved_in_a_row, c.escalates_at_unresolved))),
+    el('tr', {}, el('th', { scope: 'row' }, 'frustrated turns'), el('td', { class: 'num' }, c.frustrated), el('td', { class: 'num' }, c.escalates_at_frustrated), el('td', { class: 'bar' }, bar(c.frustrated, c.escalates_at_frustrated))),
+  ]);
 }
 
 function planSection(d) {

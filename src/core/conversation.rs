@@ -289,6 +289,26 @@ impl ConversationState {
     }
 }
 
+/// Where conversation `id` stands before a turn, against the limits that escalate it: what
+/// `/v1/route` shows (a dry run reads the state and counts nothing).
+pub fn standing_json(
+    id: &str,
+    state: &ConversationState,
+    settings: &ConversationSettings,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "turns": state.turns,
+        "unresolved_in_a_row": state.unresolved_streak,
+        "escalates_at_unresolved": settings.unresolved_turns,
+        "frustrated": state.frustrated,
+        "escalates_at_frustrated": settings.frustrated_turns,
+        "escalate_to": settings.escalate_to,
+        "escalated_at_turn": state.escalated_at_turn,
+        "escalation_reason": state.escalation_reason,
+    })
+}
+
 /// The decision for a turn of an escalated conversation: `escalate_to` first, then the models
 /// routing chose as fallbacks, at level `conversation`. A decision that named its model stays.
 pub fn escalate(decision: Decision, settings: &ConversationSettings, state: &ConversationState) -> Decision {

@@ -119,11 +119,17 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             let asked = (header(headers::CONVERSATION), header("authorization"));
             let (request, decision, mut phases) = decide(&mut req, env, state, started).await?;
             // A dry run: the conversation is read, not counted.
-            let (decision, _) =
-                converse(env, state, asked, &request, decision, &mut phases, Record::No).await?;
+            let conversed = converse(env, state, asked, &request, decision, &mut phases, Record::No).await?;
+            let decision = conversed.decision;
             let plan =
                 fallback::plan(&state.config, &decision, &request, |name| state::secret(env, name).is_some());
-            let mut response = http::json(200, &route_json(&state.config, &decision, &phases, &plan));
+            let mut answer = route_json(&state.config, &decision, &phases, &plan);
+            if let (Some(settings), Some(id), Some(standing)) =
+                (&state.config.conversation, &conversed.id, &conversed.state)
+            {
+                answer["conversation"] = crate::core::conversation::standing_json(id, standing, settings);
+            }
+            let mut response = http::json(200, &answer);
             annotate(&mut response, &decision, &phases);
             if let Some(cost) = decision.signals.llm.cost_usd() {
                 http::set_headers(&mut response, [(headers::COST_USD, format_cost(cost))]);
@@ -135,9 +141,8 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             let header = |name: &str| req.headers().get(name).ok().flatten();
             let asked = (header(headers::CONVERSATION), header("authorization"));
             let (request, decision, mut phases) = decide(&mut req, env, state, started).await?;
-            let (decision, conversation) =
-                converse(env, state, asked, &request, decision, &mut phases, Record::Yes).await?;
-            Ok(chat(state, env, ctx, request, decision, phases, conversation).await)
+            let conversed = converse(env, state, asked, &request, decision, &mut phases, Record::Yes).await?;
+            Ok(chat(state, env, ctx, request, conversed.decision, phases, conversed.id).await)
         }
         (Method::Post, "/v1/feedback") => {
             authorize(&req, state)?;
@@ -228,12 +233,21 @@ enum Record {
     No,
 }
 
+/// A turn after its conversation was consulted.
+struct Conversed {
+    decision: Decision,
+    /// The conversation's id, for the response's header.
+    id: Option<String>,
+    /// Its state as the object answered (before the turn for a dry run, after it otherwise);
+    /// `None` without a conversation, or when it could not be reached.
+    state: Option<crate::core::conversation::ConversationState>,
+}
+
 /// Level 4 across turns, with a `[conversation]` section: records this turn in the conversation's
 /// Durable Object (its id from the `x-switchyard-conversation` header, or derived; with
 /// `Record::No`, only reads its state) and, when the conversation has escalated, sends the turn
 /// to `escalate_to`. An object that cannot be reached leaves the decision as routed (the reason
-/// is logged): never an error for the client. Returns the conversation's id for the response's
-/// header.
+/// is logged): never an error for the client.
 async fn converse(
     env: &Env,
     state: &State,
@@ -242,10 +256,10 @@ async fn converse(
     decision: Decision,
     phases: &mut Vec<Phase>,
     record: Record,
-) -> Result<(Decision, Option<String>), RouterError> {
+) -> Result<Conversed, RouterError> {
     let (Some(settings), Some(judgement)) = (&state.config.conversation, &decision.signals.conversation)
     else {
-        return Ok((decision, None));
+        return Ok(Conversed { decision, id: None, state: None });
     };
     // Without router keys anyone may call: the bearer (perhaps a client's own upstream key) is
     // not a key of ours and is not used.
@@ -253,7 +267,7 @@ async fn converse(
         authorization.as_deref().and_then(crate::core::auth::bearer).filter(|_| state.keys.has_keys());
     let id = crate::core::conversation::conversation_id(header.as_deref(), router_key, request)
         .map_err(|e| RouterError::invalid_request(e).with_param(headers::CONVERSATION))?;
-    let Some(id) = id else { return Ok((decision, None)) };
+    let Some(id) = id else { return Ok(Conversed { decision, id: None, state: None }) };
     let started = now_ms();
     let fingerprint = crate::core::conversation::fingerprint(request).filter(|_| record == Record::Yes);
     let recorded = match record {
@@ -263,14 +277,15 @@ async fn converse(
     phases.push(Phase { name: "conversation", ms: now_ms() - started });
     match recorded {
         Ok(conversation) => {
-            Ok((crate::core::conversation::escalate(decision, settings, &conversation), Some(id)))
+            let decision = crate::core::conversation::escalate(decision, settings, &conversation);
+            Ok(Conversed { decision, id: Some(id), state: Some(conversation) })
         }
         Err(reason) => {
             log_error(&RouterError::new(
                 ErrorKind::Unavailable,
                 format!("conversation {id}: {reason}; this turn is routed without its state"),
             ));
-            Ok((decision, Some(id)))
+            Ok(Conversed { decision, id: Some(id), state: None })
         }
     }
 }

@@ -66,6 +66,11 @@ describe('conversations that escalate, in Durable Objects', () => {
     // /v1/route, a dry run, reads the conversation without counting a turn.
     const dry = await postJson(stack.base, '/v1/route', { model: 'auto', messages: history([...said, 'And horizontally?']) }, { 'x-switchyard-conversation': id });
     assert.deepEqual([dry.json.level, dry.json.model], ['conversation', 'big']);
+    // It shows where the conversation stands, as the playground draws it.
+    assert.deepEqual(
+      [dry.json.conversation.turns, dry.json.conversation.escalated_at_turn, dry.json.conversation.escalates_at_unresolved],
+      [6, 4, 3],
+    );
     const conversation = `client:${await keyTag(stack)}:${id}`;
     assert.equal((await (await admin(stack.base, conversation)).json()).state.turns, 6);
     const res = await admin(stack.base, `client:${'x'.repeat(16)}:${id}`);

@@ -28,9 +28,13 @@ function chromiumPath() {
   }
 }
 
-/** The test config with a price on the model that answers, so the page has a cost to show. */
-const pricedConfig = (url) =>
-  testConfig(url).replace('upstream = "fake-mini"\n', 'upstream = "fake-mini"\nprice = { input = 0.15, output = 0.60 }\n');
+/** The test config with a price on the model that answers, so the page has a cost to show, and
+ * conversations counted. */
+const pricedConfig = (url) => `${testConfig(url).replace('upstream = "fake-mini"\n', 'upstream = "fake-mini"\nprice = { input = 0.15, output = 0.60 }\n')}
+[conversation]
+escalate_to = "big"
+unresolved_turns = 3
+`;
 
 describe('the playground', () => {
   let stack;
@@ -178,6 +182,34 @@ describe('the playground', () => {
         await page.keyboard.press('ArrowRight');
         assert.equal(await page.getByRole('tab', { name: 'Routing stats' }).getAttribute('aria-selected'), 'true');
         assert.ok(await page.locator('#stats-view').isVisible());
+        assert.deepEqual(problems, []);
+      } finally {
+        await close();
+      }
+    });
+
+    test('shows where a named conversation stands, and counts a turn only when the model is asked', async () => {
+      const { page, problems, close } = await open({ width: 1280, height: 900 });
+      try {
+        await giveKey(page);
+        const message = (n) => page.getByRole('textbox', { name: `Message ${n}`, exact: true });
+        await page.getByRole('textbox', { name: 'Message', exact: true }).fill('How do I center a div?');
+        await page.getByRole('button', { name: 'Add a turn' }).click();
+        await message(2).fill('Use flexbox on the parent.');
+        await page.getByRole('button', { name: 'Add a turn' }).click();
+        await message(3).fill('How do I center a div?');
+        await page.getByLabel(/Conversation name/).fill(`playground-${Date.now()}`);
+        const caption = page.locator('caption', { hasText: 'before this turn' });
+        await page.getByRole('button', { name: 'Route', exact: true }).click();
+        await page.getByRole('status').filter({ hasText: 'Answer complete' }).waitFor();
+        assert.match(await caption.innerText(), /\(0 turns so far\)/);
+        assert.match(await page.locator('.level', { hasText: 'Level 4. Each turn' }).innerText(), /reads as “rephrased”/);
+        // The answer counted the turn: routed again, the conversation has one, unresolved.
+        await page.getByRole('button', { name: 'Route', exact: true }).click();
+        await caption.filter({ hasText: '(1 turn so far)' }).waitFor();
+        const unresolved = await page.locator('tr', { hasText: 'unresolved turns in a row' }).innerText();
+        assert.match(unresolved, /unresolved turns in a row\s+1\s+3/);
+        assert.deepEqual(await seriousViolations(page), []);
         assert.deepEqual(problems, []);
       } finally {
         await close();

@@ -5,7 +5,8 @@
 use serde_json::json;
 use switchyard::core::config::{Config, ConversationSettings};
 use switchyard::core::conversation::{
-    conversation_id, derived_id, escalate, fingerprint, judge, ConversationState, Judgement, Measured,
+    conversation_id, derived_id, escalate, fingerprint, judge, standing_json, ConversationState, Judgement,
+    Measured,
 };
 use switchyard::core::decision::Level;
 use switchyard::core::request::ChatRequest;
@@ -194,6 +195,27 @@ fn unresolved_turns_in_a_row_escalate_exactly_at_the_limit_and_it_sticks() {
     }
     assert_eq!(state.escalated_at_turn, Some(4), "escalation is sticky by default");
     assert_eq!((state.turns, state.created_at_ms, state.last_turn_at_ms), (9, 1_000, 5_004));
+}
+
+#[test]
+fn the_standing_shows_the_counts_against_the_limits_that_escalate() {
+    let s = settings();
+    let mut state = ConversationState::default();
+    state.record(&s, Judgement::Opening, 1_000);
+    state.record(&s, rephrased(), 2_000);
+    let standing = standing_json("client:abc:chat-1", &state, &s);
+    assert_eq!(standing["turns"], 2);
+    assert_eq!(
+        (standing["unresolved_in_a_row"].as_u64(), standing["escalates_at_unresolved"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert_eq!(standing["escalated_at_turn"], json!(null));
+    assert!(standing.get("last_fingerprint").is_none(), "{standing}");
+    state.record(&s, rephrased(), 3_000);
+    state.record(&s, rephrased(), 4_000);
+    let standing = standing_json("client:abc:chat-1", &state, &s);
+    assert_eq!(standing["escalated_at_turn"], 4);
+    assert_eq!(standing["escalate_to"], s.escalate_to.as_str());
 }
 
 #[test]
