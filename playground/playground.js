@@ -430,12 +430,29 @@ function cascadeTable(steps) {
     steps.map((s) => el('tr', {}, el('th', { scope: 'row' }, s.model), el('td', { class: 'num' }, s.score ?? '—'), el('td', {}, s.verdict ?? '—'), el('td', { class: 'num' }, s.cost_usd ?? '—'))));
 }
 
-/** What the answer cost: the router's total when it says one, else the answer's own plus routing's. */
-function costText(headerCost, answerCost, routingCost) {
-  if (headerCost) return `$${headerCost} (everything the request paid for)`;
-  if (answerCost == null) return 'not reported (the model reported no usage, or has no price)';
-  if (routingCost) return `${dollars(answerCost + routingCost)} (answer ${dollars(answerCost)}, routing ${dollars(routingCost)})`;
-  return dollars(answerCost);
+/**
+ * What was paid, in parts. `headerCost` (x-switchyard-cost-usd) is the whole request's when the
+ * router could send it (an answer read whole: a cascade's kept answer, or an error); otherwise the
+ * answer's own (its usage chunk) plus the cascade's rated answers (their steps). The LLM router's
+ * call is the dry run's, made for the decision shown above.
+ */
+function costText(headerCost, answerCost, steps, routingCost) {
+  const parts = [];
+  let total = 0;
+  const add = (label, usd) => {
+    if (typeof usd !== 'number' || Number.isNaN(usd)) return;
+    parts.push(`${label} ${dollars(usd)}`);
+    total += usd;
+  };
+  if (headerCost) add('the request', Number(headerCost));
+  else {
+    add('the answer', answerCost);
+    const rated = steps.filter((s) => s.verdict && s.verdict !== 'final' && s.cost_usd);
+    if (rated.length) add('the cascade’s rated answers', rated.reduce((sum, s) => sum + Number(s.cost_usd), 0));
+  }
+  add('the LLM router’s call for the decision above', routingCost);
+  if (!parts.length) return 'not reported (the model reported no usage, or has no price)';
+  return parts.length === 1 ? dollars(total) : `${dollars(total)}: ${parts.join(', ')}`;
 }
 
 /**
@@ -467,9 +484,11 @@ async function readAnswer(request, conversation, decision, answer) {
   });
   const headersAt = performance.now();
   const model = res.headers.get('x-switchyard-model');
-  const elsewhere = model && model !== decision.model
-    ? el('p', {}, `Answered by ${model}, not ${decision.model}: see Calls for why (a fallback after a failure, or a decision that changed on the real request).`)
-    : null;
+  const cascaded = Boolean(res.headers.get('x-switchyard-cascade'));
+  const why = cascaded
+    ? 'the cascade did not keep the cheaper answer (its steps are below)'
+    : 'see Calls (a fallback after a failure), or the real request was decided otherwise';
+  const elsewhere = model && model !== decision.model ? el('p', {}, `Answered by ${model}, not ${decision.model}: ${why}.`) : null;
   $('answered-by').replaceChildren(answeredBy(res), elsewhere ?? '');
   const cascade = () => cascadeTable(cascadeSteps(res.headers.get('x-switchyard-cascade'))) ?? '';
   if (!res.ok) {
@@ -505,7 +524,7 @@ async function readAnswer(request, conversation, decision, answer) {
   const answerCost = typeof usage?.cost === 'number' ? usage.cost : null;
   $('answer-facts').replaceChildren(
     facts([
-      ['Cost', costText(res.headers.get('x-switchyard-cost-usd'), answerCost, decision.signals.llm?.cost_usd)],
+      ['Cost', costText(res.headers.get('x-switchyard-cost-usd'), answerCost, cascadeSteps(res.headers.get('x-switchyard-cascade')), decision.signals.llm?.cost_usd)],
       ['Tokens', usage ? `${usage.prompt_tokens} in, ${usage.completion_tokens} out` : null],
       ['Headers after', ms(headersAt)],
       ['First words after', ms(firstAt)],

@@ -28,6 +28,12 @@ function chromiumPath() {
   }
 }
 
+/** Debian's chromium, headless, with the output folder for screenshots made. */
+async function launchBrowser() {
+  mkdirSync(OUTPUT, { recursive: true });
+  return chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
+}
+
 /** The test config with a price on the model that answers, so the page has a cost to show, and
  * conversations counted. */
 const pricedConfig = (url) => `${testConfig(url).replace('upstream = "fake-mini"\n', 'upstream = "fake-mini"\nprice = { input = 0.15, output = 0.60 }\n')}
@@ -35,6 +41,39 @@ const pricedConfig = (url) => `${testConfig(url).replace('upstream = "fake-mini"
 escalate_to = "big"
 unresolved_turns = 3
 `;
+
+/** A fresh page at the playground, collecting what the browser reports as errors. */
+async function openPage(browser, base, viewport) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const problems = [];
+  // The page's first call is made without a key: the 401 it gets is how it knows to ask.
+  const expected = (text) => text.includes('status of 401');
+  page.on('console', (m) => m.type() === 'error' && !expected(m.text()) && problems.push(m.text()));
+  page.on('pageerror', (e) => problems.push(e.message));
+  page.setDefaultTimeout(20_000);
+  await page.goto(`${base}/`);
+  return { page, problems, close: () => context.close() };
+}
+
+/** axe-core's serious and critical violations of WCAG 2.1 A and AA on the page as it is. */
+async function seriousViolations(page) {
+  // Evaluated through the debugger protocol, which the page's CSP does not govern.
+  const results = await page.evaluate(`${AXE}
+    axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } })`);
+  return results.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+}
+
+/** The key the page asks for, given. */
+async function giveKey(page) {
+  await page.getByRole('heading', { name: 'Router key' }).waitFor();
+  await page.getByRole('textbox', { name: 'Router key' }).fill(ROUTER_KEY);
+  await page.getByRole('button', { name: 'Use this key' }).click();
+  await page.getByRole('status').filter({ hasText: 'Key set' }).waitFor();
+}
+
 
 describe('the playground', () => {
   let stack;
@@ -83,47 +122,14 @@ describe('the playground', () => {
   describe('in a browser', () => {
     let browser;
     before(async () => {
-      mkdirSync(OUTPUT, { recursive: true });
-      browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
+      browser = await launchBrowser();
     });
     after(async () => {
       await browser?.close();
     });
 
-    /** A fresh page at the playground, collecting what the browser reports as errors. */
-    async function open(viewport) {
-      const context = await browser.newContext({ viewport });
-      const page = await context.newPage();
-      const problems = [];
-      // The page's first call is made without a key: the 401 it gets is how it knows to ask.
-      const expected = (text) => text.includes('status of 401');
-      page.on('console', (m) => m.type() === 'error' && !expected(m.text()) && problems.push(m.text()));
-      page.on('pageerror', (e) => problems.push(e.message));
-      page.setDefaultTimeout(20_000);
-      await page.goto(`${stack.base}/`);
-      return { page, problems, close: () => context.close() };
-    }
-
-    /** axe-core's serious and critical violations of WCAG 2.1 A and AA on the page as it is. */
-    async function seriousViolations(page) {
-      // Evaluated through the debugger protocol, which the page's CSP does not govern.
-      const results = await page.evaluate(`${AXE}
-        axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } })`);
-      return results.violations
-        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-        .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
-    }
-
-    /** The key the page asks for, given. */
-    async function giveKey(page) {
-      await page.getByRole('heading', { name: 'Router key' }).waitFor();
-      await page.getByRole('textbox', { name: 'Router key' }).fill(ROUTER_KEY);
-      await page.getByRole('button', { name: 'Use this key' }).click();
-      await page.getByRole('status').filter({ hasText: 'Key set' }).waitFor();
-    }
-
     test('routes a typed prompt, shows why, then streams the answer with its cost and timing', async () => {
-      const { page, problems, close } = await open({ width: 1280, height: 900 });
+      const { page, problems, close } = await openPage(browser, stack.base, { width: 1280, height: 900 });
       try {
         await giveKey(page);
         stack.fake.script({ answer: HAIKU, chunk_delay_ms: 20 });
@@ -158,7 +164,7 @@ describe('the playground', () => {
     });
 
     test('works by keyboard alone, and on a phone', async () => {
-      const { page, problems, close } = await open({ width: 390, height: 844 });
+      const { page, problems, close } = await openPage(browser, stack.base, { width: 390, height: 844 });
       try {
         await giveKey(page);
         // Tab into the message, type, and send with Ctrl+Enter: no pointer involved.
@@ -189,7 +195,7 @@ describe('the playground', () => {
     });
 
     test('shows where a named conversation stands, and counts a turn only when the model is asked', async () => {
-      const { page, problems, close } = await open({ width: 1280, height: 900 });
+      const { page, problems, close } = await openPage(browser, stack.base, { width: 1280, height: 900 });
       try {
         await giveKey(page);
         const message = (n) => page.getByRole('textbox', { name: `Message ${n}`, exact: true });
@@ -217,7 +223,7 @@ describe('the playground', () => {
     });
 
     test('draws the routing stats with an admin key', async () => {
-      const { page, problems, close } = await open({ width: 1280, height: 900 });
+      const { page, problems, close } = await openPage(browser, stack.base, { width: 1280, height: 900 });
       try {
         await page.getByRole('tab', { name: 'Routing stats' }).click();
         await page.getByLabel('Admin key').fill('not-the-admin-key');
@@ -238,5 +244,61 @@ describe('the playground', () => {
         await close();
       }
     });
+  });
+});
+
+describe('the playground, with an LLM router and a cascade', () => {
+  // Nothing decides "What is the boiling point of water?" before the LLM router (the `short`
+  // rule is gone); it picks the cascade's route, whose cheap answer is graded low and replaced.
+  const config = (url) => `${testConfig(url).replace('[[routes]]\nname = "short"\nmax_tokens = 60\nmodels = ["small"]\n', '')}
+[[routes]]
+name = "cascade-self"
+description = "Questions of fact"
+models = ["secondary"]
+cascade = { chain = ["primary", "secondary"], score = "self", min_score = 0.7 }
+
+[llm_router]
+model = "sonnet"
+when = "uncertain"
+routes = ["code", "creative", "chat", "cascade-self"]
+`;
+  let stack;
+  let browser;
+  before(async () => {
+    [stack, browser] = await Promise.all([startStack({ config }), launchBrowser()]);
+  });
+  after(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  test('shows the LLM router\'s choice and each step of the cascade', async () => {
+    // The dry run asks the LLM router; the answer's request finds its choice remembered.
+    stack.fake.script({ model: 'fake-sonnet', answer: { route: 'cascade-self' } });
+    stack.fake.script({ model: 'fake-sonnet', answer: { route: 'cascade-self' } });
+    stack.fake.script({ model: 'fake-primary', answer: 'WEAK ANSWER' });
+    stack.fake.script({ model: 'fake-primary', answer: { grade: 2 } });
+    const { page, problems, close } = await openPage(browser, stack.base, { width: 1280, height: 900 });
+    try {
+      await giveKey(page);
+      await page.getByRole('textbox', { name: 'Message', exact: true }).fill('What is the boiling point of water?');
+      await page.getByRole('button', { name: 'Route', exact: true }).click();
+      await page.getByRole('status').filter({ hasText: 'Answer complete' }).waitFor();
+      assert.match(await page.locator('#verdict').innerText(), /route cascade-self, model primary\. Decided by the LLM router/);
+      assert.match(await page.locator('.level', { has: page.getByRole('heading', { name: /^LLM router/ }) }).innerText(), /It chose “cascade-self”, for \$/);
+      assert.match(await page.locator('.level', { has: page.getByRole('heading', { name: 'Cascade' }) }).innerText(), /Chain: primary → secondary; rated by self; kept at a score of at least 0\.7/);
+      assert.match(await page.locator('#answer').innerText(), /^echo from fake-secondary/);
+      const steps = await page.locator('table:has(caption:text("Cascade")) tbody').innerText();
+      assert.match(steps, /primary\s+0\.20\s+rejected/);
+      assert.match(steps, /secondary\s+.*final/);
+      assert.match(await page.locator('#answered-by').innerText(), /Answered by secondary, not primary: the cascade did not keep the cheaper answer/);
+      // Paid: the strong answer, the weak one and its grading, and the LLM router's call.
+      assert.match(await page.locator('#answer-facts').innerText(), /Cost\s+\$[\d.e-]+: the answer \$[\d.e-]+, the cascade’s rated answers \$[\d.e-]+, the LLM router’s call for the decision above \$[\d.e-]+/);
+      assert.deepEqual(await seriousViolations(page), []);
+      await page.screenshot({ path: join(OUTPUT, 'playground-cascade.png'), fullPage: true });
+      assert.deepEqual(problems, []);
+    } finally {
+      await close();
+    }
   });
 });
