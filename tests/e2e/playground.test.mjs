@@ -5,12 +5,13 @@
 // accessibility violation (axe-core). Screenshots go to tests/e2e/.output/.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe } from 'node:test';
 import { chromium } from 'playwright-core';
-import { ADMIN_KEY, fetchWithDeadline, ROUTER_KEY, startStack, test, testConfig } from './harness.mjs';
+import { ADMIN_KEY, CLASSIFIER_ROWS, fetchWithDeadline, ROUTER_KEY, runCli, startStack, test, testConfig } from './harness.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const OUTPUT = join(root, 'tests/e2e/.output');
@@ -296,6 +297,47 @@ routes = ["code", "creative", "chat", "cascade-self"]
       assert.match(await page.locator('#answer-facts').innerText(), /Cost\s+\$[\d.e-]+: the answer \$[\d.e-]+, the cascade’s rated answers \$[\d.e-]+, the LLM router’s call for the decision above \$[\d.e-]+/);
       assert.deepEqual(await seriousViolations(page), []);
       await page.screenshot({ path: join(OUTPUT, 'playground-cascade.png'), fullPage: true });
+      assert.deepEqual(problems, []);
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe('the playground, with a trained classifier', () => {
+  // A head trained by the CLI on tests/data/classifier_rows.jsonl, served with the encoder and
+  // the page from a scratch assets folder (as scripts/assemble-assets.sh lays them out).
+  const withClassifier = (url) => `${testConfig(url)}\n[classifier]\npath = "classifier.json"\nmin_confidence = 0.5\n`;
+  let stack;
+  let browser;
+  before(async () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'switchyard-playground-'));
+    for (const file of ['encoder.onnx', 'tokenizer.json']) copyFileSync(join(root, 'model', file), join(scratch, file));
+    cpSync(join(root, 'playground'), join(scratch, 'playground'), { recursive: true });
+    const configFile = join(scratch, 'config.toml');
+    writeFileSync(configFile, withClassifier('http://127.0.0.1:9'));
+    runCli(configFile, scratch, ['train', CLASSIFIER_ROWS]);
+    [stack, browser] = await Promise.all([startStack({ config: withClassifier, assets: scratch }), launchBrowser()]);
+  });
+  after(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  test('shows the classifier\'s pick and its confidence against the least it needs', async () => {
+    const { page, problems, close } = await openPage(browser, stack.base, { width: 1280, height: 900 });
+    try {
+      await giveKey(page);
+      await page.getByRole('textbox', { name: 'Message', exact: true }).fill('Write a short poem about the ocean at night');
+      await page.getByRole('checkbox', { name: /ask the chosen model/ }).uncheck();
+      await page.getByRole('button', { name: 'Route', exact: true }).click();
+      await page.locator('#verdict').filter({ hasText: 'creative' }).waitFor();
+      assert.match(await page.locator('#verdict').innerText(), /Decided by the trained classifier \(level 3\)/);
+      const level = await page.locator('.level', { has: page.getByRole('heading', { name: /^Trained classifier/ }) }).innerText();
+      assert.match(level, /decides when its confidence is at least 0\.50/);
+      assert.match(level, /It picked creative with confidence [01]\.\d{3} enough to decide/);
+      assert.ok(await page.locator('#answer-section').isHidden(), 'no model was asked');
+      assert.deepEqual(await seriousViolations(page), []);
       assert.deepEqual(problems, []);
     } finally {
       await close();
