@@ -337,14 +337,15 @@ function standing(c) {
 
 function planSection(d) {
   return levelSection('Models, in order', 'The route’s first model answers; the rest are fallbacks if it fails. A model the request cannot use is skipped.', false,
-    el('ol', {}, planLines(d.plan)));
+    el('ol', {}, planLines(d.plan, Boolean(d.settings?.cascades?.[d.route]))));
 }
 
-/** Each model of the plan: skipped (and why), or the first to be called, or a fallback. */
-function planLines(plan) {
+/** Each model of the plan: skipped (and why), or the first to be called, or the next one. */
+function planLines(plan, cascade) {
+  const next = cascade ? 'answers if the answer before it is rated too low, or fails' : 'fallback, if the ones before it fail';
   let called = 0;
   return plan.map((p) => {
-    const role = p.skip ? el('span', { class: 'no' }, `skipped: ${p.detail ?? p.skip}`) : called++ === 0 ? 'answers first' : 'fallback, if the ones before it fail';
+    const role = p.skip ? el('span', { class: 'no' }, `skipped: ${p.detail ?? p.skip}`) : called++ === 0 ? 'answers first' : next;
     return el('li', {}, el('strong', {}, p.model), ' ', role);
   });
 }
@@ -484,7 +485,7 @@ async function readAnswer(request, conversation, decision, answer) {
   });
   const headersAt = performance.now();
   const model = res.headers.get('x-switchyard-model');
-  const cascaded = Boolean(res.headers.get('x-switchyard-cascade'));
+  const cascaded = cascadeSteps(res.headers.get('x-switchyard-cascade')).some((step) => step.verdict === 'rejected');
   const why = cascaded
     ? 'the cascade did not keep the cheaper answer (its steps are below)'
     : 'see Calls (a fallback after a failure), or the real request was decided otherwise';
@@ -495,7 +496,9 @@ async function readAnswer(request, conversation, decision, answer) {
     const { status, code, message } = await errorOf(res);
     answer.classList.add('error');
     answer.textContent = `No answer (${status}${code ? `, ${code}` : ''}): ${message}`;
-    $('answer-facts').replaceChildren(cascade());
+    // What was paid all the same: the LLM router's call, a cascade's rated answers.
+    const paid = costText(res.headers.get('x-switchyard-cost-usd'), null, cascadeSteps(res.headers.get('x-switchyard-cascade')), decision.signals.llm?.cost_usd);
+    $('answer-facts').replaceChildren(facts([['Cost', paid]]), cascade());
     return say(`The model did not answer: ${message}`, true);
   }
   let firstAt = null;
@@ -618,7 +621,7 @@ function showStats(s) {
       figure('fallbacks (another model answered after the first failed)', s.fallbacks),
       figure('escalated conversation turns', s.escalations),
       figure('router’s own time, p50 / p95', `${fixed(s.routing_ms?.p50, 1)} / ${fixed(s.routing_ms?.p95, 1)} ms`),
-      figure(`paid, for the ${s.cost?.priced_decisions ?? 0} answers with a usage and a price`, dollars(s.cost?.cost_usd)),
+      figure(`paid, for the ${s.cost?.priced_decisions ?? 0} answers that reported their usage`, dollars(s.cost?.cost_usd)),
       figure('had every request gone to its route’s priciest model', dollars(s.cost?.at_most_expensive_usd)),
       figure(typeof saved === 'number' && saved < 0 ? 'more than that (routing cost more)' : 'saved by routing', dollars(typeof saved === 'number' ? Math.abs(saved) : null))),
     el('h3', {}, 'By route'), countsTable('Decisions by route', s.by_route, s.decisions) ?? el('p', {}, 'No decisions in this window.'),

@@ -116,12 +116,22 @@ impl StatsRow {
         })
     }
 
-    /// Whether another model answered after the first failed: an answer came, from a model other
-    /// than the first one called. A retry that the same model answered is not a fallback, and a
-    /// request every model failed is an error, not one.
+    /// Whether another model answered after the first failed: an answer came, and the call
+    /// just before the answering model's first was another model's that failed. A retry the
+    /// same model answered is not a fallback, nor a cascade that passed over an answer it
+    /// rated too low (`primary=ok, secondary=ok`), nor a request every model failed.
     fn fell_back(&self) -> bool {
-        let first = self.attempts.as_deref().and_then(|a| a.split(',').next()?.trim().split_once('='));
-        !self.failed() && first.is_some_and(|(model, _)| model != self.model)
+        let calls: Vec<(&str, &str)> = self
+            .attempts
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|call| call.trim().split_once('='))
+            .collect();
+        let first_of_answering = calls.iter().position(|(model, _)| *model == self.model);
+        let failed_before =
+            first_of_answering.and_then(|i| i.checked_sub(1)).is_some_and(|before| calls[before].1 != "ok");
+        !self.failed() && failed_before
     }
 
     fn failed(&self) -> bool {

@@ -92,7 +92,7 @@ fn stats_count_failures_and_price_every_answer_both_ways() {
 }
 
 #[test]
-fn a_retry_the_same_model_answered_is_not_a_fallback_nor_a_request_every_model_failed() {
+fn a_fallback_is_an_answer_after_another_models_failure_not_a_retry_a_cascade_step_or_an_error() {
     let config = Config::parse("stats.toml", CONFIG).unwrap();
     let with_attempts = |model: &str, status: u16, attempts: &str| {
         let mut r = row("chat", model, "rules", status, None, None);
@@ -103,9 +103,13 @@ fn a_retry_the_same_model_answered_is_not_a_fallback_nor_a_request_every_model_f
         with_attempts("small", 200, "small=http_503, small=ok"),
         with_attempts("small", 502, "small=unreachable, big=unreachable"),
         with_attempts("big", 200, "small=http_503, small=http_503, big=ok"),
+        // A cascade that rated small's answer too low: big answered, but nothing failed.
+        with_attempts("big", 200, "small=ok, big=ok"),
+        // A cascade whose rated answer failed further down the chain: a fallback to big.
+        with_attempts("big", 200, "small=ok, frontier=http_503, big=ok"),
     ];
     let s = stats(&config, &rows, 1_000, 2_000);
-    assert_eq!((s["fallbacks"].as_u64(), s["errors"].as_u64()), (Some(1), Some(1)));
+    assert_eq!((s["fallbacks"].as_u64(), s["errors"].as_u64()), (Some(2), Some(1)));
 }
 
 #[test]
