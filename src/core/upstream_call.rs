@@ -148,9 +148,9 @@ pub struct CommittedStream {
     upstream_ended: bool,
     /// The longest the stream may stay silent.
     idle_ms: u64,
-    /// When the whole answer must be in, and the time that gives it (the request's deadline):
-    /// a stream kept alive past it, by content or by keep-alive comments, ends there.
-    answer_by: Option<(u64, u64)>,
+    /// When the whole answer must be in (the request's deadline): a stream kept alive past it,
+    /// by content or by keep-alive comments, ends there.
+    answer_by: AnswerBy,
     /// Values scrubbed from the error that ends a failed stream.
     secrets: Vec<String>,
     over: bool,
@@ -214,8 +214,8 @@ pub struct UpstreamCall {
     secrets: Vec<String>,
     /// When the model must have started answering (its head and, for a stream, its commit).
     start_by_ms: u64,
-    /// When the whole answer must be in, and the time that gives it, if the caller set one.
-    answer_by: Option<(u64, u64)>,
+    /// When the whole answer must be in, if the caller set a time ([`UpstreamCall::answer_within`]).
+    answer_by: AnswerBy,
     phase: Phase,
 }
 
@@ -286,7 +286,7 @@ impl UpstreamCall {
             idle_ms: config.upstream.idle_timeout_ms,
             secrets,
             start_by_ms: now_ms.saturating_add(timeout_ms),
-            answer_by: None,
+            answer_by: AnswerBy::NEVER,
             phase: Phase::Sent,
         };
         Ok((call, Outgoing { url: built.url, headers, body: built.body }))
@@ -296,25 +296,23 @@ impl UpstreamCall {
     /// request's deadline; less for the LLM router's call, which routing must not wait on for
     /// long): every deadline is clipped to that, a committed stream's too.
     pub fn answer_within(mut self, ms: u64, now_ms: u64) -> UpstreamCall {
-        let by = now_ms.saturating_add(ms);
-        self.answer_by = Some(match self.answer_by {
-            Some((earlier, earlier_ms)) if earlier <= by => (earlier, earlier_ms),
-            _ => (by, ms),
-        });
+        let by = AnswerBy { at_ms: now_ms.saturating_add(ms), ms };
+        if by.at_ms < self.answer_by.at_ms {
+            self.answer_by = by;
+        }
         self
     }
 
     /// The first step, once the request is sent: wait for its head.
     pub fn start(&self) -> Step {
-        Step::AwaitHead { until_ms: self.until(self.start_by_ms) }
+        Step::AwaitHead { until_ms: self.answer_by.clip(self.start_by_ms) }
     }
 
     /// What the last step brought, at `now_ms`: the next step.
     pub fn on(&mut self, input: Input, now_ms: u64) -> Step {
-        if let (Some((by, ms)), Input::TimedOut) = (self.answer_by, &input) {
-            if now_ms >= by {
-                return self.failed(self.timed_out(format!("did not answer within {ms} ms")));
-            }
+        if matches!(input, Input::TimedOut) && self.answer_by.passed(now_ms) {
+            let ms = self.answer_by.ms;
+            return self.failed(self.timed_out(format!("did not answer within {ms} ms")));
         }
         match (std::mem::replace(&mut self.phase, Phase::Over), input) {
             (Phase::Sent, Input::Head(head)) => self.head(head, now_ms),
@@ -361,19 +359,19 @@ impl UpstreamCall {
             let retry_after_ms =
                 parse_retry_after(head.retry_after_ms.as_deref(), head.retry_after.as_deref(), now_ms);
             self.phase = Phase::ErrorBody { status: head.status, retry_after_ms };
-            let until_ms = self.until(now_ms.saturating_add(self.idle_ms));
+            let until_ms = self.answer_by.clip(now_ms.saturating_add(self.idle_ms));
             return Step::ReadText { until_ms, max_bytes: MAX_ERROR_BODY_BYTES };
         }
         let created = now_ms / 1000;
         if !self.stream {
             self.phase = Phase::WholeBody { created };
-            let until_ms = self.until(now_ms.saturating_add(self.idle_ms));
+            let until_ms = self.answer_by.clip(now_ms.saturating_add(self.idle_ms));
             return Step::ReadText { until_ms, max_bytes: MAX_ANSWER_BYTES };
         }
         let translator = providers::stream_translator(self.kind, &self.upstream_model, created);
         let relay = StreamRelay::new(translator, self.include_usage, self.price);
         self.phase = Phase::Opening { relay: Box::new(relay), said: Vec::new() };
-        Step::ReadChunk { until_ms: self.until(self.start_by_ms) }
+        Step::ReadChunk { until_ms: self.answer_by.clip(self.start_by_ms) }
     }
 
     /// A stream before its commit point: any failure is the call's, and still replaceable.
@@ -412,7 +410,7 @@ impl UpstreamCall {
             });
         }
         self.phase = Phase::Opening { relay, said };
-        Step::ReadChunk { until_ms: self.until(self.start_by_ms) }
+        Step::ReadChunk { until_ms: self.answer_by.clip(self.start_by_ms) }
     }
 
     fn out_of_turn(&self, what: &str) -> RouterError {
@@ -428,10 +426,6 @@ impl UpstreamCall {
     }
 
     /// `deadline_ms`, clipped to the whole answer's deadline.
-    fn until(&self, deadline_ms: u64) -> u64 {
-        self.answer_by.map_or(deadline_ms, |(by, _)| by.min(deadline_ms))
-    }
-
     fn too_large(&self) -> RouterError {
         RouterError::new(
             ErrorKind::UpstreamMalformed,
@@ -502,12 +496,34 @@ fn hear(relay: &mut StreamRelay, input: Input) -> Heard {
     }
 }
 
-/// The error that ends a stream still going at its deadline.
-fn past_deadline(ms: u64) -> RouterError {
-    RouterError::new(
-        ErrorKind::UpstreamTimeout,
-        format!("the answer ran past the {ms} ms it had ([upstream] request_deadline_ms)"),
-    )
+/// When a call's whole answer must be in, and the time that gave it (for the error that says
+/// so). One value clips every read's deadline, a committed stream's too.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AnswerBy {
+    at_ms: u64,
+    ms: u64,
+}
+
+impl AnswerBy {
+    /// No deadline set: nothing is clipped, nothing passes.
+    const NEVER: AnswerBy = AnswerBy { at_ms: u64::MAX, ms: u64::MAX };
+
+    /// `until_ms`, or this deadline where it comes first.
+    fn clip(self, until_ms: u64) -> u64 {
+        self.at_ms.min(until_ms)
+    }
+
+    fn passed(self, now_ms: u64) -> bool {
+        now_ms >= self.at_ms
+    }
+
+    /// The error that ends a stream still going at this deadline.
+    fn passed_error(self) -> RouterError {
+        RouterError::new(
+            ErrorKind::UpstreamTimeout,
+            format!("the answer ran past the {} ms it had ([upstream] request_deadline_ms)", self.ms),
+        )
+    }
 }
 
 impl CommittedStream {
@@ -525,8 +541,7 @@ impl CommittedStream {
 
     /// When the next read gives up: after `idle_ms` of silence, or at the answer's deadline.
     fn until(&self, now_ms: u64) -> u64 {
-        let idle = now_ms.saturating_add(self.idle_ms);
-        self.answer_by.map_or(idle, |(by, _)| by.min(idle))
+        self.answer_by.clip(now_ms.saturating_add(self.idle_ms))
     }
 
     /// What the platform read; what to send and do next.
@@ -535,12 +550,12 @@ impl CommittedStream {
             return StreamStep::Over;
         }
         match hear(&mut self.relay, input) {
-            Heard::Said { bytes, ended: false } => match self.answer_by {
-                // A stream that keeps talking is read without pause: the deadline is checked
-                // here as well as when a read times out.
-                Some((by, ms)) if now_ms >= by => self.fail(bytes, past_deadline(ms)),
-                _ => StreamStep::Relay { bytes, until_ms: self.until(now_ms) },
-            },
+            // A stream that keeps talking is read without pause: the deadline is checked here
+            // as well as when a read times out.
+            Heard::Said { bytes, ended: false } if self.answer_by.passed(now_ms) => {
+                self.fail(bytes, self.answer_by.passed_error())
+            }
+            Heard::Said { bytes, ended: false } => StreamStep::Relay { bytes, until_ms: self.until(now_ms) },
             Heard::Said { bytes, ended: true } => self.end(bytes, false, StreamOutcome::Complete, None),
             Heard::Failed { bytes, error } => self.fail(bytes, error),
             Heard::Silent if self.relay.complete() => {
@@ -552,12 +567,13 @@ impl CommittedStream {
                 }
             }
             Heard::Silent => {
-                let error = match self.answer_by {
-                    Some((by, ms)) if now_ms >= by => past_deadline(ms),
-                    _ => RouterError::new(
+                let error = if self.answer_by.passed(now_ms) {
+                    self.answer_by.passed_error()
+                } else {
+                    RouterError::new(
                         ErrorKind::UpstreamTimeout,
                         format!("the upstream sent nothing for {} ms mid-answer", self.idle_ms),
-                    ),
+                    )
                 };
                 self.fail(Vec::new(), error)
             }
