@@ -64,7 +64,8 @@ fn score(settings: &ConversationSettings, pairs: &[&Pair], measured: bool) -> (f
         } else {
             Measured::default()
         };
-        let got = label(&judge(settings, &pair.request, m));
+        let (latest, previous) = pair.request.last_two_user_windows();
+        let got = label(&judge(settings, (latest.as_deref(), previous.as_deref()), m));
         right += usize::from(got == pair.label);
         match (unresolved(got), unresolved(&pair.label)) {
             (true, true) => tp += 1,

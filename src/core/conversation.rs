@@ -28,7 +28,7 @@ use crate::core::config::ConversationSettings;
 use crate::core::decide::EXPLICIT_ROUTE;
 use crate::core::decision::{Decision, Level};
 use crate::core::error::RouterError;
-use crate::core::request::{routing_window, ChatRequest, Role};
+use crate::core::request::{ChatRequest, Role};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -128,16 +128,19 @@ pub struct Measured {
     pub to_frustration: Option<f32>,
 }
 
-/// Judges the turn `request` makes, from its last two user messages and what the encoder
-/// `measured` of them.
-pub fn judge(settings: &ConversationSettings, request: &ChatRequest, measured: Measured) -> Judgement {
-    let (Some(latest), Some(previous)) = request.last_two_user_texts() else {
+/// Judges a turn from its last two user messages as routing reads them (`latest_two`:
+/// [`ChatRequest::last_two_user_windows`], so a huge message costs what a long one does) and
+/// what the encoder `measured` of those same texts.
+pub fn judge(
+    settings: &ConversationSettings,
+    latest_two: (Option<&str>, Option<&str>),
+    measured: Measured,
+) -> Judgement {
+    let (Some(latest), Some(previous)) = latest_two else {
         return Judgement::Opening;
     };
-    // Judged through their routing windows, so a huge message costs what a long one does.
-    let previous = &routing_window(previous);
     // iOS and macOS keyboards type ’ where the phrases say '.
-    let latest = &routing_window(latest).replace('\u{2019}', "'");
+    let latest = &latest.replace('\u{2019}', "'");
     if let Some(phrase) = settings.frustration_phrases.iter().find(|p| p.is_match(latest)) {
         return Judgement::Frustrated { why: format!("phrase {}", phrase.as_str()) };
     }

@@ -224,24 +224,22 @@ async fn judge_turn<E: Embedder>(
     watch: &mut Stopwatch<'_>,
 ) -> Judgement {
     let mut measured = Measured::default();
-    if let (true, (Some(latest), Some(previous))) = (config.uses_embeddings(), request.last_two_user_texts())
-    {
+    let (latest, previous) = request.last_two_user_windows();
+    if let (true, Some(latest), Some(previous)) = (config.uses_embeddings(), &latest, &previous) {
         if let Ok(model) = embedder.load().await {
             watch.lap_if_any("load");
-            // Each message through its routing window, as routing reads it.
-            let (latest, previous) = (routing_window(latest), routing_window(previous));
             let latest = match routed {
-                Some((text, embedding)) if *text == *latest => Ok(embedding.clone()),
-                _ => model.encoder.embed(&latest),
+                Some((text, embedding)) if *text == **latest => Ok(embedding.clone()),
+                _ => model.encoder.embed(latest),
             };
-            if let (Ok(latest), Ok(previous)) = (latest, model.encoder.embed(&previous)) {
+            if let (Ok(latest), Ok(previous)) = (latest, model.encoder.embed(previous)) {
                 measured.to_previous = Some(dot(&latest, &previous));
                 measured.to_frustration = model.frustration_similarity(&latest);
             }
             watch.lap("judge");
         }
     }
-    conversation::judge(settings, request, measured)
+    conversation::judge(settings, (latest.as_deref(), previous.as_deref()), measured)
 }
 
 /// Level 1: every route that has rules, applied to the latest user message.

@@ -11,6 +11,7 @@ use crate::core::decide::AUTO;
 use crate::core::error::{ErrorKind, RouterError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -160,6 +161,12 @@ impl ChatRequest {
         (texts.next(), texts.next())
     }
 
+    /// [`Self::last_two_user_texts`] as routing reads them: each through its [`routing_window`].
+    pub fn last_two_user_windows(&self) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+        let (latest, previous) = self.last_two_user_texts();
+        (latest.map(routing_window), previous.map(routing_window))
+    }
+
     /// Whether a streamed answer is to end with a usage chunk (`stream_options.include_usage`).
     pub fn include_usage(&self) -> bool {
         self.body
@@ -261,7 +268,7 @@ pub const ROUTING_WINDOW_CHARS: usize = 8192;
 /// tokenizing, the turn's judgement) costs time in the length of what it reads, so a 4 MB prompt
 /// must cost what an 8 KB one does; what a prompt is about is in its opening and closing lines
 /// (the question after a pasted file, the instruction before one).
-pub fn routing_window(text: &str) -> std::borrow::Cow<'_, str> {
+pub fn routing_window(text: &str) -> Cow<'_, str> {
     let half = ROUTING_WINDOW_CHARS / 2;
     let Some((head_end, _)) = text.char_indices().nth(ROUTING_WINDOW_CHARS) else {
         return text.into();

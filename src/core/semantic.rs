@@ -14,7 +14,7 @@
 
 use crate::core::classifier::ClassifierHead;
 use crate::core::config::{Aggregation, Config, RouteSemantic};
-use crate::core::request::{routing_window, ChatRequest};
+use crate::core::request::ChatRequest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -268,15 +268,15 @@ fn aggregate(similarities: &mut [f32], aggregation: Aggregation, top_k: usize) -
 /// in Python?", "shorter please") says little on its own, so when the latest user message has
 /// fewer than `follow_up_words` words the previous user message is put before it. A user message
 /// with no text (an image alone) is skipped for the one before it. Each message is read through
-/// its [`routing_window`], so the text is bounded whatever the prompt's size.
+/// its [`crate::core::request::routing_window`], so the text is bounded whatever the prompt's size.
 pub fn routing_text(request: &ChatRequest, follow_up_words: usize) -> String {
-    match request.last_two_user_texts() {
+    match request.last_two_user_windows() {
         (None, _) => String::new(),
         (Some(latest), Some(previous))
             if latest.split_whitespace().take(follow_up_words).count() < follow_up_words =>
         {
-            format!("{}\n{}", routing_window(previous), routing_window(latest))
+            format!("{previous}\n{latest}")
         }
-        (Some(latest), _) => routing_window(latest).into_owned(),
+        (Some(latest), _) => latest.into_owned(),
     }
 }

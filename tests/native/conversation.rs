@@ -52,6 +52,12 @@ fn turns(said: &[&str]) -> ChatRequest {
     ChatRequest::from_value(json!({"model": "auto", "messages": messages})).unwrap()
 }
 
+/// The judgement of `request`'s turn, from its last two user messages as routing reads them.
+fn judged(s: &ConversationSettings, request: &ChatRequest, measured: Measured) -> Judgement {
+    let (latest, previous) = request.last_two_user_windows();
+    judge(s, (latest.as_deref(), previous.as_deref()), measured)
+}
+
 fn similar(to_previous: f32) -> Measured {
     Measured { to_previous: Some(to_previous), to_frustration: None }
 }
@@ -90,34 +96,37 @@ fn defaults_apply_and_mistakes_point_at_their_place() {
 #[test]
 fn a_turn_is_judged_from_the_latest_user_message_against_the_previous_one() {
     let s = settings();
-    assert_eq!(judge(&s, &turns(&["How do I sort a list?"]), Measured::default()), Judgement::Opening);
+    assert_eq!(judged(&s, &turns(&["How do I sort a list?"]), Measured::default()), Judgement::Opening);
     let frustrated =
-        judge(&s, &turns(&["How do I sort a list?", "No, that's not what I meant"]), similar(0.2));
+        judged(&s, &turns(&["How do I sort a list?", "No, that's not what I meant"]), similar(0.2));
     assert!(matches!(frustrated, Judgement::Frustrated { .. }), "{frustrated:?}");
     let by_meaning = Measured { to_previous: Some(0.4), to_frustration: Some(0.8) };
     let frustrated =
-        judge(&s, &turns(&["How do I sort a list?", "ugh, you keep missing the point"]), by_meaning);
+        judged(&s, &turns(&["How do I sort a list?", "ugh, you keep missing the point"]), by_meaning);
     assert_eq!(frustrated, Judgement::Frustrated { why: "exemplar similarity 0.80".into() });
-    assert_eq!(judge(&s, &turns(&["Sort a list?", "Thanks, that works!"]), similar(0.1)), Judgement::Thanked);
     assert_eq!(
-        judge(&s, &turns(&["Sort a list?", "How can I sort my list?"]), similar(0.9)),
+        judged(&s, &turns(&["Sort a list?", "Thanks, that works!"]), similar(0.1)),
+        Judgement::Thanked
+    );
+    assert_eq!(
+        judged(&s, &turns(&["Sort a list?", "How can I sort my list?"]), similar(0.9)),
         Judgement::Rephrased { similarity: 0.9 }
     );
     assert_eq!(
-        judge(&s, &turns(&["Sort a list?", "What's the capital of Peru?"]), similar(0.05)),
+        judged(&s, &turns(&["Sort a list?", "What's the capital of Peru?"]), similar(0.05)),
         Judgement::NewTopic { similarity: 0.05 }
     );
     assert_eq!(
-        judge(&s, &turns(&["Sort a list?", "And in reverse order?"]), similar(0.5)),
+        judged(&s, &turns(&["Sort a list?", "And in reverse order?"]), similar(0.5)),
         Judgement::FollowUp { similarity: Some(0.5) }
     );
     // Without an encoder: the same words again is a rephrasing; anything else a follow-up.
     assert_eq!(
-        judge(&s, &turns(&["How do I sort a list?", "how do I sort a list"]), Measured::default()),
+        judged(&s, &turns(&["How do I sort a list?", "how do I sort a list"]), Measured::default()),
         Judgement::Rephrased { similarity: 1.0 }
     );
     assert_eq!(
-        judge(&s, &turns(&["Sort a list?", "In Python"]), Measured::default()),
+        judged(&s, &turns(&["Sort a list?", "In Python"]), Measured::default()),
         Judgement::FollowUp { similarity: None }
     );
 }
@@ -133,7 +142,7 @@ fn frustrated() -> Judgement {
 #[test]
 fn the_default_phrases_catch_the_assistants_failures_not_the_users_own_words() {
     let s = settings();
-    let latest = |text: &str| judge(&s, &turns(&["How do I deploy this service?", text]), similar(0.5));
+    let latest = |text: &str| judged(&s, &turns(&["How do I deploy this service?", text]), similar(0.5));
     for text in [
         "That\u{2019}s not right",
         "No, that's not what I meant",
@@ -153,7 +162,7 @@ fn the_default_phrases_catch_the_assistants_failures_not_the_users_own_words() {
     assert_eq!(latest("It works, thanks!"), Judgement::Thanked);
     // Short messages said again are the conversation going on, not a question asked again.
     assert_eq!(
-        judge(&s, &turns(&["continue", "continue"]), similar(1.0)),
+        judged(&s, &turns(&["continue", "continue"]), similar(1.0)),
         Judgement::FollowUp { similarity: Some(1.0) }
     );
 }
