@@ -163,25 +163,20 @@ async fn handle(mut req: Request, env: &Env, state: &State, ctx: &Context) -> Re
             Ok(http::json(200, &stored))
         }
         (Method::Get, "/v1/admin/decisions") => {
-            let header = req.headers().get("authorization").ok().flatten();
-            state.admin_keys.check(header.as_deref(), &state.keys)?;
-            let url = req.url().map_err(|e| RouterError::invalid_request(format!("bad URL: {e}")))?;
-            let query = DecisionQuery::parse(url.query().unwrap_or(""))?;
+            authorize_admin(&req, state)?;
+            let query = DecisionQuery::parse(&query_of(&req)?)?;
             let (lines, next) = decision_log::read_page(env, &query).await?;
             let mut response = http::json_lines(lines);
             http::set_headers(&mut response, next.map(|cursor| (headers::NEXT_CURSOR, cursor)));
             Ok(response)
         }
         (Method::Get, "/v1/stats") => {
-            let header = req.headers().get("authorization").ok().flatten();
-            state.admin_keys.check(header.as_deref(), &state.keys)?;
-            let url = req.url().map_err(|e| RouterError::invalid_request(format!("bad URL: {e}")))?;
-            let query = StatsQuery::parse(url.query().unwrap_or(""))?;
+            authorize_admin(&req, state)?;
+            let query = StatsQuery::parse(&query_of(&req)?)?;
             Ok(http::json(200, &decision_log::stats(env, &state.config, &query).await?))
         }
         (Method::Get, p) if p.starts_with(CONVERSATIONS_PATH) => {
-            let header = req.headers().get("authorization").ok().flatten();
-            state.admin_keys.check(header.as_deref(), &state.keys)?;
+            authorize_admin(&req, state)?;
             if state.config.conversation.is_none() {
                 return Err(RouterError::new(
                     ErrorKind::NotFound,
@@ -498,6 +493,18 @@ fn not_serving_minilm() -> RouterError {
 fn authorize(req: &Request, state: &State) -> Result<(), RouterError> {
     let header = req.headers().get("authorization").ok().flatten();
     state.keys.check(header.as_deref())
+}
+
+/// The admin endpoints' check: an admin key, never a router key.
+fn authorize_admin(req: &Request, state: &State) -> Result<(), RouterError> {
+    let header = req.headers().get("authorization").ok().flatten();
+    state.admin_keys.check(header.as_deref(), &state.keys)
+}
+
+/// The request URL's query string (empty when it has none).
+fn query_of(req: &Request) -> Result<String, RouterError> {
+    let url = req.url().map_err(|e| RouterError::invalid_request(format!("bad URL: {e}")))?;
+    Ok(url.query().unwrap_or("").to_string())
 }
 
 fn preflight(req: &Request, state: &State) -> Result<Response, RouterError> {

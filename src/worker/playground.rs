@@ -25,25 +25,20 @@ pub async fn serve(env: &Env, method: Method, asset: &str) -> Response {
             let body = if method == Method::Head { Vec::new() } else { body };
             Response::builder().with_status(200).with_headers(headers).fixed(body)
         }
-        Err(status) => {
-            let message = if status == 404 {
-                "no such file in the playground"
-            } else {
-                "the playground could not be read from the assets"
-            };
-            let kind = if status == 404 { ErrorKind::NotFound } else { ErrorKind::Internal };
-            http::error(&RouterError::new(kind, message))
-        }
+        Err(error) => http::error(&error),
     }
 }
 
-/// The asset's content type and bytes, or the status it came with.
-async fn fetch(env: &Env, asset: &str) -> Result<(String, Vec<u8>), u16> {
-    let assets = env.assets(ASSETS_BINDING).map_err(|_| 500u16)?;
+/// The asset's content type and bytes: a 404 when the playground has no such file, a 500 when
+/// the assets cannot be read.
+async fn fetch(env: &Env, asset: &str) -> Result<(String, Vec<u8>), RouterError> {
+    let assets = env.assets(ASSETS_BINDING).map_err(unreadable)?;
     let mut response =
-        assets.fetch(asset_url(asset.trim_start_matches('/')), None).await.map_err(|_| 500u16)?;
-    if response.status_code() != 200 {
-        return Err(response.status_code());
+        assets.fetch(asset_url(asset.trim_start_matches('/')), None).await.map_err(unreadable)?;
+    match response.status_code() {
+        200 => {}
+        404 => return Err(RouterError::new(ErrorKind::NotFound, "no such file in the playground")),
+        other => return Err(unreadable(other)),
     }
     let content_type = response
         .headers()
@@ -51,6 +46,11 @@ async fn fetch(env: &Env, asset: &str) -> Result<(String, Vec<u8>), u16> {
         .ok()
         .flatten()
         .unwrap_or_else(|| "application/octet-stream".into());
-    let body = response.bytes().await.map_err(|_| 500u16)?;
+    let body = response.bytes().await.map_err(unreadable)?;
     Ok((content_type, body))
+}
+
+/// The 500 of assets that cannot be read (the platform's reason is not the client's to see).
+fn unreadable<E>(_: E) -> RouterError {
+    RouterError::new(ErrorKind::Internal, "the playground could not be read from the assets")
 }
