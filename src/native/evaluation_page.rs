@@ -97,38 +97,38 @@ fn summary(html: &mut String, report: &EvalReport) {
     }
     html.push_str("</p>\n");
     if !report.per_level.is_empty() {
-        html.push_str(
-            "<h2>Levels</h2>\n<table><thead><tr><th class=\"text\" scope=\"col\">level</th>\
-             <th scope=\"col\">decisions</th><th scope=\"col\">share</th>\
-             <th scope=\"col\">accuracy</th></tr></thead><tbody>\n",
-        );
-        for (level, m) in &report.per_level {
-            let _ = writeln!(
-                html,
-                "<tr><th class=\"text\" scope=\"row\">{}</th><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
-                escape(level),
-                m.decisions,
-                m.share,
-                m.accuracy
-            );
-        }
-        html.push_str("</tbody></table>\n");
+        let rows = report.per_level.iter().map(|(level, m)| {
+            (level, vec![m.decisions.to_string(), format!("{:.3}", m.share), format!("{:.3}", m.accuracy)])
+        });
+        metrics_table(html, "Levels", &["level", "decisions", "share", "accuracy"], rows);
     }
-    html.push_str(
-        "<h2>Routes</h2>\n<table><thead><tr><th class=\"text\" scope=\"col\">route</th>\
-         <th scope=\"col\">precision</th><th scope=\"col\">recall</th><th scope=\"col\">F1</th>\
-         <th scope=\"col\">rows labelled</th></tr></thead><tbody>\n",
-    );
-    for (route, m) in &report.per_route {
-        let _ = writeln!(
-            html,
-            "<tr><th class=\"text\" scope=\"row\">{}</th><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
-            escape(route),
-            m.precision,
-            m.recall,
-            m.f1,
-            m.support
-        );
+    let rows = report.per_route.iter().map(|(route, m)| {
+        let scores = [m.precision, m.recall, m.f1].map(|x| format!("{x:.3}"));
+        (route, [scores.to_vec(), vec![m.support.to_string()]].concat())
+    });
+    metrics_table(html, "Routes", &["route", "precision", "recall", "F1", "rows labelled"], rows);
+}
+
+/// A headed table of figures: `columns` (the first names the rows), then each row's name and
+/// its figures.
+fn metrics_table<'a>(
+    html: &mut String,
+    heading: &str,
+    columns: &[&str],
+    rows: impl Iterator<Item = (&'a String, Vec<String>)>,
+) {
+    let _ = write!(html, "<h2>{heading}</h2>\n<table><thead><tr>");
+    for (i, column) in columns.iter().enumerate() {
+        let class = if i == 0 { " class=\"text\"" } else { "" };
+        let _ = write!(html, "<th{class} scope=\"col\">{}</th>", escape(column));
+    }
+    html.push_str("</tr></thead><tbody>\n");
+    for (name, figures) in rows {
+        let _ = write!(html, "<tr><th class=\"text\" scope=\"row\">{}</th>", escape(name));
+        for figure in figures {
+            let _ = write!(html, "<td>{figure}</td>");
+        }
+        html.push_str("</tr>\n");
     }
     html.push_str("</tbody></table>\n");
 }
