@@ -485,19 +485,20 @@ async function readAnswer(request, conversation, decision, answer) {
   });
   const headersAt = performance.now();
   const model = res.headers.get('x-switchyard-model');
-  const cascaded = cascadeSteps(res.headers.get('x-switchyard-cascade')).some((step) => step.verdict === 'rejected');
+  const steps = cascadeSteps(res.headers.get('x-switchyard-cascade'));
+  const cascaded = steps.some((step) => step.verdict === 'rejected');
   const why = cascaded
     ? 'the cascade did not keep the cheaper answer (its steps are below)'
     : 'see Calls (a fallback after a failure), or the real request was decided otherwise';
   const elsewhere = model && model !== decision.model ? el('p', {}, `Answered by ${model}, not ${decision.model}: ${why}.`) : null;
   $('answered-by').replaceChildren(answeredBy(res), elsewhere ?? '');
-  const cascade = () => cascadeTable(cascadeSteps(res.headers.get('x-switchyard-cascade'))) ?? '';
+  const cascade = () => cascadeTable(steps) ?? '';
   if (!res.ok) {
     const { status, code, message } = await errorOf(res);
     answer.classList.add('error');
     answer.textContent = `No answer (${status}${code ? `, ${code}` : ''}): ${message}`;
     // What was paid all the same: the LLM router's call, a cascade's rated answers.
-    const paid = costText(res.headers.get('x-switchyard-cost-usd'), null, cascadeSteps(res.headers.get('x-switchyard-cascade')), decision.signals.llm?.cost_usd);
+    const paid = costText(res.headers.get('x-switchyard-cost-usd'), null, steps, decision.signals.llm?.cost_usd);
     $('answer-facts').replaceChildren(facts([['Cost', paid]]), cascade());
     return say(`The model did not answer: ${message}`, true);
   }
@@ -527,7 +528,7 @@ async function readAnswer(request, conversation, decision, answer) {
   const answerCost = typeof usage?.cost === 'number' ? usage.cost : null;
   $('answer-facts').replaceChildren(
     facts([
-      ['Cost', costText(res.headers.get('x-switchyard-cost-usd'), answerCost, cascadeSteps(res.headers.get('x-switchyard-cascade')), decision.signals.llm?.cost_usd)],
+      ['Cost', costText(res.headers.get('x-switchyard-cost-usd'), answerCost, steps, decision.signals.llm?.cost_usd)],
       ['Tokens', usage ? `${usage.prompt_tokens} in, ${usage.completion_tokens} out` : null],
       ['Headers after', ms(headersAt)],
       ['First words after', ms(firstAt)],

@@ -19,7 +19,7 @@ pub fn route_json(
     plan: &[(String, Option<Skip>)],
 ) -> Value {
     let timing: serde_json::Map<String, Value> =
-        phases.iter().map(|p| (p.name.to_string(), json!((p.ms * 1000.0).round() / 1000.0))).collect();
+        phases.iter().map(|p| (p.name.to_string(), json!(three_decimals(p.ms)))).collect();
     json!({
         "route": decision.route,
         "model": decision.model,
@@ -37,6 +37,11 @@ pub fn route_json(
     })
 }
 
+/// `x` to three decimals: as a config file writes a threshold, and as timings are shown.
+fn three_decimals(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 /// What the decision was weighed against, from the config: each route's semantic threshold
 /// (three decimals, as the config file keeps them), its token bounds, its cascade, and the
 /// classifier's least confidence. With the signals, a reader (the playground) can show why each
@@ -47,8 +52,7 @@ fn settings_json(config: &Config) -> Value {
     let mut cascades = serde_json::Map::new();
     for route in &config.routes {
         if let Some(semantic) = &route.semantic {
-            let t = (f64::from(semantic.threshold) * 1000.0).round() / 1000.0;
-            thresholds.insert(route.name.clone(), json!(t));
+            thresholds.insert(route.name.clone(), json!(three_decimals(f64::from(semantic.threshold))));
         }
         let bounds = route.rules.tokens;
         if bounds.is_set() {
@@ -66,8 +70,7 @@ fn settings_json(config: &Config) -> Value {
         "cascades": cascades,
     });
     if let Some(classifier) = &config.classifier {
-        let least = (f64::from(classifier.min_confidence) * 1000.0).round() / 1000.0;
-        settings["classifier_min_confidence"] = json!(least);
+        settings["classifier_min_confidence"] = json!(three_decimals(f64::from(classifier.min_confidence)));
     }
     settings
 }
